@@ -1,0 +1,98 @@
+"""Speed and peak memory of one DARTS search step (architecture step + weight step).
+
+The paper's CIFAR search supernet: C=16, 8 cells, 4 nodes, the eight DARTS ops, batch 64 of 3x32x32 (per half).
+Prints images/s (training images per second, i.e. batch / step time) and the peak resident memory of each
+configuration, each measured in a fresh process, with ratios against fp32 first order without channels-last.
+
+    python benchmarks/darts_step.py                 # all configurations, batch 64
+    python benchmarks/darts_step.py --batch 16 --steps 2 --configs first-fp32-cl
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+
+CONFIGS = [f"{order}-{precision}{'-cl' if cl else ''}" for order in ("first", "second") for precision in
+           ("fp32", "bf16") for cl in (False, True)]  # fmt: skip
+
+
+def run_one(config: str, batch: int, steps: int, warmup: int, threads: int) -> dict[str, float]:
+    import lightning.pytorch as pl
+    import torch
+
+    from lightning_nas.methods import DARTS
+    from lightning_nas.spaces import DartsCellSpace
+
+    torch.set_num_threads(threads)
+    order, precision, *rest = config.split("-")
+    channels_last = bool(rest)
+    torch.manual_seed(0)
+    model = DARTS(DartsCellSpace(channels=16, layers=8, num_classes=10), order=order, channels_last=channels_last)
+
+    def batch_pair() -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        return {k: (torch.randn(batch, 3, 32, 32), torch.randint(0, 10, (batch,))) for k in ("train", "val")}
+
+    class Loader(torch.utils.data.IterableDataset):
+        def __iter__(self):  # noqa: ANN204
+            for _ in range(warmup + steps):
+                yield batch_pair()
+
+    times: list[float] = []
+
+    class Timer(pl.Callback):
+        def on_train_batch_start(self, *args: object) -> None:
+            self.start = time.perf_counter()
+
+        def on_train_batch_end(self, *args: object) -> None:
+            times.append(time.perf_counter() - self.start)
+
+    trainer = pl.Trainer(
+        max_epochs=1, precision="bf16-mixed" if precision == "bf16" else "32-true", logger=False,
+        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, callbacks=[Timer()],
+        accelerator="cpu", devices=1,
+    )  # fmt: skip
+    loader = torch.utils.data.DataLoader(Loader(), batch_size=None)
+    trainer.fit(model, train_dataloaders=loader)
+    step = sorted(times[warmup:])[len(times[warmup:]) // 2]
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"step_s": step, "images_per_s": batch / step, "peak_mb": peak_mb}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--batch", type=int, default=64, help="images per half (train and val), default 64")
+    parser.add_argument("--steps", type=int, default=3, help="timed steps (median reported)")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed steps first")
+    parser.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", "2")))
+    parser.add_argument("--configs", nargs="+", default=CONFIGS, choices=CONFIGS)
+    parser.add_argument("--one", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one:
+        print(json.dumps(run_one(args.one, args.batch, args.steps, args.warmup, args.threads)))
+        return
+    print(f"DARTS search step, C=16, 8 cells, batch {args.batch}x3x32x32 per half, {args.threads} threads")
+    print(f"{'config':<20}{'step s':>9}{'images/s':>10}{'peak MB':>10}{'speed vs first-fp32':>22}")
+    baseline = None
+    for config in args.configs:
+        cmd = [sys.executable, __file__, "--one", config, "--batch", str(args.batch), "--steps", str(args.steps),
+               "--warmup", str(args.warmup), "--threads", str(args.threads)]  # fmt: skip
+        env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
+        out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+        if out.returncode != 0:
+            print(f"{config:<20} failed:\n{out.stderr[-2000:]}")
+            continue
+        result = json.loads(out.stdout.strip().splitlines()[-1])
+        if config == "first-fp32":
+            baseline = result["images_per_s"]
+        ratio = f"{result['images_per_s'] / baseline:.2f}x" if baseline else "-"
+        print(f"{config:<20}{result['step_s']:>9.3f}{result['images_per_s']:>10.1f}{result['peak_mb']:>10.0f}{ratio:>22}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,7 @@
+"""One LightningModule per method; each owns its search space."""
+
+from lightning_nas.methods.base import NASModule
+from lightning_nas.methods.darts import DARTS
+from lightning_nas.methods.retrain import Retrain, resolve_genotype
+
+__all__ = ["DARTS", "NASModule", "Retrain", "resolve_genotype"]

@@ -1,0 +1,119 @@
+"""What every method module shares: its space, the architecture it holds now, and checkpoint metadata."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from torch import Tensor
+from torchmetrics.classification import MulticlassAccuracy
+
+from lightning_nas.arch import Arch, Genotype
+from lightning_nas.spaces.base import SearchSpace
+
+__all__ = ["CHECKPOINT_KEY", "NASModule", "check_checkpoint_origin", "export_payload"]
+
+CHECKPOINT_KEY = "lightning_nas"
+"""Checkpoint entry holding the method, the space and the current architecture as plain JSON values."""
+
+
+class NASModule(pl.LightningModule):
+    """Base of the search methods: owns a :class:`~lightning_nas.spaces.base.SearchSpace` and reports its architecture.
+
+    Subclasses implement :meth:`current_arch`. Callbacks and the CLI rely on that and on the checkpoint entry
+    ``checkpoint["lightning_nas"] = {"method", "space", "result"}``; a checkpoint of another method or space is
+    refused on load with both names in the message.
+
+    Args:
+        space: the search space, an ``nn.Module``.
+        channels_last: run convolutions in the channels-last memory format (much faster on CPUs and tensor cores).
+    """
+
+    def __init__(self, space: SearchSpace, *, channels_last: bool = False) -> None:
+        super().__init__()
+        if not isinstance(space, SearchSpace):
+            raise TypeError(f"space must be a lightning_nas SearchSpace, got {type(space).__name__}")
+        self.space = space
+        self.channels_last = channels_last
+        self.train_accuracy = MulticlassAccuracy(num_classes=space.num_classes, average="micro")
+        self.val_accuracy = MulticlassAccuracy(num_classes=space.num_classes, average="micro")
+        if channels_last:
+            self.space.to(memory_format=torch.channels_last)
+
+    def current_arch(self) -> Arch:
+        """The architecture the method would return if stopped now, as a choice mapping."""
+        raise NotImplementedError
+
+    def export(self) -> Arch | Genotype:
+        """What ``lightning-nas export`` writes: :meth:`current_arch` unless a method has a richer format."""
+        return self.current_arch()
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return self.space(x)
+
+    def setup(self, stage: str) -> None:
+        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        _check_data_matches(datamodule, self.space.num_classes, self.space.in_channels)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint[CHECKPOINT_KEY] = {
+            "method": type(self).__name__,
+            "space": type(self.space).__name__,
+            "result": export_payload(self.export()),
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        check_checkpoint_origin(checkpoint, method=type(self).__name__, space=type(self.space).__name__)
+
+    def _classification_step(self, batch: tuple[Tensor, Tensor], stage: str) -> Tensor:
+        x, y = batch
+        logits = self(x)
+        loss = torch.nn.functional.cross_entropy(logits, y)
+        metric = self.train_accuracy if stage == "train" else self.val_accuracy
+        metric(logits, y)
+        self.log(f"{stage}/loss", loss, prog_bar=True, sync_dist=stage != "train")
+        self.log(f"{stage}/acc", metric, prog_bar=True)
+        return loss
+
+
+def check_checkpoint_origin(checkpoint: dict[str, Any], *, method: str, space: str) -> None:
+    """Refuse a checkpoint written by another method or for another space, naming both.
+
+    Raises:
+        ValueError: no lightning_nas entry, or a different method or space.
+    """
+    meta = checkpoint.get(CHECKPOINT_KEY)
+    if not isinstance(meta, dict):
+        raise ValueError(f"checkpoint was not written by a lightning_nas method (no {CHECKPOINT_KEY!r} entry)")
+    for key, value in (("method", method), ("space", space)):
+        if meta.get(key) != value:
+            raise ValueError(
+                f"checkpoint is from {key} {meta.get(key)!r}; this run uses {key} {value!r}: "
+                "load it with the same method and space"
+            )
+
+
+def export_payload(result: Arch | Genotype) -> dict[str, Any]:
+    """The JSON form of an exported result."""
+    return result.to_json() if isinstance(result, Genotype) else dict(result)
+
+
+def _check_data_matches(datamodule: Any, num_classes: int, in_channels: int) -> None:
+    """Refuse data whose class count or channel count differs from the model's."""
+    if datamodule is None:
+        return
+    data_classes = getattr(datamodule, "num_classes", None)
+    if data_classes is not None and data_classes != num_classes:
+        raise ValueError(
+            f"the data has {data_classes} classes but the model was built with num_classes={num_classes}; "
+            f"set --model.space.num_classes={data_classes} (or the model's num_classes)"
+        )
+    data_channels = getattr(datamodule, "in_channels", None)
+    if data_channels is not None and data_channels != in_channels:
+        raise ValueError(
+            f"the data has {data_channels} image channels but the model was built with in_channels={in_channels}; "
+            f"set --model.space.in_channels={data_channels} (or the model's in_channels)"
+        )

@@ -1,0 +1,204 @@
+"""DARTS: Differentiable Architecture Search (Liu et al., ICLR 2019), Algorithm 1.
+
+Each training step is the paper's two updates on a ``{"train": batch, "val": batch}`` pair:
+
+1. architecture step: ``alpha -= arch_lr * grad_alpha L_val(w - xi * grad_w L_train(w, alpha), alpha)``
+   (``xi = 0`` for first order), on the validation batch;
+2. weight step: ``w -= lr * grad_w L_train(w, alpha)``, on the training batch.
+
+Hyperparameters default to the paper's CIFAR-10 search (Sec. 3.2; reference code ``cnn/train_search.py``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import torch
+from lightning.pytorch.utilities import rank_zero_info
+from torch import Tensor
+from typing_extensions import override
+
+from lightning_nas.arch import Arch, Genotype
+from lightning_nas.functional import darts_arch_gradient
+from lightning_nas.methods.base import NASModule
+from lightning_nas.spaces.base import DifferentiableSpace
+
+__all__ = ["DARTS"]
+
+Batch = tuple[Tensor, Tensor]
+
+
+class DARTS(NASModule):
+    """Differentiable architecture search with first- or second-order architecture gradients.
+
+    Args:
+        space: a differentiable space, e.g. :class:`~lightning_nas.spaces.DartsCellSpace`.
+        order: ``"second"`` unrolls one weight step (the paper's best result); ``"first"`` ignores it (faster).
+        weight_lr: SGD learning rate of the weights, annealed by cosine to ``weight_lr_min`` (0.025 -> 0.001).
+        weight_lr_min: final weight learning rate.
+        weight_momentum: SGD momentum (0.9).
+        weight_decay: SGD weight decay (3e-4).
+        gradient_clip: max gradient norm of the weights (5).
+        arch_lr: Adam learning rate of the alphas (3e-4).
+        arch_betas: Adam betas of the alphas ((0.5, 0.999)).
+        arch_weight_decay: Adam weight decay of the alphas (1e-3).
+        unrolled_lr: ``xi`` of the virtual step; ``None`` uses the current weight learning rate, as the paper does.
+        hvp_eps: ``eps = hvp_eps / ||grad_w' L_val||`` for the finite-difference Hessian-vector product (0.01).
+        arch_warmup_epochs: epochs of weight-only training before the alphas start to move (0 in the paper).
+        channels_last: run the supernet in channels-last memory format.
+
+    Example:
+        >>> from lightning_nas.spaces import DartsCellSpace
+        >>> model = DARTS(DartsCellSpace(in_channels=1, channels=4, layers=3, steps=2), order="first")
+        >>> model.genotype.steps
+        2
+    """
+
+    space: DifferentiableSpace
+
+    def __init__(
+        self,
+        space: DifferentiableSpace,
+        *,
+        order: Literal["first", "second"] = "second",
+        weight_lr: float = 0.025,
+        weight_lr_min: float = 0.001,
+        weight_momentum: float = 0.9,
+        weight_decay: float = 3e-4,
+        gradient_clip: float = 5.0,
+        arch_lr: float = 3e-4,
+        arch_betas: tuple[float, float] = (0.5, 0.999),
+        arch_weight_decay: float = 1e-3,
+        unrolled_lr: float | None = None,
+        hvp_eps: float = 0.01,
+        arch_warmup_epochs: int = 0,
+        channels_last: bool = False,
+    ) -> None:
+        if not isinstance(space, DifferentiableSpace):
+            raise TypeError(f"DARTS needs a DifferentiableSpace, got {type(space).__name__}")
+        if order not in ("first", "second"):
+            raise ValueError(f"order must be 'first' or 'second', got {order!r}")
+        super().__init__(space, channels_last=channels_last)
+        self.save_hyperparameters(ignore=["space"])
+        self.automatic_optimization = False
+
+    # ----------------------------------------------------------------------------------------------- the result
+    @property
+    def genotype(self) -> Genotype:
+        """The genotype the current alphas select (spaces with a ``genotype()`` method, e.g. the DARTS cell)."""
+        genotype = getattr(self.space, "genotype", None)
+        if genotype is None:
+            raise AttributeError(f"{type(self.space).__name__} has no genotype(); use current_arch()")
+        return genotype()  # type: ignore[no-any-return]
+
+    @override
+    def current_arch(self) -> Arch:
+        return self.space.export_arch()
+
+    @override
+    def export(self) -> Arch | Genotype:
+        """The genotype on DARTS cell spaces, else the choice mapping."""
+        return self.genotype if hasattr(self.space, "genotype") else self.current_arch()
+
+    # ------------------------------------------------------------------------------------------------- training
+    @override
+    def training_step(self, batch: dict[str, Batch], batch_idx: int) -> Tensor:
+        train_batch, val_batch = _split_bilevel(batch)
+        # Phase 1: architecture step on a validation batch (Algorithm 1, line 2).
+        if self.current_epoch >= self.hparams.arch_warmup_epochs:
+            self.architecture_step(train_batch, val_batch)
+        # Phase 2: weight step on a training batch (Algorithm 1, line 3).
+        loss = self.weight_step(train_batch)
+        self.lr_schedulers().step()  # type: ignore[union-attr]
+        return loss
+
+    def architecture_step(self, train_batch: Batch, val_batch: Batch) -> None:
+        """One Adam step of the alphas along the (first- or second-order) architecture gradient."""
+        weight_opt, arch_opt = self.optimizers()  # type: ignore[misc]
+        alphas = self.space.arch_parameters()
+        weights = [p for p in self.space.weight_parameters() if p.requires_grad]
+        xi = weight_opt.param_groups[0]["lr"] if self.hparams.unrolled_lr is None else self.hparams.unrolled_lr
+        grads, val_loss = darts_arch_gradient(
+            lambda: self.training_loss(train_batch),
+            lambda: self.architecture_loss(val_batch),
+            weights,
+            alphas,
+            order=self.hparams.order,
+            xi=xi,
+            eps_scale=self.hparams.hvp_eps,
+        )
+        arch_opt.zero_grad()
+        for alpha, grad in zip(alphas, grads):
+            # Every rank's gradient comes from its own data shard: average them so the alphas stay identical.
+            alpha.grad = self.trainer.strategy.reduce(grad, reduce_op="mean")
+        # The raw optimizer: Lightning's global_step then counts weight steps only.
+        arch_opt.optimizer.step()
+        self.log("search/arch_loss", val_loss, prog_bar=True)
+
+    def weight_step(self, train_batch: Batch) -> Tensor:
+        """One SGD step of the weights with the alphas fixed; returns the training loss."""
+        weight_opt = self.optimizers()[0]  # type: ignore[index]
+        x, y = train_batch
+        with self.toggled_optimizer(weight_opt):  # alphas frozen: backward skips their gradients
+            logits = self(x)
+            loss = torch.nn.functional.cross_entropy(logits, y)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"non-finite training loss {loss.item()} at step {self.global_step}")
+            weight_opt.zero_grad()
+            self.manual_backward(loss)
+            self.clip_gradients(weight_opt, gradient_clip_val=self.hparams.gradient_clip, gradient_clip_algorithm="norm")
+            weight_opt.step()
+        self.train_accuracy(logits, y)
+        self.log("train/loss", loss, prog_bar=True)
+        self.log("train/acc", self.train_accuracy, prog_bar=True)
+        return loss.detach()
+
+    def training_loss(self, batch: Batch) -> Tensor:
+        """``L_train(w, alpha)``: cross-entropy on a training batch. Override to change the weights' objective."""
+        x, y = batch
+        return torch.nn.functional.cross_entropy(self(x), y)
+
+    def architecture_loss(self, batch: Batch) -> Tensor:
+        """``L_val(w, alpha)``: cross-entropy on a validation batch. Override to add, e.g., a cost penalty."""
+        x, y = batch
+        return torch.nn.functional.cross_entropy(self(x), y)
+
+    @override
+    def validation_step(self, batch: Batch, batch_idx: int) -> Tensor:
+        return self._classification_step(batch, "val")
+
+    @override
+    def test_step(self, batch: Batch, batch_idx: int) -> Tensor:
+        return self._classification_step(batch, "test")
+
+    @override
+    def on_train_epoch_end(self) -> None:
+        rank_zero_info(f"epoch {self.current_epoch}: {self._describe()}")
+
+    # ------------------------------------------------------------------------------------------------ optimizers
+    @override
+    def configure_optimizers(self) -> Any:
+        hp = self.hparams
+        weight_opt = torch.optim.SGD(
+            self.space.weight_parameters(), lr=hp.weight_lr, momentum=hp.weight_momentum, weight_decay=hp.weight_decay
+        )
+        arch_opt = torch.optim.Adam(
+            self.space.arch_parameters(), lr=hp.arch_lr, betas=tuple(hp.arch_betas), weight_decay=hp.arch_weight_decay
+        )
+        # Cosine annealing over the whole run, stepped per batch (the paper steps per epoch: same curve, smoother).
+        total_steps = max(1, int(self.trainer.estimated_stepping_batches))
+        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(weight_opt, T_max=total_steps, eta_min=hp.weight_lr_min)
+        return [weight_opt, arch_opt], [{"scheduler": schedule, "interval": "step"}]
+
+    def _describe(self) -> str:
+        result = self.export()
+        return f"genotype = {result}" if isinstance(result, Genotype) else f"arch = {result}"
+
+
+def _split_bilevel(batch: Any) -> tuple[Batch, Batch]:
+    if not (isinstance(batch, dict) and {"train", "val"} <= set(batch)):
+        raise TypeError(
+            "bilevel search trains on {'train': batch, 'val': batch} pairs, got a "
+            f"{type(batch).__name__}; use a datamodule with search=True (--data.search=true)"
+        )
+    return batch["train"], batch["val"]

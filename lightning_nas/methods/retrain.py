@@ -1,0 +1,169 @@
+"""Train a found architecture from scratch, as the DARTS paper evaluates it (Sec. 3.2, CIFAR-10 evaluation).
+
+The paper's settings are the defaults: 20 cells of 36 channels, SGD (lr 0.025 cosine to 0, momentum 0.9,
+weight decay 3e-4), auxiliary towers of weight 0.4, drop-path 0.2 growing linearly over training, cutout of 16
+(a data setting: ``--data.cutout=16``) and gradient clipping at 5 (``--trainer.gradient_clip_val=5``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from torch import Tensor
+from torchmetrics.classification import MulticlassAccuracy
+from typing_extensions import override
+
+from lightning_nas.arch import Genotype, load_arch
+from lightning_nas.methods.base import CHECKPOINT_KEY, _check_data_matches, check_checkpoint_origin
+from lightning_nas.ops import list_ops
+from lightning_nas.spaces.darts_network import DartsNetwork
+from lightning_nas.spaces.genotypes import PUBLISHED_GENOTYPES
+
+__all__ = ["Retrain", "resolve_genotype"]
+
+
+def resolve_genotype(arch: str | Genotype) -> Genotype:
+    """A genotype from a published name (``"DARTS_V2"``), a genotype string, or a JSON file path.
+
+    Raises:
+        ValueError: the text is none of these, or the genotype uses unregistered ops.
+        FileNotFoundError: a path that does not exist.
+    """
+    if isinstance(arch, Genotype):
+        genotype = arch
+    elif arch in PUBLISHED_GENOTYPES:
+        genotype = PUBLISHED_GENOTYPES[arch]
+    elif arch.lstrip().startswith("Genotype("):
+        genotype = Genotype.parse(arch)
+    elif arch.lstrip().startswith("{"):
+        genotype = Genotype.from_json(arch)
+    else:
+        loaded = load_arch(arch)
+        if not isinstance(loaded, Genotype):
+            raise ValueError(f"{arch!r} holds an architecture mapping, not a DARTS genotype")
+        genotype = loaded
+    genotype.check_ops(list_ops())
+    return genotype
+
+
+class Retrain(pl.LightningModule):
+    """Train the network of a genotype from scratch.
+
+    Args:
+        arch: a genotype JSON file (what ``lightning-nas export`` writes), a genotype string, or a published name
+            (``DARTS_V1``, ``DARTS_V2``).
+        in_channels: image channels.
+        num_classes: classifier outputs.
+        channels: channels of the first cell (36).
+        layers: number of cells (20).
+        auxiliary: train with the auxiliary head.
+        auxiliary_weight: weight of the auxiliary loss (0.4).
+        drop_path_prob: final drop-path probability, reached linearly over the epochs (0.2).
+        lr: initial SGD learning rate (0.025), annealed by cosine to ``lr_min``.
+        lr_min: final learning rate (0).
+        momentum: SGD momentum (0.9).
+        weight_decay: SGD weight decay (3e-4).
+        channels_last: run in channels-last memory format.
+    """
+
+    def __init__(
+        self,
+        arch: str,
+        *,
+        in_channels: int = 3,
+        num_classes: int = 10,
+        channels: int = 36,
+        layers: int = 20,
+        auxiliary: bool = True,
+        auxiliary_weight: float = 0.4,
+        drop_path_prob: float = 0.2,
+        lr: float = 0.025,
+        lr_min: float = 0.0,
+        momentum: float = 0.9,
+        weight_decay: float = 3e-4,
+        channels_last: bool = False,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.genotype = resolve_genotype(arch)
+        self.network = DartsNetwork(
+            self.genotype, in_channels=in_channels, num_classes=num_classes, channels=channels, layers=layers,
+            auxiliary=auxiliary,
+        )  # fmt: skip
+        if channels_last:
+            self.network.to(memory_format=torch.channels_last)
+        self.train_accuracy = MulticlassAccuracy(num_classes=num_classes, average="micro")
+        self.val_accuracy = MulticlassAccuracy(num_classes=num_classes, average="micro")
+
+    @override
+    def forward(self, x: Tensor) -> Tensor:
+        if self.hparams.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        logits, _ = self.network(x)
+        return logits
+
+    @override
+    def setup(self, stage: str) -> None:
+        _check_data_matches(getattr(self.trainer, "datamodule", None), self.hparams.num_classes,
+                            self.hparams.in_channels)  # fmt: skip
+
+    @override
+    def on_train_epoch_start(self) -> None:
+        # Drop-path grows linearly from 0 to drop_path_prob over the run (reference: train.py).
+        epochs = max(1, self.trainer.max_epochs or 1)
+        self.network.drop_path_prob = self.hparams.drop_path_prob * self.current_epoch / epochs
+
+    @override
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        x, y = batch
+        if self.hparams.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        logits, aux_logits = self.network(x)
+        loss = torch.nn.functional.cross_entropy(logits, y)
+        if aux_logits is not None:
+            loss = loss + self.hparams.auxiliary_weight * torch.nn.functional.cross_entropy(aux_logits, y)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"non-finite training loss {loss.item()} at step {self.global_step}")
+        self.train_accuracy(logits, y)
+        self.log("train/loss", loss, prog_bar=True)
+        self.log("train/acc", self.train_accuracy, prog_bar=True)
+        return loss
+
+    @override
+    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        return self._evaluate(batch, "val")
+
+    @override
+    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        return self._evaluate(batch, "test")
+
+    def _evaluate(self, batch: tuple[Tensor, Tensor], stage: str) -> Tensor:
+        x, y = batch
+        logits = self(x)
+        loss = torch.nn.functional.cross_entropy(logits, y)
+        self.val_accuracy(logits, y)
+        self.log(f"{stage}/loss", loss, prog_bar=True, sync_dist=True)
+        self.log(f"{stage}/acc", self.val_accuracy, prog_bar=True)
+        return loss
+
+    @override
+    def configure_optimizers(self) -> Any:
+        hp = self.hparams
+        optimizer = torch.optim.SGD(self.parameters(), lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay)
+        total_steps = max(1, int(self.trainer.estimated_stepping_batches))
+        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps, eta_min=hp.lr_min)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+    def export(self) -> Genotype:
+        """The genotype being trained."""
+        return self.genotype
+
+    @override
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint[CHECKPOINT_KEY] = {"method": "Retrain", "space": "DartsNetwork", "result": self.genotype.to_json()}
+
+    @override
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        check_checkpoint_origin(checkpoint, method="Retrain", space="DartsNetwork")

@@ -1,0 +1,28 @@
+"""Candidate operations, their registry, and mixed ops."""
+
+from lightning_nas.ops._registry import OpFactory, build_op, list_ops, register_op
+from lightning_nas.ops.darts_ops import (
+    DARTS_OPS,
+    DilConv,
+    FactorizedReduce,
+    PreActivated,
+    ReLUConvBN,
+    SepConv,
+    Zero,
+)
+from lightning_nas.ops.mixed import MixedOp
+
+__all__ = [
+    "DARTS_OPS",
+    "DilConv",
+    "FactorizedReduce",
+    "MixedOp",
+    "OpFactory",
+    "PreActivated",
+    "ReLUConvBN",
+    "SepConv",
+    "Zero",
+    "build_op",
+    "list_ops",
+    "register_op",
+]

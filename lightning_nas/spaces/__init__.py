@@ -1,0 +1,19 @@
+"""Search spaces: supernets whose decisions are named choices. No training logic lives here."""
+
+from lightning_nas.spaces.base import DifferentiableSpace, SearchSpace
+from lightning_nas.spaces.darts_cell import DartsCellSpace, derive_genotype
+from lightning_nas.spaces.darts_network import AuxiliaryHead, DartsNetwork, drop_path
+from lightning_nas.spaces.genotypes import DARTS_V1, DARTS_V2, PUBLISHED_GENOTYPES
+
+__all__ = [
+    "DARTS_V1",
+    "DARTS_V2",
+    "PUBLISHED_GENOTYPES",
+    "AuxiliaryHead",
+    "DartsCellSpace",
+    "DartsNetwork",
+    "DifferentiableSpace",
+    "SearchSpace",
+    "derive_genotype",
+    "drop_path",
+]

@@ -1,0 +1,135 @@
+"""The DARTS LightningModule: a real search lowers the validation loss; hooks, errors and checkpoints."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning.pytorch as pl
+import pytest
+import torch
+from torch import Tensor
+
+from lightning_nas.data import FashionMNISTDataModule, SyntheticDataModule
+from lightning_nas.methods import DARTS, Retrain
+from lightning_nas.ops import DARTS_OPS
+from lightning_nas.spaces import DartsCellSpace
+
+
+def _trainer(tmp_path: Path, **kwargs: object) -> pl.Trainer:
+    defaults: dict[str, object] = {
+        "default_root_dir": tmp_path, "logger": False, "enable_checkpointing": False, "enable_progress_bar": False,
+        "enable_model_summary": False, "accelerator": "cpu", "devices": 1,
+    }  # fmt: skip
+    return pl.Trainer(**{**defaults, **kwargs})  # type: ignore[arg-type]
+
+
+def _tiny_space(in_channels: int = 1, num_classes: int = 10) -> DartsCellSpace:
+    return DartsCellSpace(in_channels=in_channels, num_classes=num_classes, channels=4, layers=3, steps=2)
+
+
+def test_search_on_fashion_mnist_lowers_validation_loss(data_root: Path, tmp_path: Path) -> None:
+    pl.seed_everything(0)
+    data = FashionMNISTDataModule(root=str(data_root), search=True, subset=2048, batch_size=32, seed=0)
+    model = DARTS(_tiny_space(), order="first", weight_lr=0.1, channels_last=True)
+    trainer = _trainer(tmp_path, max_epochs=2)
+    before = trainer.validate(model, datamodule=data, verbose=False)[0]["val/loss"]
+    alphas_before = [a.detach().clone() for a in model.space.arch_parameters()]
+    trainer.fit(model, datamodule=data)
+    metrics = trainer.validate(model, datamodule=data, verbose=False)[0]
+    after = metrics["val/loss"]
+    assert after < 0.75 * before, (before, after)
+    assert metrics["val/acc"] > 0.4  # chance is 0.1
+    assert all(not torch.equal(a, b) for a, b in zip(model.space.arch_parameters(), alphas_before))
+    # Lightning's global_step counts weight steps only: one per bilevel batch.
+    assert trainer.global_step == 2 * (1024 // 32)
+
+
+def test_second_order_step_applies_the_hypergradient(tmp_path: Path) -> None:
+    """One step's alpha update equals Adam's first step on the hypergradient computed by the functional API."""
+    from lightning_nas.functional import darts_arch_gradient
+
+    pl.seed_everything(0)
+    model = DARTS(_tiny_space(num_classes=4), order="second", arch_lr=0.01)
+    gen = torch.Generator().manual_seed(0)
+    batch = {k: (torch.randn(8, 1, 8, 8, generator=gen), torch.randint(0, 4, (8,), generator=gen)) for k in ("train", "val")}
+    model.train()
+    alphas = model.space.arch_parameters()
+    before = [a.detach().clone() for a in alphas]
+    expected, _ = darts_arch_gradient(
+        lambda: model.training_loss(batch["train"]), lambda: model.architecture_loss(batch["val"]),
+        list(model.space.weight_parameters()), alphas, order="second", xi=0.025,
+    )  # fmt: skip
+    # Adam's first step moves each entry by lr * g / (|g| + eps) ~ lr * sign(g); weight decay 1e-3 adds a bit.
+    loader = torch.utils.data.DataLoader([batch], batch_size=None)
+    _trainer(tmp_path, max_steps=1).fit(model, train_dataloaders=loader)
+    for a, b, g in zip(alphas, before, expected):
+        moved = (b - a.detach())
+        significant = g.abs() > 1e-6
+        assert torch.equal(torch.sign(moved[significant]), torch.sign(g[significant]))
+
+
+class SkipLover(DARTS):
+    """A user's subclass that overrides one hook: the architecture loss prefers skip connections."""
+
+    calls = 0
+
+    def architecture_loss(self, batch: tuple[Tensor, Tensor]) -> Tensor:
+        SkipLover.calls += 1
+        skip = self.space.ops.index("skip_connect")
+        probs = torch.cat([a.softmax(-1)[:, skip] for a in self.space.arch_parameters()])
+        return super().architecture_loss(batch) * 0.0 - probs.sum()
+
+
+def test_subclass_overrides_one_hook(tmp_path: Path) -> None:
+    pl.seed_everything(0)
+    model = SkipLover(_tiny_space(num_classes=4), order="first", arch_lr=0.05)
+    data = SyntheticDataModule(num_samples=128, num_classes=4, in_channels=1, image_size=8, search=True, batch_size=16)
+    _trainer(tmp_path, max_epochs=2).fit(model, datamodule=data)
+    assert SkipLover.calls == 2 * 4
+    assert {op for op, _ in model.genotype.normal + model.genotype.reduce} == {"skip_connect"}
+
+
+def test_plain_batches_are_refused_with_the_fix(tmp_path: Path) -> None:
+    data = SyntheticDataModule(num_samples=64, num_classes=4, in_channels=1, image_size=8, batch_size=16)
+    with pytest.raises(TypeError, match=r"search=True \(--data.search=true\)"):
+        _trainer(tmp_path, max_steps=1).fit(DARTS(_tiny_space(num_classes=4), order="first"), datamodule=data)
+
+
+def test_num_classes_must_match_the_data(tmp_path: Path) -> None:
+    data = SyntheticDataModule(num_samples=64, num_classes=3, in_channels=1, image_size=8, search=True)
+    with pytest.raises(ValueError, match=r"the data has 3 classes but the model was built with num_classes=10"):
+        _trainer(tmp_path, max_steps=1).fit(DARTS(_tiny_space(), order="first"), datamodule=data)
+    data = SyntheticDataModule(num_samples=64, num_classes=10, in_channels=3, image_size=8, search=True)
+    with pytest.raises(ValueError, match=r"3 image channels but the model was built with in_channels=1"):
+        _trainer(tmp_path, max_steps=1).fit(DARTS(_tiny_space(), order="first"), datamodule=data)
+
+
+def test_bad_arguments() -> None:
+    with pytest.raises(ValueError, match="order must be 'first' or 'second', got 'third'"):
+        DARTS(_tiny_space(), order="third")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="DARTS needs a DifferentiableSpace, got Linear"):
+        DARTS(torch.nn.Linear(2, 2))  # type: ignore[arg-type]
+
+
+def test_checkpoint_records_the_genotype_and_refuses_another_method(tmp_path: Path) -> None:
+    pl.seed_everything(0)
+    model = DARTS(_tiny_space(num_classes=4), order="first")
+    data = SyntheticDataModule(num_samples=64, num_classes=4, in_channels=1, image_size=8, search=True, batch_size=16)
+    trainer = _trainer(tmp_path, max_steps=2)
+    trainer.fit(model, datamodule=data)
+    path = tmp_path / "search.ckpt"
+    trainer.save_checkpoint(path)
+    checkpoint = torch.load(path, weights_only=True)
+    assert checkpoint["lightning_nas"]["result"] == model.genotype.to_json()
+    assert checkpoint["lightning_nas"]["space"] == "DartsCellSpace"
+    retrain = Retrain("DARTS_V2", in_channels=1, num_classes=4, channels=4, layers=3)
+    with pytest.raises(ValueError, match=r"checkpoint is from method 'DARTS'; this run uses method 'Retrain'"):
+        retrain.on_load_checkpoint(checkpoint)
+
+
+def test_ops_subset_space_searches(tmp_path: Path) -> None:
+    space = DartsCellSpace(in_channels=1, num_classes=4, channels=4, layers=2, steps=2, ops=DARTS_OPS[:4])
+    data = SyntheticDataModule(num_samples=64, num_classes=4, in_channels=1, image_size=8, search=True, batch_size=16)
+    model = DARTS(space, order="second")
+    _trainer(tmp_path, max_steps=2).fit(model, datamodule=data)
+    assert model.genotype.ops() <= set(DARTS_OPS[1:4])
