@@ -1,8 +1,13 @@
 """Speed and peak memory of one DARTS search step (architecture step + weight step).
 
 The paper's CIFAR search supernet: C=16, 8 cells, 4 nodes, the eight DARTS ops, batch 64 of 3x32x32 (per half).
-Prints images/s (training images per second, i.e. batch / step time) and the peak resident memory of each
-configuration, each measured in a fresh process, with ratios against fp32 first order without channels-last.
+Prints images/s (training images per second, i.e. batch / step time, median of the timed steps) and the peak
+resident memory of each configuration, each measured in a fresh process of the same run.
+
+The baseline (``reference-*``) is the same supernet run the way the widely copied reference implementations
+run it: every op applies its own ReLU, the edge output is ``sum(w * op(x))`` over all ops including ``none``,
+depthwise convolutions use the library's backward, and the architecture step computes gradients for every
+parameter. Ratios are against ``reference-first-fp32``.
 
     python benchmarks/darts_step.py                 # all configurations, batch 64
     python benchmarks/darts_step.py --batch 16 --steps 2 --configs first-fp32-cl
@@ -18,8 +23,30 @@ import subprocess
 import sys
 import time
 
-CONFIGS = [f"{order}-{precision}{'-cl' if cl else ''}" for order in ("first", "second") for precision in
-           ("fp32", "bf16") for cl in (False, True)]  # fmt: skip
+CONFIGS = ["reference-first-fp32"] + [
+    f"{order}-{precision}{'-cl' if cl else ''}"
+    for order in ("first", "second")
+    for precision in ("fp32", "bf16")
+    for cl in (False, True)
+]
+BASELINE = "reference-first-fp32"
+
+
+def _use_reference_implementation() -> None:
+    """Swap in the reference-style pieces (see the module docstring); only this benchmark process is affected."""
+    import contextlib
+
+    from torch import nn
+
+    from lightning_nas.functional import darts as functional_darts
+    from lightning_nas.ops import depthwise, mixed
+
+    def naive_mixed_forward(self, x, weights, relu_x=None):  # noqa: ANN001, ANN202, ARG001
+        return sum(w * op(x) for w, op in zip(weights, self.ops))
+
+    mixed.MixedOp.forward = naive_mixed_forward  # type: ignore[method-assign]
+    depthwise.DepthwiseConv2d.forward = nn.Conv2d.forward  # type: ignore[method-assign]
+    functional_darts._frozen = lambda tensors: contextlib.nullcontext()  # type: ignore[assignment]
 
 
 def run_one(config: str, batch: int, steps: int, warmup: int, threads: int) -> dict[str, float]:
@@ -30,6 +57,9 @@ def run_one(config: str, batch: int, steps: int, warmup: int, threads: int) -> d
     from lightning_nas.spaces import DartsCellSpace
 
     torch.set_num_threads(threads)
+    if config.startswith("reference-"):
+        _use_reference_implementation()
+        config = config.removeprefix("reference-")
     order, precision, *rest = config.split("-")
     channels_last = bool(rest)
     torch.manual_seed(0)
@@ -53,10 +83,16 @@ def run_one(config: str, batch: int, steps: int, warmup: int, threads: int) -> d
             times.append(time.perf_counter() - self.start)
 
     trainer = pl.Trainer(
-        max_epochs=1, precision="bf16-mixed" if precision == "bf16" else "32-true", logger=False,
-        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, callbacks=[Timer()],
-        accelerator="cpu", devices=1,
-    )  # fmt: skip
+        max_epochs=1,
+        precision="bf16-mixed" if precision == "bf16" else "32-true",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[Timer()],
+        accelerator="cpu",
+        devices=1,
+    )
     loader = torch.utils.data.DataLoader(Loader(), batch_size=None)
     trainer.fit(model, train_dataloaders=loader)
     step = sorted(times[warmup:])[len(times[warmup:]) // 2]
@@ -77,21 +113,36 @@ def main() -> None:
         print(json.dumps(run_one(args.one, args.batch, args.steps, args.warmup, args.threads)))
         return
     print(f"DARTS search step, C=16, 8 cells, batch {args.batch}x3x32x32 per half, {args.threads} threads")
-    print(f"{'config':<20}{'step s':>9}{'images/s':>10}{'peak MB':>10}{'speed vs first-fp32':>22}")
+    print(f"{'config':<22}{'step s':>9}{'images/s':>10}{'peak MB':>10}{'speed vs ' + BASELINE:>32}")
     baseline = None
     for config in args.configs:
-        cmd = [sys.executable, __file__, "--one", config, "--batch", str(args.batch), "--steps", str(args.steps),
-               "--warmup", str(args.warmup), "--threads", str(args.threads)]  # fmt: skip
+        cmd = [
+            sys.executable,
+            __file__,
+            "--one",
+            config,
+            "--batch",
+            str(args.batch),
+            "--steps",
+            str(args.steps),
+            "--warmup",
+            str(args.warmup),
+            "--threads",
+            str(args.threads),
+        ]
         env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
         out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
         if out.returncode != 0:
-            print(f"{config:<20} failed:\n{out.stderr[-2000:]}")
+            print(f"{config:<22} failed:\n{out.stderr[-2000:]}")
             continue
         result = json.loads(out.stdout.strip().splitlines()[-1])
-        if config == "first-fp32":
+        if config == BASELINE:
             baseline = result["images_per_s"]
         ratio = f"{result['images_per_s'] / baseline:.2f}x" if baseline else "-"
-        print(f"{config:<20}{result['step_s']:>9.3f}{result['images_per_s']:>10.1f}{result['peak_mb']:>10.0f}{ratio:>22}")
+        print(
+            f"{config:<22}{result['step_s']:>9.3f}{result['images_per_s']:>10.1f}{result['peak_mb']:>10.0f}{ratio:>32}",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 __all__ = [
     "Arch",
@@ -31,7 +31,7 @@ __all__ = [
     "validate_arch",
 ]
 
-ChoiceValue = Union[str, int]
+ChoiceValue = str | int
 Arch = dict[str, ChoiceValue]
 """An architecture: choice name -> chosen value. JSON-serialisable by construction."""
 
@@ -65,7 +65,7 @@ class Choice:
         if isinstance(value, bool) or value not in self.candidates:
             valid = ", ".join(str(c) for c in self.candidates)
             raise ValueError(f"choice {self.name!r} got {value!r}; valid values: {valid}")
-        return value  # type: ignore[no-any-return]
+        return value
 
 
 def validate_arch(arch: Mapping[str, Any], choices: Iterable[Choice]) -> Arch:
@@ -223,7 +223,7 @@ class Genotype:
             raise ValueError(f"malformed genotype string {text!r}: expected Genotype(normal=..., reduce=...)")
         if call.args:
             raise ValueError(f"malformed genotype string {text!r}: use keyword fields {', '.join(_GENOTYPE_FIELDS)}")
-        fields = {kw.arg: _literal(kw.value, text) for kw in call.keywords}
+        fields = {str(kw.arg): _literal(kw.value, text) for kw in call.keywords}
         return cls.from_json(fields)
 
     def to_json(self) -> dict[str, Any]:

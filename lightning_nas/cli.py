@@ -37,7 +37,8 @@ _EPILOG = (
 
 
 class NASCLI(LightningCLI):
-    """LightningCLI in subclass mode: ``--model`` takes any LightningModule (ours or a user's), ``--data`` any datamodule.
+    """LightningCLI in subclass mode: ``--model`` takes any LightningModule (ours or a user's), ``--data`` any
+    datamodule.
 
     Every run gets an :class:`~lightning_nas.callbacks.ExportArchitecture` callback, configurable as
     ``--architecture.filename``.

@@ -46,18 +46,28 @@ def test_arch_mapping_round_trip(tmp_path: Path) -> None:
         ("__import__('os').system('echo hi')", "expected Genotype"),
         ("Genotype(normal=[(__import__('os'), 0), ('skip_connect', 1)], reduce=[])", "is not a literal"),
         ("Genotype([('a', 0)], [2], [('a', 0)], [2])", "keyword fields"),
-        ("Genotype(normal=[('a', 0), ('b', 1)], normal_concat=[2], reduce=[('a', 0), ('b', 1)], colour=[2])",
-         "genotype fields must be"),
-        ("Genotype(normal=[('a', 0), ('b', 2)], normal_concat=[2], reduce=[('a', 0), ('b', 1)], reduce_concat=[2])",
-         r"inputs must be in 0\.\.1"),
-        ("Genotype(normal=[('a', 0), ('b', 1)], normal_concat=[3], reduce=[('a', 0), ('b', 1)], reduce_concat=[2])",
-         "normal_concat"),
-        ("Genotype(normal=[('a', 0), ('b', 1)], normal_concat=[2], reduce=[('a', 0)], reduce_concat=[2])",
-         "two edges per intermediate node"),
-        ("Genotype(normal=[('a', '0'), ('b', 1)], normal_concat=[2], reduce=[('a', 0), ('b', 1)], reduce_concat=[2])",
-         "must be \\(op name, input index\\)"),
-        ("Genotype(normal=[('a', 0), ('b', 1)], normal_concat=range('x'), reduce=[('a', 0), ('b', 1)])",
-         "range"),
+        (
+            "Genotype(normal=[('a', 0), ('b', 1)], normal_concat=[2], reduce=[('a', 0), ('b', 1)], colour=[2])",
+            "genotype fields must be",
+        ),
+        (
+            "Genotype(normal=[('a', 0), ('b', 2)], normal_concat=[2], reduce=[('a', 0), ('b', 1)], reduce_concat=[2])",
+            r"inputs must be in 0\.\.1",
+        ),
+        (
+            "Genotype(normal=[('a', 0), ('b', 1)], normal_concat=[3], reduce=[('a', 0), ('b', 1)], reduce_concat=[2])",
+            "normal_concat",
+        ),
+        (
+            "Genotype(normal=[('a', 0), ('b', 1)], normal_concat=[2], reduce=[('a', 0)], reduce_concat=[2])",
+            "two edges per intermediate node",
+        ),
+        (
+            "Genotype(normal=[('a', '0'), ('b', 1)], normal_concat=[2], reduce=[('a', 0), ('b', 1)], "
+            "reduce_concat=[2])",
+            "must be \\(op name, input index\\)",
+        ),
+        ("Genotype(normal=[('a', 0), ('b', 1)], normal_concat=range('x'), reduce=[('a', 0), ('b', 1)])", "range"),
     ],
 )
 def test_malformed_genotype_strings_are_rejected(text: str, message: str) -> None:

@@ -35,8 +35,8 @@ class ExportArchitecture(pl.Callback):
         self.last_path: Path | None = None
 
     def path(self, trainer: pl.Trainer) -> Path:
-        """Where the architecture goes: ``<log_dir>/<filename>``."""
-        return Path(trainer.log_dir or trainer.default_root_dir) / self.filename
+        """Where the architecture goes: ``<log_dir>/<filename>``. Call it on every rank (``log_dir`` is collective)."""
+        return Path(_log_dir(trainer)) / self.filename
 
     @override
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -45,21 +45,28 @@ class ExportArchitecture(pl.Callback):
     @override
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         result = self._write(trainer, pl_module)
+        log_dir = _log_dir(trainer)
         if result is None or not trainer.is_global_zero:
             return
-        lines = [f"lightning-nas: found {'genotype' if isinstance(result, Genotype) else 'architecture'}:", f"  {result}"]
-        lines.append(f"  architecture written to {self.last_path}")
+        kind = "genotype" if isinstance(result, Genotype) else "architecture"
+        lines = [f"lightning-nas: found {kind}:", f"  {result}", f"  architecture written to {self.last_path}"]
         checkpoint = trainer.checkpoint_callback
         best = getattr(checkpoint, "best_model_path", "") or getattr(checkpoint, "last_model_path", "")
         if best:
             lines.append(f"  checkpoint: {best}")
-        lines.append(f"  logs: {trainer.log_dir or trainer.default_root_dir}")
+        lines.append(f"  logs: {log_dir}")
         rank_zero_info("\n".join(lines))
 
     def _write(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> Arch | Genotype | None:
         if not isinstance(pl_module, ExportsArchitecture) or trainer.sanity_checking:
             return None
         result = pl_module.export()
+        path = self.path(trainer)
         if trainer.is_global_zero:
-            self.last_path = save_arch(result, self.path(trainer))
+            self.last_path = save_arch(result, path)
         return result
+
+
+def _log_dir(trainer: pl.Trainer) -> str:
+    # trainer.log_dir broadcasts rank 0's value, so every rank must ask for it.
+    return trainer.log_dir or trainer.default_root_dir

@@ -39,7 +39,7 @@ class NASModule(pl.LightningModule):
         self.train_accuracy = MulticlassAccuracy(num_classes=space.num_classes, average="micro")
         self.val_accuracy = MulticlassAccuracy(num_classes=space.num_classes, average="micro")
         if channels_last:
-            self.space.to(memory_format=torch.channels_last)
+            self.space.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
 
     def current_arch(self) -> Arch:
         """The architecture the method would return if stopped now, as a choice mapping."""

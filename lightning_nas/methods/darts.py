@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import torch
+from lightning.pytorch.core.optimizer import LightningOptimizer
 from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor
 from typing_extensions import override
@@ -81,6 +82,19 @@ class DARTS(NASModule):
         super().__init__(space, channels_last=channels_last)
         self.save_hyperparameters(ignore=["space"])
         self.automatic_optimization = False
+        self.order: Literal["first", "second"] = order
+        self.weight_lr, self.weight_lr_min = weight_lr, weight_lr_min
+        self.weight_momentum, self.weight_decay, self.gradient_clip = weight_momentum, weight_decay, gradient_clip
+        self.arch_lr, self.arch_betas, self.arch_weight_decay = (
+            arch_lr,
+            (arch_betas[0], arch_betas[1]),
+            arch_weight_decay,
+        )
+        self.unrolled_lr, self.hvp_eps, self.arch_warmup_epochs = unrolled_lr, hvp_eps, arch_warmup_epochs
+        # DDP must leave the alphas alone: their gradient never passes through DDP's backward hooks (it comes from
+        # torch.autograd.grad), and architecture_step averages it across ranks itself.
+        alpha_ids = {id(p) for p in space.arch_parameters()}
+        self._ddp_params_and_buffers_to_ignore = [n for n, p in self.named_parameters() if id(p) in alpha_ids]
 
     # ----------------------------------------------------------------------------------------------- the result
     @property
@@ -89,7 +103,7 @@ class DARTS(NASModule):
         genotype = getattr(self.space, "genotype", None)
         if genotype is None:
             raise AttributeError(f"{type(self.space).__name__} has no genotype(); use current_arch()")
-        return genotype()  # type: ignore[no-any-return]
+        return genotype()
 
     @override
     def current_arch(self) -> Arch:
@@ -105,7 +119,7 @@ class DARTS(NASModule):
     def training_step(self, batch: dict[str, Batch], batch_idx: int) -> Tensor:
         train_batch, val_batch = _split_bilevel(batch)
         # Phase 1: architecture step on a validation batch (Algorithm 1, line 2).
-        if self.current_epoch >= self.hparams.arch_warmup_epochs:
+        if self.current_epoch >= self.arch_warmup_epochs:
             self.architecture_step(train_batch, val_batch)
         # Phase 2: weight step on a training batch (Algorithm 1, line 3).
         loss = self.weight_step(train_batch)
@@ -114,18 +128,19 @@ class DARTS(NASModule):
 
     def architecture_step(self, train_batch: Batch, val_batch: Batch) -> None:
         """One Adam step of the alphas along the (first- or second-order) architecture gradient."""
-        weight_opt, arch_opt = self.optimizers()  # type: ignore[misc]
+        weight_opt, arch_opt = self._optimizer_pair()
         alphas = self.space.arch_parameters()
         weights = [p for p in self.space.weight_parameters() if p.requires_grad]
-        xi = weight_opt.param_groups[0]["lr"] if self.hparams.unrolled_lr is None else self.hparams.unrolled_lr
+        xi = weight_opt.param_groups[0]["lr"] if self.unrolled_lr is None else self.unrolled_lr
+        (x_train, y_train), (x_val, y_val) = train_batch, val_batch
         grads, val_loss = darts_arch_gradient(
-            lambda: self.training_loss(train_batch),
-            lambda: self.architecture_loss(val_batch),
+            lambda: self.training_loss(self(x_train), y_train),
+            lambda: self.architecture_loss(self(x_val), y_val),
             weights,
             alphas,
-            order=self.hparams.order,
+            order=self.order,
             xi=xi,
-            eps_scale=self.hparams.hvp_eps,
+            eps_scale=self.hvp_eps,
         )
         arch_opt.zero_grad()
         for alpha, grad in zip(alphas, grads):
@@ -137,31 +152,31 @@ class DARTS(NASModule):
 
     def weight_step(self, train_batch: Batch) -> Tensor:
         """One SGD step of the weights with the alphas fixed; returns the training loss."""
-        weight_opt = self.optimizers()[0]  # type: ignore[index]
+        weight_opt, _ = self._optimizer_pair()
         x, y = train_batch
         with self.toggled_optimizer(weight_opt):  # alphas frozen: backward skips their gradients
             logits = self(x)
-            loss = torch.nn.functional.cross_entropy(logits, y)
+            loss = self.training_loss(logits, y)
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"non-finite training loss {loss.item()} at step {self.global_step}")
             weight_opt.zero_grad()
             self.manual_backward(loss)
-            self.clip_gradients(weight_opt, gradient_clip_val=self.hparams.gradient_clip, gradient_clip_algorithm="norm")
+            self.clip_gradients(
+                weight_opt.optimizer, gradient_clip_val=self.gradient_clip, gradient_clip_algorithm="norm"
+            )
             weight_opt.step()
         self.train_accuracy(logits, y)
         self.log("train/loss", loss, prog_bar=True)
         self.log("train/acc", self.train_accuracy, prog_bar=True)
         return loss.detach()
 
-    def training_loss(self, batch: Batch) -> Tensor:
-        """``L_train(w, alpha)``: cross-entropy on a training batch. Override to change the weights' objective."""
-        x, y = batch
-        return torch.nn.functional.cross_entropy(self(x), y)
+    def training_loss(self, logits: Tensor, targets: Tensor) -> Tensor:
+        """``L_train(w, alpha)`` from a training batch's logits. Override to change the weights' objective."""
+        return torch.nn.functional.cross_entropy(logits, targets)
 
-    def architecture_loss(self, batch: Batch) -> Tensor:
-        """``L_val(w, alpha)``: cross-entropy on a validation batch. Override to add, e.g., a cost penalty."""
-        x, y = batch
-        return torch.nn.functional.cross_entropy(self(x), y)
+    def architecture_loss(self, logits: Tensor, targets: Tensor) -> Tensor:
+        """``L_val(w, alpha)`` from a validation batch's logits. Override to add, e.g., a cost of the alphas."""
+        return torch.nn.functional.cross_entropy(logits, targets)
 
     @override
     def validation_step(self, batch: Batch, batch_idx: int) -> Tensor:
@@ -172,23 +187,36 @@ class DARTS(NASModule):
         return self._classification_step(batch, "test")
 
     @override
+    def on_fit_start(self) -> None:
+        # DDP broadcasts rank 0's weights at start but skips the ignored alphas: broadcast them here.
+        for alpha in self.space.arch_parameters():
+            with torch.no_grad():
+                alpha.copy_(self.trainer.strategy.broadcast(alpha.detach().clone(), src=0))
+
+    @override
     def on_train_epoch_end(self) -> None:
         rank_zero_info(f"epoch {self.current_epoch}: {self._describe()}")
 
     # ------------------------------------------------------------------------------------------------ optimizers
     @override
     def configure_optimizers(self) -> Any:
-        hp = self.hparams
         weight_opt = torch.optim.SGD(
-            self.space.weight_parameters(), lr=hp.weight_lr, momentum=hp.weight_momentum, weight_decay=hp.weight_decay
+            self.space.weight_parameters(),
+            lr=self.weight_lr,
+            momentum=self.weight_momentum,
+            weight_decay=self.weight_decay,
         )
         arch_opt = torch.optim.Adam(
-            self.space.arch_parameters(), lr=hp.arch_lr, betas=tuple(hp.arch_betas), weight_decay=hp.arch_weight_decay
+            self.space.arch_parameters(), lr=self.arch_lr, betas=self.arch_betas, weight_decay=self.arch_weight_decay
         )
         # Cosine annealing over the whole run, stepped per batch (the paper steps per epoch: same curve, smoother).
         total_steps = max(1, int(self.trainer.estimated_stepping_batches))
-        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(weight_opt, T_max=total_steps, eta_min=hp.weight_lr_min)
+        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(weight_opt, T_max=total_steps, eta_min=self.weight_lr_min)
         return [weight_opt, arch_opt], [{"scheduler": schedule, "interval": "step"}]
+
+    def _optimizer_pair(self) -> tuple[LightningOptimizer, LightningOptimizer]:
+        weight_opt, arch_opt = self.optimizers()  # type: ignore[attr-defined]
+        return weight_opt, arch_opt
 
     def _describe(self) -> str:
         result = self.export()

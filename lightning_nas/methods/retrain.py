@@ -87,43 +87,50 @@ class Retrain(pl.LightningModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
+        self.in_channels, self.num_classes = in_channels, num_classes
+        self.auxiliary_weight, self.drop_path_prob = auxiliary_weight, drop_path_prob
+        self.lr, self.lr_min, self.momentum, self.weight_decay = lr, lr_min, momentum, weight_decay
+        self.channels_last = channels_last
         self.genotype = resolve_genotype(arch)
         self.network = DartsNetwork(
-            self.genotype, in_channels=in_channels, num_classes=num_classes, channels=channels, layers=layers,
+            self.genotype,
+            in_channels=in_channels,
+            num_classes=num_classes,
+            channels=channels,
+            layers=layers,
             auxiliary=auxiliary,
-        )  # fmt: skip
+        )
         if channels_last:
-            self.network.to(memory_format=torch.channels_last)
+            self.network.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         self.train_accuracy = MulticlassAccuracy(num_classes=num_classes, average="micro")
         self.val_accuracy = MulticlassAccuracy(num_classes=num_classes, average="micro")
 
     @override
     def forward(self, x: Tensor) -> Tensor:
-        if self.hparams.channels_last:
+        if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         logits, _ = self.network(x)
         return logits
 
     @override
     def setup(self, stage: str) -> None:
-        _check_data_matches(getattr(self.trainer, "datamodule", None), self.hparams.num_classes,
-                            self.hparams.in_channels)  # fmt: skip
+        _check_data_matches(getattr(self.trainer, "datamodule", None), self.num_classes, self.in_channels)
 
     @override
     def on_train_epoch_start(self) -> None:
         # Drop-path grows linearly from 0 to drop_path_prob over the run (reference: train.py).
         epochs = max(1, self.trainer.max_epochs or 1)
-        self.network.drop_path_prob = self.hparams.drop_path_prob * self.current_epoch / epochs
+        self.network.drop_path_prob = self.drop_path_prob * self.current_epoch / epochs
 
     @override
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         x, y = batch
-        if self.hparams.channels_last:
+        if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         logits, aux_logits = self.network(x)
         loss = torch.nn.functional.cross_entropy(logits, y)
         if aux_logits is not None:
-            loss = loss + self.hparams.auxiliary_weight * torch.nn.functional.cross_entropy(aux_logits, y)
+            loss = loss + self.auxiliary_weight * torch.nn.functional.cross_entropy(aux_logits, y)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"non-finite training loss {loss.item()} at step {self.global_step}")
         self.train_accuracy(logits, y)
@@ -150,10 +157,11 @@ class Retrain(pl.LightningModule):
 
     @override
     def configure_optimizers(self) -> Any:
-        hp = self.hparams
-        optimizer = torch.optim.SGD(self.parameters(), lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay)
+        optimizer = torch.optim.SGD(
+            self.parameters(), lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay
+        )
         total_steps = max(1, int(self.trainer.estimated_stepping_batches))
-        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps, eta_min=hp.lr_min)
+        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps, eta_min=self.lr_min)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
     def export(self) -> Genotype:

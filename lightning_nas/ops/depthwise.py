@@ -34,9 +34,18 @@ class _DepthwiseConv2dFunction(torch.autograd.Function):
             grad_x = _input_grad(grad_out, weight.to(grad_out.dtype), x.shape, stride, padding, dilation).to(x.dtype)
         if ctx.needs_input_grad[1]:
             _, grad_w, _ = torch.ops.aten.convolution_backward(
-                grad_out, x.to(grad_out.dtype), weight.to(grad_out.dtype), None, [stride] * 2, [padding] * 2,
-                [dilation] * 2, False, [0, 0], x.shape[1], [False, True, False],
-            )  # fmt: skip
+                grad_out,
+                x.to(grad_out.dtype),
+                weight.to(grad_out.dtype),
+                None,
+                [stride] * 2,
+                [padding] * 2,
+                [dilation] * 2,
+                False,
+                [0, 0],
+                x.shape[1],
+                [False, True, False],
+            )
             grad_w = grad_w.to(weight.dtype)
         return grad_x, grad_w, None, None, None
 
@@ -45,7 +54,8 @@ def _input_grad(
     grad_out: Tensor, weight: Tensor, x_shape: torch.Size, stride: int, padding: int, dilation: int
 ) -> Tensor:
     """``d L / d x`` of ``y = depthwise_conv(x)``: a stride-1 correlation of the zero-upsampled ``grad_out``."""
-    layout = torch.channels_last if grad_out.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
+    channels_last = grad_out.is_contiguous(memory_format=torch.channels_last)
+    layout = torch.channels_last if channels_last else torch.contiguous_format
     batch, channels, height, width = grad_out.shape
     if stride > 1:  # insert stride - 1 zeros between rows and columns
         upsampled = grad_out.new_zeros(batch, channels, (height - 1) * stride + 1, (width - 1) * stride + 1)
@@ -74,7 +84,7 @@ def depthwise_conv2d(x: Tensor, weight: Tensor, stride: int = 1, padding: int = 
     """
     if weight.shape[1] != 1 or weight.shape[0] != x.shape[1]:
         raise ValueError(f"depthwise weight must be [{x.shape[1]}, 1, k, k], got {list(weight.shape)}")
-    return _DepthwiseConv2dFunction.apply(x, weight, stride, padding, dilation)  # type: ignore[no-any-return]
+    return _DepthwiseConv2dFunction.apply(x, weight, stride, padding, dilation)
 
 
 class DepthwiseConv2d(nn.Conv2d):
@@ -87,7 +97,7 @@ class DepthwiseConv2d(nn.Conv2d):
         super().__init__(channels, channels, kernel_size, stride, padding, dilation, groups=channels, bias=False)
 
     def forward(self, x: Tensor) -> Tensor:
-        stride, padding, dilation = self.stride[0], self.padding[0], self.dilation[0]  # type: ignore[index]
+        stride, padding, dilation = self.stride[0], self.padding[0], self.dilation[0]
         # Measured on AVX-512 CPUs: the library's backward wins for undilated kernels when the weight gradient is
         # needed too; the rewritten one wins for dilated kernels and when only the input gradient is (a frozen
         # weight, as in DARTS's first-order architecture step).

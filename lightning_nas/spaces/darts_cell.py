@@ -28,9 +28,16 @@ class SearchCell(nn.Module):
     """One searchable cell; ``forward`` takes the softmax-ed alphas of its cell type."""
 
     def __init__(
-        self, ops: Sequence[str], steps: int, multiplier: int, c_prev_prev: int, c_prev: int, channels: int,
-        reduction: bool, reduction_prev: bool,
-    ) -> None:  # fmt: skip
+        self,
+        ops: Sequence[str],
+        steps: int,
+        multiplier: int,
+        c_prev_prev: int,
+        c_prev: int,
+        channels: int,
+        reduction: bool,
+        reduction_prev: bool,
+    ) -> None:
         super().__init__()
         self.reduction = reduction
         self.steps = steps
@@ -42,22 +49,24 @@ class SearchCell(nn.Module):
         )
         self.preprocess1 = ReLUConvBN(c_prev, channels, 1, 1, 0, affine=False)
         self.edges = nn.ModuleList(
-            MixedOp(ops, channels, stride=2 if reduction and j < 2 else 1)
-            for i in range(steps)
-            for j in range(i + 2)
+            MixedOp(ops, channels, stride=2 if reduction and j < 2 else 1) for i in range(steps) for j in range(i + 2)
         )
+
+    def edge(self, index: int) -> MixedOp:
+        """The mixed op of edge ``index`` (edges of node ``i`` follow those of nodes ``0 .. i-1``)."""
+        return self.edges[index]  # type: ignore[return-value]
 
     def forward(self, s0: Tensor, s1: Tensor, weights: Tensor) -> Tensor:
         states = [self.preprocess0(s0), self.preprocess1(s1)]
         relus = [torch.relu(s) for s in states]
         offset = 0
         for _ in range(self.steps):
-            node = sum(
-                self.edges[offset + j](h, weights[offset + j], relus[j]) for j, h in enumerate(states)
-            )
+            node = self.edge(offset)(states[0], weights[offset], relus[0])
+            for j in range(1, len(states)):
+                node = node + self.edge(offset + j)(states[j], weights[offset + j], relus[j])
             offset += len(states)
-            states.append(node)  # type: ignore[arg-type]
-            relus.append(torch.relu(node))  # type: ignore[arg-type]
+            states.append(node)
+            relus.append(torch.relu(node))
         return torch.cat(states[-self.multiplier :], dim=1)
 
     def forward_discrete(self, s0: Tensor, s1: Tensor, edges: Sequence[tuple[int, int]]) -> Tensor:
@@ -65,10 +74,11 @@ class SearchCell(nn.Module):
         states = [self.preprocess0(s0), self.preprocess1(s1)]
         for node in range(self.steps):
             offset = node * (node + 3) // 2  # edges of earlier nodes: 2 + 3 + ... + (node + 1)
-            node_out = sum(
-                self.edges[offset + source].run_op(op, states[source]) for op, source in edges[2 * node : 2 * node + 2]
+            (op0, source0), (op1, source1) = edges[2 * node : 2 * node + 2]
+            states.append(
+                self.edge(offset + source0).run_op(op0, states[source0])
+                + self.edge(offset + source1).run_op(op1, states[source1])
             )
-            states.append(node_out)  # type: ignore[arg-type]
         return torch.cat(states[-self.multiplier :], dim=1)
 
 
@@ -95,9 +105,18 @@ class DartsCellSpace(DifferentiableSpace):
     """
 
     def __init__(
-        self, *, in_channels: int = 3, num_classes: int = 10, channels: int = 16, layers: int = 8, steps: int = 4,
-        multiplier: int | None = None, stem_multiplier: int = 3, ops: Sequence[str] = DARTS_OPS, alpha_init_std: float = 1e-3,
-    ) -> None:  # fmt: skip
+        self,
+        *,
+        in_channels: int = 3,
+        num_classes: int = 10,
+        channels: int = 16,
+        layers: int = 8,
+        steps: int = 4,
+        multiplier: int | None = None,
+        stem_multiplier: int = 3,
+        ops: Sequence[str] = DARTS_OPS,
+        alpha_init_std: float = 1e-3,
+    ) -> None:
         super().__init__()
         multiplier = steps if multiplier is None else multiplier
         if layers < 1 or steps < 1 or not 1 <= multiplier <= steps:
@@ -129,12 +148,16 @@ class DartsCellSpace(DifferentiableSpace):
         s0 = s1 = self.stem(x)
         if self._active is None:
             weights = {"normal": self.alpha_normal.softmax(-1), "reduce": self.alpha_reduce.softmax(-1)}
-            for cell in self.cells:
+            for cell in self.search_cells():
                 s0, s1 = s1, cell(s0, s1, weights["reduce" if cell.reduction else "normal"])
         else:
-            for cell in self.cells:
+            for cell in self.search_cells():
                 s0, s1 = s1, cell.forward_discrete(s0, s1, self._active["reduce" if cell.reduction else "normal"])
         return self.classifier(torch.flatten(nn.functional.adaptive_avg_pool2d(s1, 1), 1))
+
+    def search_cells(self) -> list[SearchCell]:
+        """The cells, in order."""
+        return list(self.cells)  # type: ignore[arg-type]
 
     def arch_parameters(self) -> list[nn.Parameter]:
         return [self.alpha_normal, self.alpha_reduce]

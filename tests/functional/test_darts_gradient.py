@@ -76,8 +76,9 @@ def test_second_order_term_is_not_negligible(problem: dict[str, Tensor]) -> None
 
 def test_first_order_is_plain_validation_gradient(problem: dict[str, Tensor]) -> None:
     train, val = _closures(problem)
-    grads, loss = darts_arch_gradient(train, val, [problem["w1"], problem["w2"]], [problem["alpha"]],
-                                      order="first", xi=0.1)  # fmt: skip
+    grads, loss = darts_arch_gradient(
+        train, val, [problem["w1"], problem["w2"]], [problem["alpha"]], order="first", xi=0.1
+    )
     (expected,) = torch.autograd.grad(val(), [problem["alpha"]])
     torch.testing.assert_close(grads[0], expected, rtol=0, atol=0)
     torch.testing.assert_close(loss, val().detach())
@@ -98,16 +99,20 @@ def test_finite_difference_hvp_matches_autograd(problem: dict[str, Tensor]) -> N
     vector = [torch.randn(w.shape, generator=gen, dtype=w.dtype) for w in weights]
     (grad_alpha,) = torch.autograd.grad(train(), [alpha], create_graph=True)
     exact = torch.stack(
-        [torch.cat([g.flatten() for g in torch.autograd.grad(grad_alpha[k], weights, retain_graph=True)]) for k in
-         range(alpha.numel())]
-    ) @ torch.cat([v.flatten() for v in vector])  # fmt: skip
+        [
+            torch.cat([g.flatten() for g in torch.autograd.grad(grad_alpha[k], weights, retain_graph=True)])
+            for k in range(alpha.numel())
+        ]
+    ) @ torch.cat([v.flatten() for v in vector])
     (approx,) = finite_difference_hvp(train, weights, [alpha], vector)
     assert torch.linalg.vector_norm(approx - exact) <= 1e-4 * torch.linalg.vector_norm(exact)
 
 
 def test_hvp_runs_in_fp32_under_bf16_autocast(problem: dict[str, Tensor]) -> None:
-    p = {k: (v.detach().float().requires_grad_(v.requires_grad) if v.is_floating_point() else v)
-         for k, v in problem.items()}  # fmt: skip
+    p = {
+        k: (v.detach().float().requires_grad_(v.requires_grad) if v.is_floating_point() else v)
+        for k, v in problem.items()
+    }
     train, val = _closures(p)
     weights, alphas = [p["w1"], p["w2"]], [p["alpha"]]
     vector = [torch.ones_like(w) for w in weights]

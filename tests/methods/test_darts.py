@@ -17,9 +17,14 @@ from lightning_nas.spaces import DartsCellSpace
 
 def _trainer(tmp_path: Path, **kwargs: object) -> pl.Trainer:
     defaults: dict[str, object] = {
-        "default_root_dir": tmp_path, "logger": False, "enable_checkpointing": False, "enable_progress_bar": False,
-        "enable_model_summary": False, "accelerator": "cpu", "devices": 1,
-    }  # fmt: skip
+        "default_root_dir": tmp_path,
+        "logger": False,
+        "enable_checkpointing": False,
+        "enable_progress_bar": False,
+        "enable_model_summary": False,
+        "accelerator": "cpu",
+        "devices": 1,
+    }
     return pl.Trainer(**{**defaults, **kwargs})  # type: ignore[arg-type]
 
 
@@ -51,19 +56,25 @@ def test_second_order_step_applies_the_hypergradient(tmp_path: Path) -> None:
     pl.seed_everything(0)
     model = DARTS(_tiny_space(num_classes=4), order="second", arch_lr=0.01)
     gen = torch.Generator().manual_seed(0)
-    batch = {k: (torch.randn(8, 1, 8, 8, generator=gen), torch.randint(0, 4, (8,), generator=gen)) for k in ("train", "val")}
+    batch = {
+        k: (torch.randn(8, 1, 8, 8, generator=gen), torch.randint(0, 4, (8,), generator=gen)) for k in ("train", "val")
+    }
     model.train()
     alphas = model.space.arch_parameters()
     before = [a.detach().clone() for a in alphas]
     expected, _ = darts_arch_gradient(
-        lambda: model.training_loss(batch["train"]), lambda: model.architecture_loss(batch["val"]),
-        list(model.space.weight_parameters()), alphas, order="second", xi=0.025,
-    )  # fmt: skip
+        lambda: model.training_loss(model(batch["train"][0]), batch["train"][1]),
+        lambda: model.architecture_loss(model(batch["val"][0]), batch["val"][1]),
+        list(model.space.weight_parameters()),
+        alphas,
+        order="second",
+        xi=0.025,
+    )
     # Adam's first step moves each entry by lr * g / (|g| + eps) ~ lr * sign(g); weight decay 1e-3 adds a bit.
     loader = torch.utils.data.DataLoader([batch], batch_size=None)
     _trainer(tmp_path, max_steps=1).fit(model, train_dataloaders=loader)
     for a, b, g in zip(alphas, before, expected):
-        moved = (b - a.detach())
+        moved = b - a.detach()
         significant = g.abs() > 1e-6
         assert torch.equal(torch.sign(moved[significant]), torch.sign(g[significant]))
 
@@ -73,11 +84,11 @@ class SkipLover(DARTS):
 
     calls = 0
 
-    def architecture_loss(self, batch: tuple[Tensor, Tensor]) -> Tensor:
+    def architecture_loss(self, logits: Tensor, targets: Tensor) -> Tensor:
         SkipLover.calls += 1
         skip = self.space.ops.index("skip_connect")
         probs = torch.cat([a.softmax(-1)[:, skip] for a in self.space.arch_parameters()])
-        return super().architecture_loss(batch) * 0.0 - probs.sum()
+        return super().architecture_loss(logits, targets) * 0.0 - probs.sum()
 
 
 def test_subclass_overrides_one_hook(tmp_path: Path) -> None:

@@ -36,7 +36,8 @@ def test_module_is_a_plain_conv2d_with_a_frozen_weight() -> None:
     (grad,) = torch.autograd.grad(conv(x).square().sum(), [x])
     (expected,) = torch.autograd.grad(F.conv2d(x, conv.weight, None, 1, 1, 1, 4).square().sum(), [x])
     torch.testing.assert_close(grad, expected)
-    assert isinstance(conv, torch.nn.Conv2d) and set(conv.state_dict()) == {"weight"}
+    assert isinstance(conv, torch.nn.Conv2d)
+    assert set(conv.state_dict()) == {"weight"}
 
 
 def test_bf16_gradients_keep_input_dtypes() -> None:

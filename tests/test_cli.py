@@ -1,0 +1,118 @@
+"""The ``lightning-nas`` command as users run it: configs, search -> export -> retrain, errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lightning_nas.arch import Genotype
+from lightning_nas.cli import NASCLI, main
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIGS = sorted((REPO / "configs").rglob("*.yaml"))
+
+_QUICK = ["--trainer.max_steps=3", "--trainer.limit_val_batches=2", "--trainer.enable_model_summary=false"]
+
+
+def _search_args(tmp_path: Path, *extra: str) -> list[str]:
+    return [
+        "fit",
+        "--config",
+        str(REPO / "configs/darts/digits.yaml"),
+        f"--trainer.logger.init_args.save_dir={tmp_path}",
+        "--model.order=first",
+        "--model.space.init_args.layers=3",
+        "--model.space.init_args.channels=4",
+        *_QUICK,
+        *extra,
+    ]
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=[str(c.relative_to(REPO)) for c in CONFIGS])
+def test_every_shipped_config_builds(config: Path, tmp_path: Path) -> None:
+    cli = NASCLI(args=["--config", str(config), f"--trainer.default_root_dir={tmp_path}"], run=False)
+    model_classes = model_channels = None
+    if hasattr(cli.model, "space"):
+        model_classes, model_channels = cli.model.space.num_classes, cli.model.space.in_channels
+    else:
+        model_classes, model_channels = cli.model.hparams["num_classes"], cli.model.hparams["in_channels"]
+    assert (model_classes, model_channels) == (cli.datamodule.num_classes, cli.datamodule.in_channels)
+
+
+def test_search_export_retrain(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    main(_search_args(tmp_path))
+    out = capsys.readouterr().err + capsys.readouterr().out
+    run_dir = tmp_path / "darts_digits" / "version_0"
+    found = Genotype.from_json(json.loads((run_dir / "architecture.json").read_text()))
+    checkpoint = next((run_dir / "checkpoints").glob("last.ckpt"))
+
+    exported = tmp_path / "genotype.json"
+    assert main(["export", "--ckpt_path", str(checkpoint), "--output", str(exported)]) == 0
+    assert Genotype.from_json(exported.read_text()) == found
+    assert str(found) in capsys.readouterr().out
+
+    main(
+        [
+            "fit",
+            "--config",
+            str(REPO / "configs/retrain/digits.yaml"),
+            f"--model.arch={exported}",
+            f"--trainer.logger.init_args.save_dir={tmp_path}",
+            "--model.layers=3",
+            *_QUICK,
+        ]
+    )
+    retrained = Genotype.from_json((tmp_path / "retrain_digits" / "version_0" / "architecture.json").read_text())
+    assert retrained == found
+    del out
+
+
+def test_repeated_runs_in_one_directory(tmp_path: Path) -> None:
+    for _ in range(2):
+        main(_search_args(tmp_path, "--trainer.max_steps=1"))
+    assert sorted(p.name for p in (tmp_path / "darts_digits").iterdir()) == ["version_0", "version_1"]
+
+
+def test_export_refuses_to_overwrite_and_reads_bad_checkpoints(tmp_path: Path) -> None:
+    main(_search_args(tmp_path, "--trainer.max_steps=1"))
+    checkpoint = next((tmp_path / "darts_digits" / "version_0" / "checkpoints").glob("*.ckpt"))
+    target = tmp_path / "mine.json"
+    target.write_text("precious")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["export", "--ckpt_path", str(checkpoint), "--output", str(target)])
+    assert exit_info.value.code == 2
+    assert target.read_text() == "precious"
+
+    truncated = tmp_path / "truncated.ckpt"
+    truncated.write_bytes(checkpoint.read_bytes()[:1000])
+    with pytest.raises(SystemExit):
+        main(["export", "--ckpt_path", str(truncated)])
+    with pytest.raises(SystemExit):
+        main(["export", "--ckpt_path", str(tmp_path / "absent.ckpt")])
+
+
+def test_unknown_flag_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(_search_args(tmp_path, "--model.learning_rate_of_alphas=3"))
+    assert exit_info.value.code == 2
+    assert "learning_rate_of_alphas" in capsys.readouterr().err
+
+
+def test_unknown_op_in_config_is_named(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="unknown op 'sep_conv_9x9'; registered ops"):
+        main(_search_args(tmp_path, "--model.space.init_args.ops=[none,sep_conv_9x9]"))
+
+
+def test_console_script_runs() -> None:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(
+        [sys.executable, "-m", "lightning_nas", "--help"], capture_output=True, text=True, env=env, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert "fit" in result.stdout
+    assert "export" in result.stdout
