@@ -1,8 +1,9 @@
 """Speed and peak memory of one DARTS search step (architecture step + weight step).
 
 The paper's CIFAR search supernet: C=16, 8 cells, 4 nodes, the eight DARTS ops, batch 64 of 3x32x32 (per half).
-Prints images/s (training images per second, i.e. batch / step time, median of the timed steps) and the peak
-resident memory of each configuration, each measured in a fresh process of the same run.
+Prints images/s and the peak resident memory of each configuration, each measured in a fresh process of the same
+run. ``images/s`` counts the training batch only (batch / median step time); ``both halves`` counts the training
+and the validation batch a step consumes (2 x batch / step time), the convention some other tools report.
 
 The baseline (``reference-*``) is the same supernet run the way the widely copied reference implementations
 run it: every op applies its own ReLU, the edge output is ``sum(w * op(x))`` over all ops including ``none``,
@@ -113,7 +114,8 @@ def main() -> None:
         print(json.dumps(run_one(args.one, args.batch, args.steps, args.warmup, args.threads)))
         return
     print(f"DARTS search step, C=16, 8 cells, batch {args.batch}x3x32x32 per half, {args.threads} threads")
-    print(f"{'config':<22}{'step s':>9}{'images/s':>10}{'peak MB':>10}{'speed vs ' + BASELINE:>32}")
+    header = f"{'config':<22}{'step s':>9}{'images/s':>10}{'both halves':>13}{'peak MB':>10}"
+    print(header + f"{'speed vs ' + BASELINE:>32}")
     baseline = None
     for config in args.configs:
         cmd = [
@@ -139,10 +141,9 @@ def main() -> None:
         if config == BASELINE:
             baseline = result["images_per_s"]
         ratio = f"{result['images_per_s'] / baseline:.2f}x" if baseline else "-"
-        print(
-            f"{config:<22}{result['step_s']:>9.3f}{result['images_per_s']:>10.1f}{result['peak_mb']:>10.0f}{ratio:>32}",
-            flush=True,
-        )
+        both = 2 * result["images_per_s"]
+        figures = f"{result['step_s']:>9.3f}{result['images_per_s']:>10.1f}{both:>13.1f}{result['peak_mb']:>10.0f}"
+        print(f"{config:<22}{figures}{ratio:>32}", flush=True)
 
 
 if __name__ == "__main__":

@@ -49,7 +49,11 @@ class ExportArchitecture(pl.Callback):
         if result is None or not trainer.is_global_zero:
             return
         kind = "genotype" if isinstance(result, Genotype) else "architecture"
-        lines = [f"lightning-nas: found {kind}:", f"  {result}", f"  architecture written to {self.last_path}"]
+        lines = [f"lightning-nas: {type(pl_module).__name__} {kind}:", f"  {result}"]
+        scores = {name: float(value) for name, value in trainer.callback_metrics.items() if name.startswith("val/")}
+        if scores:
+            lines.append("  " + ", ".join(f"{name} {value:.4f}" for name, value in sorted(scores.items())))
+        lines.append(f"  architecture written to {self.last_path}")
         checkpoint = trainer.checkpoint_callback
         best = getattr(checkpoint, "best_model_path", "") or getattr(checkpoint, "last_model_path", "")
         if best:

@@ -219,8 +219,10 @@ class DARTS(NASModule):
         return weight_opt, arch_opt
 
     def _describe(self) -> str:
+        metrics = self.trainer.callback_metrics
+        scores = "".join(f"{name} {float(metrics[name]):.4f}, " for name in ("val/loss", "val/acc") if name in metrics)
         result = self.export()
-        return f"genotype = {result}" if isinstance(result, Genotype) else f"arch = {result}"
+        return scores + (f"genotype = {result}" if isinstance(result, Genotype) else f"arch = {result}")
 
 
 def _split_bilevel(batch: Any) -> tuple[Batch, Batch]:

@@ -10,7 +10,18 @@ from torch import Tensor, nn
 
 from lightning_nas.arch import Arch, Choice, validate_arch
 
-__all__ = ["DifferentiableSpace", "SearchSpace"]
+__all__ = ["DifferentiableSpace", "SearchSpace", "check_images", "reduction_layers"]
+
+
+def check_images(x: Tensor, in_channels: int) -> None:
+    """Raise ``ValueError`` unless ``x`` is a batch of images ``[B, in_channels, H, W]``."""
+    if x.ndim != 4 or x.shape[1] != in_channels:
+        raise ValueError(f"expected images [B, {in_channels}, H, W], got shape {tuple(x.shape)}")
+
+
+def reduction_layers(layers: int) -> tuple[int, int]:
+    """Indices of the two reduction cells in a stack of ``layers`` cells: at 1/3 and 2/3 of the depth (DARTS)."""
+    return layers // 3, 2 * layers // 3
 
 
 class SearchSpace(nn.Module, ABC):

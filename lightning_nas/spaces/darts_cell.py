@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from lightning_nas.arch import Arch, Choice, Genotype
 from lightning_nas.ops import DARTS_OPS, FactorizedReduce, MixedOp, ReLUConvBN
-from lightning_nas.spaces.base import DifferentiableSpace
+from lightning_nas.spaces.base import DifferentiableSpace, check_images, reduction_layers
 
 __all__ = ["DartsCellSpace", "derive_genotype"]
 
@@ -130,7 +130,7 @@ class DartsCellSpace(DifferentiableSpace):
         c_prev_prev, c_prev, c_cur = c_stem, c_stem, channels
         cells, reduction_prev = [], False
         for layer in range(layers):
-            reduction = layer in (layers // 3, 2 * layers // 3)
+            reduction = layer in reduction_layers(layers)
             c_cur = c_cur * 2 if reduction else c_cur
             cells.append(SearchCell(self.ops, steps, multiplier, c_prev_prev, c_prev, c_cur, reduction, reduction_prev))
             reduction_prev = reduction
@@ -143,8 +143,7 @@ class DartsCellSpace(DifferentiableSpace):
         self._active: dict[str, list[tuple[int, int]]] | None = None
 
     def forward(self, x: Tensor) -> Tensor:
-        if x.ndim != 4 or x.shape[1] != self.in_channels:
-            raise ValueError(f"expected images [B, {self.in_channels}, H, W], got shape {tuple(x.shape)}")
+        check_images(x, self.in_channels)
         s0 = s1 = self.stem(x)
         if self._active is None:
             weights = {"normal": self.alpha_normal.softmax(-1), "reduce": self.alpha_reduce.softmax(-1)}

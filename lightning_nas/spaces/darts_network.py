@@ -12,6 +12,7 @@ from torch import Tensor, nn
 
 from lightning_nas.arch import Genotype
 from lightning_nas.ops import FactorizedReduce, ReLUConvBN, build_op
+from lightning_nas.spaces.base import check_images, reduction_layers
 
 __all__ = ["AuxiliaryHead", "DartsNetwork", "drop_path"]
 
@@ -136,10 +137,10 @@ class DartsNetwork(nn.Module):
         c_prev_prev, c_prev, c_cur = c_stem, c_stem, channels
         self.cells = nn.ModuleList()
         self.auxiliary_head: AuxiliaryHead | None = None
-        self._auxiliary_after = 2 * layers // 3
+        self._auxiliary_after = reduction_layers(layers)[1]
         reduction_prev = False
         for layer in range(layers):
-            reduction = layer in (layers // 3, 2 * layers // 3)
+            reduction = layer in reduction_layers(layers)
             c_cur = c_cur * 2 if reduction else c_cur
             cell = EvalCell(genotype, c_prev_prev, c_prev, c_cur, reduction, reduction_prev)
             self.cells.append(cell)
@@ -151,8 +152,7 @@ class DartsNetwork(nn.Module):
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
         """Logits, and the auxiliary logits in training mode (``None`` otherwise or without the head)."""
-        if x.ndim != 4 or x.shape[1] != self.in_channels:
-            raise ValueError(f"expected images [B, {self.in_channels}, H, W], got shape {tuple(x.shape)}")
+        check_images(x, self.in_channels)
         aux_logits = None
         s0 = s1 = self.stem(x)
         for layer, cell in enumerate(self.cells):
