@@ -118,9 +118,10 @@ class Retrain(pl.LightningModule):
 
     @override
     def on_train_epoch_start(self) -> None:
-        # Drop-path grows linearly from 0 to drop_path_prob over the run (reference: train.py).
-        epochs = max(1, self.trainer.max_epochs or 1)
-        self.network.drop_path_prob = self.drop_path_prob * self.current_epoch / epochs
+        # Drop-path grows linearly from 0 to drop_path_prob over the run (reference train.py: p * epoch / epochs),
+        # measured in steps so that runs bounded by max_steps follow the same ramp.
+        progress = self.global_step / max(1, int(self.trainer.estimated_stepping_batches))
+        self.network.drop_path_prob = self.drop_path_prob * min(1.0, progress)
 
     @override
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:

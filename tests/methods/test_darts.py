@@ -144,3 +144,17 @@ def test_ops_subset_space_searches(tmp_path: Path) -> None:
     model = DARTS(space, order="second")
     _trainer(tmp_path, max_steps=2).fit(model, datamodule=data)
     assert model.genotype.ops() <= set(DARTS_OPS[1:4])
+
+
+def test_retrain_ramps_drop_path_linearly(tmp_path: Path) -> None:
+    seen: list[float] = []
+
+    class Probe(pl.Callback):
+        def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: object) -> None:
+            if args[-1] == 0:  # first batch of the epoch
+                seen.append(pl_module.network.drop_path_prob)  # type: ignore[union-attr]
+
+    model = Retrain("DARTS_V2", in_channels=1, num_classes=4, channels=4, layers=3, drop_path_prob=0.2)
+    data = SyntheticDataModule(num_samples=64, num_classes=4, in_channels=1, image_size=8, batch_size=16)
+    _trainer(tmp_path, max_epochs=4, limit_val_batches=0, callbacks=[Probe()]).fit(model, datamodule=data)
+    assert seen == pytest.approx([0.0, 0.05, 0.1, 0.15])  # 0.2 * epoch / 4, as the reference schedule
