@@ -11,7 +11,6 @@ and (only while the trainer is training) augments them on the device.
 
 from __future__ import annotations
 
-import hashlib
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -33,16 +32,11 @@ from lightning_nas.data.datasets import (
     load_fashion_mnist,
     load_mnist,
 )
+from lightning_nas.sampling import derive_seed
 
 __all__ = ["FileImageDataModule", "ImageDataModule"]
 
 Batch = tuple[torch.Tensor, torch.Tensor]
-
-
-def _derive_seed(*parts: int | str) -> int:
-    """A 63-bit seed that depends on ``parts`` (for example ``(seed, "augment", rank, step)``) and nothing else."""
-    digest = hashlib.blake2b("/".join(map(str, parts)).encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "little") & 0x7FFF_FFFF_FFFF_FFFF
 
 
 def _check_sizes(search: bool, train_portion: float, subset: int | None, available: int) -> None:
@@ -215,7 +209,7 @@ class ImageDataModule(pl.LightningDataModule):
     def _loader(self, dataset: InMemoryImageDataset, train: bool, stream: int = 0) -> DataLoader:
         """A shuffled training loader (``drop_last`` when the data exceeds one batch) or a sequential eval loader."""
         batch_size = self.batch_size if train else self.eval_batch_size
-        generator = torch.Generator().manual_seed(_derive_seed(self.seed, "shuffle", stream)) if train else None
+        generator = torch.Generator().manual_seed(derive_seed(self.seed, "shuffle", stream)) if train else None
         return DataLoader(
             dataset,
             batch_size=batch_size,
@@ -273,7 +267,7 @@ class ImageDataModule(pl.LightningDataModule):
     def _next_augment_generator(self, device: torch.device) -> torch.Generator:
         """A generator on ``device`` seeded from ``(seed, rank, n)`` for the ``n``-th augmented batch; bumps ``n``."""
         rank = 0 if self.trainer is None else self.trainer.global_rank
-        seed = _derive_seed(self.seed, "augment", rank, self._augment_step)
+        seed = derive_seed(self.seed, "augment", rank, self._augment_step)
         self._augment_step += 1
         return torch.Generator(device=device).manual_seed(seed)
 
