@@ -23,6 +23,7 @@ from torch.utils.data import DataLoader
 from typing_extensions import override
 
 from lightning_nas.data._download import default_root, ensure_dataset
+from lightning_nas.data._resumable import ResumableDataLoader, ResumableSampler
 from lightning_nas.data.augment import ImageBatchTransform
 from lightning_nas.data.datasets import (
     DatasetSpec,
@@ -132,7 +133,7 @@ class ImageDataModule(pl.LightningDataModule):
         self.test_dataset: InMemoryImageDataset | None = None
         self.train_indices: torch.Tensor | None = None
         self.val_indices: torch.Tensor | None = None
-        self._augment_step = 0
+        self._train_batches = 0
 
     @property
     def num_classes(self) -> int:
@@ -209,16 +210,31 @@ class ImageDataModule(pl.LightningDataModule):
     def _loader(self, dataset: InMemoryImageDataset, train: bool, stream: int = 0) -> DataLoader:
         """A shuffled training loader (``drop_last`` when the data exceeds one batch) or a sequential eval loader."""
         batch_size = self.batch_size if train else self.eval_batch_size
-        generator = torch.Generator().manual_seed(derive_seed(self.seed, "shuffle", stream)) if train else None
-        return DataLoader(
+        workers, persistent = self.num_workers, self.num_workers > 0
+        if not train:
+            return DataLoader(
+                dataset, batch_size=batch_size, shuffle=False, num_workers=workers, persistent_workers=persistent
+            )
+        drop_last = len(dataset) > batch_size
+        sampler = ResumableSampler(
+            len(dataset),
+            seed=self.seed,
+            stream=stream,
+            counter=self._trained_batches,
+            batch_size=batch_size,
+            drop_last=drop_last,
+        )
+        return ResumableDataLoader(
             dataset,
             batch_size=batch_size,
-            shuffle=train,
-            drop_last=train and len(dataset) > batch_size,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-            generator=generator,
+            sampler=sampler,
+            drop_last=drop_last,
+            num_workers=workers,
+            persistent_workers=persistent,
         )
+
+    def _trained_batches(self) -> int:
+        return self._train_batches
 
     def _dataset(self, name: str, stage: str) -> InMemoryImageDataset:
         """Return the split stored under ``name``, running ``setup(stage)`` first if it is not loaded yet."""
@@ -258,17 +274,18 @@ class ImageDataModule(pl.LightningDataModule):
         Returns:
             The same structure with every pair as a tuple ``(x_float, y)``.
         """
-        augment = self.augment and self.trainer is not None and self.trainer.training
-        generator = self._next_augment_generator(_first_tensor(batch).device) if augment else None
+        training = self.trainer is not None and self.trainer.training
+        augment = self.augment and training
+        generator = self._augment_generator(_first_tensor(batch).device) if augment else None
+        self._train_batches += int(training)
         if isinstance(batch, dict):
             return {key: self._transform_pair(pair, augment, generator) for key, pair in batch.items()}
         return self._transform_pair(batch, augment, generator)
 
-    def _next_augment_generator(self, device: torch.device) -> torch.Generator:
-        """A generator on ``device`` seeded from ``(seed, rank, n)`` for the ``n``-th augmented batch; bumps ``n``."""
+    def _augment_generator(self, device: torch.device) -> torch.Generator:
+        """A generator on ``device`` seeded from ``(seed, rank, n)`` for the ``n``-th training batch."""
         rank = 0 if self.trainer is None else self.trainer.global_rank
-        seed = derive_seed(self.seed, "augment", rank, self._augment_step)
-        self._augment_step += 1
+        seed = derive_seed(self.seed, "augment", rank, self._train_batches)
         return torch.Generator(device=device).manual_seed(seed)
 
     def _transform_pair(self, pair: Any, augment: bool, generator: torch.Generator | None) -> Batch:
@@ -279,13 +296,13 @@ class ImageDataModule(pl.LightningDataModule):
 
     @override
     def state_dict(self) -> dict[str, Any]:
-        """The augmentation counter, so a resumed run continues the same random stream."""
-        return {"augment_step": self._augment_step}
+        """The count of training batches (it seeds augmentation and places the loaders), for an exact resume."""
+        return {"train_batches": self._train_batches}
 
     @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Restore the augmentation counter saved by :meth:`state_dict`."""
-        self._augment_step = int(state_dict.get("augment_step", 0))
+        self._train_batches = int(state_dict.get("train_batches", 0))
 
 
 def _first_tensor(batch: Any) -> torch.Tensor:

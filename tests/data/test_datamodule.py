@@ -189,7 +189,7 @@ def test_augmentation_only_while_training_and_resumable() -> None:
     state = data.state_dict()
     first = data.on_after_batch_transfer(batch, 0)
     second = data.on_after_batch_transfer(batch, 0)
-    assert data.state_dict() == {"augment_step": state["augment_step"] + 2}
+    assert data.state_dict() == {"train_batches": state["train_batches"] + 2}
     for key in ("train", "val"):
         assert not torch.equal(first[key][0], clean[key][0])  # augmented
         assert not torch.equal(first[key][0], second[key][0])  # a new draw per batch

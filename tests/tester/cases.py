@@ -1,0 +1,50 @@
+"""The methods every shared correctness test runs on: one tiny space and tiny data per case.
+
+Add a new method here as a :class:`MethodCase`; every test in ``tests/tester`` then covers it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import lightning.pytorch as pl
+
+from lightning_nas.data import SyntheticDataModule
+from lightning_nas.methods import DARTS
+from lightning_nas.spaces import DartsCellSpace
+
+
+@dataclass(frozen=True)
+class MethodCase:
+    """A method on a tiny space with tiny data.
+
+    Args:
+        name: test id.
+        build: returns a fresh module (same seed → same initial weights).
+        data: returns a fresh datamodule.
+        search_state: the method's search state beyond its weights (e.g. population, phase), for equality checks.
+    """
+
+    name: str
+    build: Callable[[], pl.LightningModule]
+    data: Callable[[], pl.LightningDataModule]
+    search_state: Callable[[pl.LightningModule], Any] = lambda module: None
+
+
+def tiny_darts_space() -> DartsCellSpace:
+    return DartsCellSpace(in_channels=1, num_classes=4, channels=4, layers=3, steps=2)
+
+
+def bilevel_data() -> SyntheticDataModule:
+    # 96 images, half per level: 3 batches of 16 per epoch, with crop + flip augmentation (seeded per batch)
+    return SyntheticDataModule(
+        num_samples=96, num_classes=4, in_channels=1, image_size=8, search=True, batch_size=16, flip=True
+    )
+
+
+CASES = [
+    MethodCase("darts-first", lambda: DARTS(tiny_darts_space(), order="first"), bilevel_data),
+    MethodCase("darts-second", lambda: DARTS(tiny_darts_space(), order="second"), bilevel_data),
+]
