@@ -25,8 +25,8 @@ import lightning_nas.data  # noqa: F401  (registers the datamodules for --data=S
 import lightning_nas.methods  # noqa: F401  (registers the methods for --model=ShortName)
 import lightning_nas.spaces  # noqa: F401
 from lightning_nas.arch import Genotype, atomic_write_text
-from lightning_nas.callbacks import ExportArchitecture
-from lightning_nas.methods.base import CHECKPOINT_KEY
+from lightning_nas.callbacks import CheckpointOnInterrupt, ExportArchitecture
+from lightning_nas.methods.base import CHECKPOINT_KEY, NASModule, check_checkpoint_origin
 
 __all__ = ["NASCLI", "main", "read_checkpoint_result"]
 
@@ -40,8 +40,9 @@ class NASCLI(LightningCLI):
     """LightningCLI in subclass mode: ``--model`` takes any LightningModule (ours or a user's), ``--data`` any
     datamodule.
 
-    Every run gets an :class:`~lightning_nas.callbacks.ExportArchitecture` callback, configurable as
-    ``--architecture.filename``.
+    Every run gets an :class:`~lightning_nas.callbacks.ExportArchitecture` callback (``--architecture.*``) and a
+    :class:`~lightning_nas.callbacks.CheckpointOnInterrupt` callback (``--interrupt_checkpoint.*``), and a
+    ``--ckpt_path`` that is missing, unreadable or from another method or space is refused before anything runs.
     """
 
     def __init__(self, args: Sequence[str] | None = None, run: bool = True) -> None:
@@ -63,6 +64,51 @@ class NASCLI(LightningCLI):
     @override
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_lightning_class_args(ExportArchitecture, "architecture")
+        parser.add_lightning_class_args(CheckpointOnInterrupt, "interrupt_checkpoint")
+
+    @override
+    def _parse_ckpt_path(self) -> None:
+        # LightningCLI reads the checkpoint's hyperparameters into the config before anything is built: check the
+        # file and its method first, so a broken or foreign checkpoint gets one clear line instead of a traceback.
+        subcommand = self.config.get("subcommand")
+        ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        if ckpt_path is not None and ckpt_path not in ("last", "best", "hpc", "registry"):
+            try:
+                meta = read_checkpoint_result(ckpt_path)
+            except (OSError, ValueError) as err:
+                self.parser.error(f"--ckpt_path: {err}")
+            model = self.config[subcommand].get("model")
+            class_path = getattr(model, "class_path", None) or (model or {}).get("class_path", "")
+            method = str(class_path).rsplit(".", 1)[-1]
+            if method and meta.get("method") != method:
+                self.parser.error(
+                    f"--ckpt_path: {ckpt_path!r} is from method {meta.get('method')!r} (space {meta.get('space')!r}); "
+                    f"this run uses method {method!r}: load it with the same method and space"
+                )
+        super()._parse_ckpt_path()
+
+    def before_fit(self) -> None:
+        self._check_ckpt_path()
+
+    def before_validate(self) -> None:
+        self._check_ckpt_path()
+
+    def before_test(self) -> None:
+        self._check_ckpt_path()
+
+    def _check_ckpt_path(self) -> None:
+        """Refuse a missing, truncated or foreign ``--ckpt_path`` before anything runs, with a one-line message."""
+        ckpt_path = self.config[self.subcommand].get("ckpt_path")
+        if ckpt_path is None or ckpt_path in ("last", "best", "hpc", "registry"):
+            return
+        try:
+            meta = read_checkpoint_result(ckpt_path)
+            if isinstance(self.model, NASModule):
+                check_checkpoint_origin(
+                    {CHECKPOINT_KEY: meta}, method=type(self.model).__name__, space=type(self.model.space).__name__
+                )
+        except (OSError, ValueError) as err:
+            self.parser.error(f"--ckpt_path: {err}")
 
 
 def read_checkpoint_result(ckpt_path: str | Path) -> dict[str, Any]:

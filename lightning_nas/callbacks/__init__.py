@@ -1,5 +1,6 @@
 """Callbacks that record and export architectures."""
 
 from lightning_nas.callbacks.export import ExportArchitecture, ExportsArchitecture
+from lightning_nas.callbacks.interrupt import CheckpointOnInterrupt
 
-__all__ = ["ExportArchitecture", "ExportsArchitecture"]
+__all__ = ["CheckpointOnInterrupt", "ExportArchitecture", "ExportsArchitecture"]

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import lightning.pytorch as pl
 import torch
+from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
 from torchmetrics.classification import MulticlassAccuracy
 
@@ -28,14 +29,22 @@ class NASModule(pl.LightningModule):
     Args:
         space: the search space, an ``nn.Module``.
         channels_last: run convolutions in the channels-last memory format (much faster on CPUs and tensor cores).
+        nan_policy: what a non-finite loss does: ``"stop"`` raises ``FloatingPointError`` naming the loss and the
+            step (the last good checkpoint stays as it was), ``"skip"`` warns and skips that update.
     """
 
-    def __init__(self, space: SearchSpace, *, channels_last: bool = False) -> None:
+    def __init__(
+        self, space: SearchSpace, *, channels_last: bool = False, nan_policy: Literal["stop", "skip"] = "stop"
+    ) -> None:
         super().__init__()
         if not isinstance(space, SearchSpace):
             raise TypeError(f"space must be a lightning_nas SearchSpace, got {type(space).__name__}")
+        if nan_policy not in ("stop", "skip"):
+            raise ValueError(f"nan_policy must be 'stop' or 'skip', got {nan_policy!r}")
         self.space = space
         self.channels_last = channels_last
+        self.nan_policy: Literal["stop", "skip"] = nan_policy
+        self.skipped_steps = 0
         self.train_accuracy = MulticlassAccuracy(num_classes=space.num_classes, average="micro")
         self.val_accuracy = MulticlassAccuracy(num_classes=space.num_classes, average="micro")
         if channels_last:
@@ -48,6 +57,26 @@ class NASModule(pl.LightningModule):
     def export(self) -> Arch | Genotype:
         """What ``lightning-nas export`` writes: :meth:`current_arch` unless a method has a richer format."""
         return self.current_arch()
+
+    def check_finite(self, value: Tensor, name: str) -> bool:
+        """Whether an update computed from ``value`` (a loss or gradient) may proceed; applies :attr:`nan_policy`.
+
+        All ranks decide together: if any rank sees a non-finite value, every rank skips (or stops).
+
+        Raises:
+            FloatingPointError: with ``nan_policy="stop"``, naming ``name`` and the step.
+        """
+        finite = bool(torch.isfinite(value.detach()).all())
+        if self._trainer is not None:
+            finite = self.trainer.strategy.reduce_boolean_decision(finite, all=True)
+        if finite:
+            return True
+        message = f"non-finite {name} at step {self.global_step} (epoch {self.current_epoch})"
+        if self.nan_policy == "stop":
+            raise FloatingPointError(f"{message}; stopping (pass nan_policy='skip' to skip such updates instead)")
+        self.skipped_steps += 1
+        rank_zero_warn(f"{message}; update skipped ({self.skipped_steps} so far)")
+        return False
 
     def forward(self, x: Tensor) -> Tensor:
         if self.channels_last:

@@ -47,6 +47,8 @@ class DARTS(NASModule):
         hvp_eps: ``eps = hvp_eps / ||grad_w' L_val||`` for the finite-difference Hessian-vector product (0.01).
         arch_warmup_epochs: epochs of weight-only training before the alphas start to move (0 in the paper).
         channels_last: run the supernet in channels-last memory format.
+        nan_policy: ``"stop"`` (raise, naming the loss and step) or ``"skip"`` (warn and skip the update) on a
+            non-finite loss or architecture gradient.
 
     Example:
         >>> from lightning_nas.spaces import DartsCellSpace
@@ -74,12 +76,13 @@ class DARTS(NASModule):
         hvp_eps: float = 0.01,
         arch_warmup_epochs: int = 0,
         channels_last: bool = False,
+        nan_policy: Literal["stop", "skip"] = "stop",
     ) -> None:
         if not isinstance(space, DifferentiableSpace):
             raise TypeError(f"DARTS needs a DifferentiableSpace, got {type(space).__name__}")
         if order not in ("first", "second"):
             raise ValueError(f"order must be 'first' or 'second', got {order!r}")
-        super().__init__(space, channels_last=channels_last)
+        super().__init__(space, channels_last=channels_last, nan_policy=nan_policy)
         self.save_hyperparameters(ignore=["space"])
         self.automatic_optimization = False
         self.order: Literal["first", "second"] = order
@@ -133,15 +136,23 @@ class DARTS(NASModule):
         weights = [p for p in self.space.weight_parameters() if p.requires_grad]
         xi = weight_opt.param_groups[0]["lr"] if self.unrolled_lr is None else self.unrolled_lr
         (x_train, y_train), (x_val, y_val) = train_batch, val_batch
-        grads, val_loss = darts_arch_gradient(
-            lambda: self.training_loss(self(x_train), y_train),
-            lambda: self.architecture_loss(self(x_val), y_val),
-            weights,
-            alphas,
-            order=self.order,
-            xi=xi,
-            eps_scale=self.hvp_eps,
-        )
+        try:
+            grads, val_loss = darts_arch_gradient(
+                lambda: self.training_loss(self(x_train), y_train),
+                lambda: self.architecture_loss(self(x_val), y_val),
+                weights,
+                alphas,
+                order=self.order,
+                xi=xi,
+                eps_scale=self.hvp_eps,
+            )
+        except FloatingPointError:  # a loss inside the unrolled step was not finite
+            self.check_finite(torch.tensor(float("nan")), "loss in the unrolled architecture step")
+            return
+        if not self.check_finite(val_loss, "architecture loss") or not self.check_finite(
+            torch.stack([g.norm() for g in grads]), "architecture gradient"
+        ):
+            return
         arch_opt.zero_grad()
         for alpha, grad in zip(alphas, grads):
             # Every rank's gradient comes from its own data shard: average them so the alphas stay identical.
@@ -157,8 +168,8 @@ class DARTS(NASModule):
         with self.toggled_optimizer(weight_opt):  # alphas frozen: backward skips their gradients
             logits = self(x)
             loss = self.training_loss(logits, y)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"non-finite training loss {loss.item()} at step {self.global_step}")
+            if not self.check_finite(loss, "training loss"):
+                return loss.detach()
             weight_opt.zero_grad()
             self.manual_backward(loss)
             self.clip_gradients(

@@ -1,0 +1,52 @@
+"""Save a checkpoint when a run dies: Ctrl-C, SIGTERM (a cluster's pre-emption), or an error such as a NaN loss."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import lightning.pytorch as pl
+from lightning.pytorch.utilities import rank_zero_warn
+from typing_extensions import override
+
+__all__ = ["CheckpointOnInterrupt"]
+
+
+class CheckpointOnInterrupt(pl.Callback):
+    """On any exception during fit, write ``<log_dir>/checkpoints/<filename>`` atomically, then let it propagate.
+
+    The file is written beside a temporary name and renamed into place, so an existing checkpoint of that name is
+    replaced only by a complete one; other checkpoints (``last.ckpt``, the best ones) are never touched. Lightning
+    turns SIGTERM into an exception at the next batch boundary, so a pre-empted run resumes exactly from this file.
+
+    Args:
+        filename: checkpoint file name.
+    """
+
+    def __init__(self, filename: str = "interrupted.ckpt") -> None:
+        if not filename or Path(filename).name != filename:
+            raise ValueError(f"filename must be a plain file name, got {filename!r}")
+        self.filename = filename
+        self.dirpath: Path | None = None
+        self.last_path: Path | None = None
+
+    @override
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        # log_dir is a collective under DDP: every rank asks for it here, where every rank runs
+        self.dirpath = Path(trainer.log_dir or trainer.default_root_dir) / "checkpoints"
+
+    @override
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        if self.dirpath is None or not trainer.training and trainer.state.fn != "fit":
+            return
+        path = self.dirpath / self.filename
+        partial = path.with_name(f".{path.name}.partial")
+        try:
+            trainer.save_checkpoint(partial)
+        except Exception as err:  # never hide the original exception behind a failed save
+            rank_zero_warn(f"could not save a checkpoint after {type(exception).__name__}: {err}")
+            return
+        if trainer.is_global_zero:
+            os.replace(partial, path)
+            self.last_path = path
+            rank_zero_warn(f"{type(exception).__name__} during fit: saved {path}; resume with --ckpt_path={path}")

@@ -1,0 +1,178 @@
+"""Faults: pre-emption, broken and foreign checkpoints, non-finite losses."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import lightning.pytorch as pl
+import pytest
+import torch
+from torch import Tensor
+
+from lightning_nas.cli import main
+from lightning_nas.methods import DARTS
+from tests.tester.cases import CASES, MethodCase, bilevel_data, tiny_darts_space
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _search_cli(tmp_path: Path, *extra: str) -> list[str]:
+    return [
+        "fit",
+        "--config",
+        str(REPO / "configs/darts/digits.yaml"),
+        f"--trainer.logger.init_args.save_dir={tmp_path}",
+        "--model.order=first",
+        "--model.space.init_args.layers=3",
+        "--model.space.init_args.channels=4",
+        "--trainer.enable_model_summary=false",
+        "--trainer.enable_progress_bar=false",
+        *extra,
+    ]
+
+
+def test_sigterm_mid_epoch_leaves_a_checkpoint_that_resumes(tmp_path: Path) -> None:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    args = _search_cli(tmp_path, "--trainer.max_epochs=50", "--trainer.log_every_n_steps=1")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "lightning_nas", *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    run_dir = tmp_path / "darts_digits" / "version_0"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not (run_dir / "hparams.yaml").exists():  # written as fit starts
+        time.sleep(0.2)
+    time.sleep(3)  # a few steps in
+    process.send_signal(signal.SIGTERM)
+    output = process.communicate(timeout=120)[0].decode()
+    checkpoint = run_dir / "checkpoints" / "interrupted.ckpt"
+    assert checkpoint.is_file(), output[-3000:]
+    assert not list((run_dir / "checkpoints").glob(".*partial")), "a temporary file was left behind"
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    assert state["lightning_nas"]["method"] == "DARTS"
+    step = state["global_step"]
+    assert step >= 1
+
+    # resume from it through the CLI and run two more steps
+    main(_search_cli(tmp_path, f"--ckpt_path={checkpoint}", f"--trainer.max_steps={step + 2}"))
+    resumed = torch.load(tmp_path / "darts_digits" / "version_1" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert resumed["global_step"] == step + 2
+
+
+def _checkpoint(tmp_path: Path) -> Path:
+    main(_search_cli(tmp_path, "--trainer.max_steps=1", "--trainer.limit_val_batches=1"))
+    return tmp_path / "darts_digits" / "version_0" / "checkpoints" / "last.ckpt"
+
+
+def test_truncated_and_foreign_checkpoints_get_one_line_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    good = _checkpoint(tmp_path)
+    truncated = tmp_path / "truncated.ckpt"
+    truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    garbage = tmp_path / "garbage.ckpt"
+    garbage.write_bytes(b"not a checkpoint at all")
+    for bad, expected in (
+        (truncated, "is not a readable checkpoint"),
+        (garbage, "is not a readable checkpoint"),
+        (tmp_path / "missing.ckpt", "does not exist"),
+    ):
+        with pytest.raises(SystemExit) as exit_info:
+            main(_search_cli(tmp_path, f"--ckpt_path={bad}"))
+        assert exit_info.value.code == 2
+        err = capsys.readouterr().err
+        assert expected in err
+        assert str(bad) in err
+        assert "Traceback" not in err
+
+    retrain = [
+        "fit",
+        "--config",
+        str(REPO / "configs/retrain/digits.yaml"),
+        f"--trainer.default_root_dir={tmp_path}",
+        f"--ckpt_path={good}",
+    ]
+    with pytest.raises(SystemExit):
+        main(retrain)
+    err = capsys.readouterr().err
+    assert "method 'DARTS'" in err
+    assert "'Retrain'" in err or "lightning_nas" in err
+
+
+class NaNAt(DARTS):
+    """DARTS whose training loss turns NaN at one step."""
+
+    def __init__(self, *args: object, nan_step: int, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.nan_step = nan_step
+        self.losses = 0
+
+    def training_loss(self, logits: Tensor, targets: Tensor) -> Tensor:
+        loss = super().training_loss(logits, targets)
+        self.losses += 1  # first order: the weight step is the only caller
+        return loss * float("nan") if self.losses == self.nan_step + 1 else loss
+
+
+def _trainer(tmp_path: Path, **kwargs: object) -> pl.Trainer:
+    return pl.Trainer(
+        default_root_dir=tmp_path,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accelerator="cpu",
+        num_sanity_val_steps=0,
+        limit_val_batches=1,
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
+def test_nan_loss_stops_with_the_step_and_the_loss_named(tmp_path: Path) -> None:
+    pl.seed_everything(0)
+    model = NaNAt(tiny_darts_space(), order="first", nan_step=2)
+    with pytest.raises(FloatingPointError, match=r"non-finite training loss at step 2 \(epoch 0\)"):
+        _trainer(tmp_path, max_steps=5, enable_checkpointing=False).fit(model, datamodule=bilevel_data())
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_nan_loss_skipped_on_request_leaves_the_weights_untouched(tmp_path: Path) -> None:
+    pl.seed_everything(0)
+    model = NaNAt(tiny_darts_space(), order="first", nan_step=2, nan_policy="skip")
+    snapshots: list[dict[str, Tensor]] = []
+
+    class Snapshot(pl.Callback):
+        def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: object) -> None:
+            snapshots.append({k: v.clone() for k, v in pl_module.state_dict().items() if "alpha" not in k})
+
+    with pytest.warns(UserWarning, match="non-finite training loss at step 2"):
+        _trainer(tmp_path, max_steps=4, enable_checkpointing=False, callbacks=[Snapshot()]).fit(
+            model, datamodule=bilevel_data()
+        )
+    assert model.skipped_steps >= 1
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    # the batch whose loss was NaN changed no weight (BN statistics included: its forward ran in train mode, so
+    # compare only parameters)
+    names = [n for n, _ in model.named_parameters() if "alpha" not in n]
+    skipped = 2  # batches 0, 1 stepped (global_step 0 -> 2); batch 2 had the NaN
+    assert all(torch.equal(snapshots[skipped][n], snapshots[skipped - 1][n]) for n in names)
+    assert any(not torch.equal(snapshots[skipped + 1][n], snapshots[skipped][n]) for n in names)
+
+
+def test_bad_nan_policy_is_named() -> None:
+    with pytest.raises(ValueError, match="nan_policy must be 'stop' or 'skip', got 'ignore'"):
+        DARTS(tiny_darts_space(), nan_policy="ignore")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
+def test_checkpoint_of_another_space_is_refused_naming_both(case: MethodCase, tmp_path: Path) -> None:
+    pl.seed_everything(0)
+    module = case.build()
+    trainer = _trainer(tmp_path, max_steps=1)
+    trainer.fit(module, datamodule=case.data())
+    path = tmp_path / "model.ckpt"
+    trainer.save_checkpoint(path)
+    checkpoint = torch.load(path, weights_only=True)
+    checkpoint["lightning_nas"]["space"] = "SomeOtherSpace"
+    with pytest.raises(ValueError, match="space 'SomeOtherSpace'.*space 'DartsCellSpace'"):
+        case.build().on_load_checkpoint(checkpoint)
