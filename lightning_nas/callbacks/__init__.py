@@ -1,5 +1,6 @@
 """Callbacks that record and export architectures."""
 
 from lightning_nas.callbacks.export import ExportArchitecture, ExportsArchitecture
+from lightning_nas.callbacks.tabular import TabularReport
 
-__all__ = ["ExportArchitecture", "ExportsArchitecture"]
+__all__ = ["ExportArchitecture", "ExportsArchitecture", "TabularReport"]

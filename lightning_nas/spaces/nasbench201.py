@@ -326,7 +326,7 @@ class NasBench201Space(DifferentiableSpace):
         chosen = [self.ops.index(str(valid[c.name])) for c in self.choices()]
         for source, target in zip(self.layers, network.layers):
             if isinstance(source, SearchCell):
-                for e, op in enumerate(target.ops):  # type: ignore[union-attr, arg-type]
+                for e, op in enumerate(target.ops):  # type: ignore[arg-type]
                     op.load_state_dict(source.edge(e).ops[chosen[e]].state_dict())
             else:
                 target.load_state_dict(source.state_dict())
