@@ -276,10 +276,10 @@ class NasBench201Space(DifferentiableSpace):
         for layer in self.layers:
             if not isinstance(layer, SearchCell):
                 x = layer(x)
-            elif weights is not None:
-                x = layer(x, weights)
+            elif self._active is not None:
+                x = layer.forward_discrete(x, self._active)
             else:
-                x = layer.forward_discrete(x, self._active)  # type: ignore[arg-type]
+                x = layer(x, weights)
         return self.head(x)
 
     def arch_parameters(self) -> list[nn.Parameter]:
