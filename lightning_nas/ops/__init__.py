@@ -11,12 +11,14 @@ from lightning_nas.ops.darts_ops import (
     Zero,
 )
 from lightning_nas.ops.mixed import MixedOp
+from lightning_nas.ops.nb201_ops import NB201_OPS
 
 __all__ = [
     "DARTS_OPS",
     "DilConv",
     "FactorizedReduce",
     "MixedOp",
+    "NB201_OPS",
     "OpFactory",
     "PreActivated",
     "ReLUConvBN",

@@ -25,6 +25,8 @@ class MixedOp(nn.Module):
         channels: input and output channels.
         stride: 1, or 2 for edges that read a reduction cell's inputs.
         affine: whether the ops' BatchNorms learn a scale and shift (DARTS search uses ``False``).
+        normalize_pools: follow pooling ops by a BatchNorm without affine parameters (the DARTS search network);
+            ``False`` keeps pools bare, as the NAS-Bench-201 search cell does.
 
     Example:
         >>> mixed = MixedOp(["none", "skip_connect", "max_pool_3x3"], channels=4, stride=1)
@@ -34,13 +36,21 @@ class MixedOp(nn.Module):
         True
     """
 
-    def __init__(self, op_names: Sequence[str], channels: int, stride: int, affine: bool = False) -> None:
+    def __init__(
+        self,
+        op_names: Sequence[str],
+        channels: int,
+        stride: int,
+        affine: bool = False,
+        *,
+        normalize_pools: bool = True,
+    ) -> None:
         super().__init__()
         self.op_names = tuple(op_names)
         ops = []
         for name in self.op_names:
             op = build_op(name, channels, stride, affine)
-            if "pool" in name:
+            if normalize_pools and "pool" in name:
                 op = nn.Sequential(op, nn.BatchNorm2d(channels, affine=False))
             ops.append(op)
         self.ops = nn.ModuleList(ops)

@@ -4,15 +4,27 @@ from lightning_nas.spaces.base import DifferentiableSpace, SearchSpace
 from lightning_nas.spaces.darts_cell import DartsCellSpace, derive_genotype
 from lightning_nas.spaces.darts_network import AuxiliaryHead, DartsNetwork, drop_path
 from lightning_nas.spaces.genotypes import DARTS_V1, DARTS_V2, PUBLISHED_GENOTYPES
+from lightning_nas.spaces.nasbench201 import (
+    NB201_EDGES,
+    NasBench201Format,
+    NasBench201Network,
+    NasBench201Space,
+    ResidualReduction,
+)
 
 __all__ = [
     "DARTS_V1",
     "DARTS_V2",
+    "NB201_EDGES",
     "PUBLISHED_GENOTYPES",
     "AuxiliaryHead",
     "DartsCellSpace",
     "DartsNetwork",
     "DifferentiableSpace",
+    "NasBench201Format",
+    "NasBench201Network",
+    "NasBench201Space",
+    "ResidualReduction",
     "SearchSpace",
     "derive_genotype",
     "drop_path",
