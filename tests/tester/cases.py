@@ -13,7 +13,7 @@ import lightning.pytorch as pl
 
 from lightning_nas.data import SyntheticDataModule
 from lightning_nas.methods import DARTS
-from lightning_nas.spaces import DartsCellSpace
+from lightning_nas.spaces import DartsCellSpace, NasBench201Space
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,12 @@ def bilevel_data() -> SyntheticDataModule:
     )
 
 
+def tiny_nb201_space() -> NasBench201Space:
+    return NasBench201Space(in_channels=1, num_classes=4, channels=4, cells_per_stage=1)
+
+
 CASES = [
     MethodCase("darts-first", lambda: DARTS(tiny_darts_space(), order="first"), bilevel_data),
     MethodCase("darts-second", lambda: DARTS(tiny_darts_space(), order="second"), bilevel_data),
+    MethodCase("darts-nb201", lambda: DARTS(tiny_nb201_space(), order="second"), bilevel_data),
 ]
