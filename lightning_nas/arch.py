@@ -243,10 +243,11 @@ class Genotype:
             ValueError: missing or unknown fields, or malformed edges.
         """
         if isinstance(payload, str):
+            text = payload
             try:
-                payload = json.loads(payload)
+                payload = json.loads(text)
             except json.JSONDecodeError as err:
-                raise ValueError(f"malformed genotype JSON: {err}") from None
+                raise ValueError(f"malformed genotype JSON {text[:80]!r}: {err}") from None
         if not isinstance(payload, Mapping):
             raise ValueError(f"a genotype must be a JSON object with fields {_GENOTYPE_FIELDS}, got {payload!r}")
         keys = set(payload)

@@ -7,6 +7,7 @@ weight decay 3e-4), auxiliary towers of weight 0.4, drop-path 0.2 growing linear
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
@@ -40,6 +41,11 @@ def resolve_genotype(arch: str | Genotype) -> Genotype:
     elif arch.lstrip().startswith("{"):
         genotype = Genotype.from_json(arch)
     else:
+        if not Path(arch).exists():
+            raise FileNotFoundError(
+                f"arch {arch!r} is not a file, a genotype string or JSON, nor a published genotype "
+                f"({', '.join(sorted(PUBLISHED_GENOTYPES))})"
+            )
         loaded = load_arch(arch)
         if not isinstance(loaded, Genotype):
             raise ValueError(f"{arch!r} holds an architecture mapping, not a DARTS genotype")
