@@ -1,8 +1,9 @@
 """Search spaces: supernets whose decisions are named choices. No training logic lives here."""
 
-from lightning_nas.spaces.base import DifferentiableSpace, SearchSpace
+from lightning_nas.spaces.base import DifferentiableSpace, NodeChoice, SearchSpace
 from lightning_nas.spaces.darts_cell import DartsCellSpace, derive_genotype
 from lightning_nas.spaces.darts_network import AuxiliaryHead, DartsNetwork, drop_path
+from lightning_nas.spaces.enas_macro import EnasMacroNetwork, EnasMacroSpace
 from lightning_nas.spaces.genotypes import DARTS_V1, DARTS_V2, PUBLISHED_GENOTYPES
 
 __all__ = [
@@ -13,6 +14,9 @@ __all__ = [
     "DartsCellSpace",
     "DartsNetwork",
     "DifferentiableSpace",
+    "EnasMacroNetwork",
+    "EnasMacroSpace",
+    "NodeChoice",
     "SearchSpace",
     "derive_genotype",
     "drop_path",
