@@ -68,9 +68,9 @@ class ENAS(NASModule):
         gradient_clip: max gradient norm of ``w`` (5).
         controller_lr: Adam learning rate of ``theta`` (0.0035 micro, 0.001 macro; betas (0, 0.999), eps 1e-3).
         hidden_size: controller LSTM units (100, Sec. 3.1).
-        temperature: controller logit temperature (5.0 in the paper; ``None`` in the reference micro script).
-        tanh_constant: controller tanh constant (2.5 in the paper; 1.1 micro, 1.5 macro in the reference code).
-        op_tanh_reduce: op logits use ``tanh_constant / op_tanh_reduce`` (2.5 in the reference code).
+        temperature: controller logit temperature (none in the reference scripts; the paper's text says 5.0).
+        tanh_constant: controller tanh constant (1.1 micro, 1.5 macro in the reference scripts; the text says 2.5).
+        op_tanh_reduce: op logits use ``tanh_constant / op_tanh_reduce`` (2.5 in the reference scripts).
         entropy_weight: the entropy bonus ``beta`` (1e-4).
         baseline_decay: decay of the moving-average baseline (0.99).
         skip_target: prior skip-connection probability ``rho`` of macro search (0.4).
@@ -111,9 +111,9 @@ class ENAS(NASModule):
         gradient_clip: float = 5.0,
         controller_lr: float = 0.0035,
         hidden_size: int = 100,
-        temperature: float | None = 5.0,
-        tanh_constant: float | None = 2.5,
-        op_tanh_reduce: float = 1.0,
+        temperature: float | None = None,
+        tanh_constant: float | None = 1.1,
+        op_tanh_reduce: float = 2.5,
         entropy_weight: float = 1e-4,
         baseline_decay: float = 0.99,
         skip_target: float = 0.4,
