@@ -17,8 +17,10 @@ CostKind = Literal["params", "flops"]
 def child_cost(space: nn.Module, probe: Tensor, kind: CostKind) -> float:
     """Run ``probe`` (one image ``[1, C, H, W]``) through ``space`` and count what ran.
 
-    ``"params"``: parameters of every module that ran (each counted once). ``"flops"``: multiply-accumulates of
-    the ``Conv2d`` and ``Linear`` layers that ran (pooling, normalisation and additions are not counted).
+    ``"params"``: parameters of every module that ran (each counted once), leaving out a differentiable space's
+    architecture parameters; a module that ran but whose output no node reads still counts, as it would in the
+    standalone network. ``"flops"``: multiply-accumulates of the ``Conv2d`` and ``Linear`` layers that ran
+    (pooling, normalisation and additions are not counted).
 
     Example:
         >>> net = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.Flatten(), nn.Linear(2 * 4 * 4, 3))
@@ -51,7 +53,11 @@ def child_cost(space: nn.Module, probe: Tensor, kind: CostKind) -> float:
         space.train(was_training)
     if kind == "flops":
         return float(macs)
-    return float(sum(p.numel() for module in ran.values() for p in module.parameters(recurse=False)))
+    arch_parameters = getattr(space, "arch_parameters", None)
+    skip = {id(p) for p in arch_parameters()} if callable(arch_parameters) else set()
+    return float(
+        sum(p.numel() for module in ran.values() for p in module.parameters(recurse=False) if id(p) not in skip)
+    )
 
 
 @contextmanager
