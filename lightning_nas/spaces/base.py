@@ -46,7 +46,7 @@ class NodeChoice:
         >>> NodeChoice("layer2", "connect", ("layer0", "layer1"))
         Traceback (most recent call last):
         ...
-        ValueError: a 'connect' choice of node 'layer2' names exactly one source, got ('layer0', 'layer1')
+        ValueError: a 'connect' NodeChoice of node 'layer2' names exactly one source, got ('layer0', 'layer1')
     """
 
     node: str
@@ -64,7 +64,7 @@ class NodeChoice:
             or (self.kind == "connect" and count != 1)
         ):
             raise ValueError(
-                f"a {self.kind!r} choice of node {self.node!r} names {expected[self.kind]} source, got {self.sources}"
+                f"a {self.kind!r} NodeChoice of node {self.node!r} names {expected[self.kind]} source, got {self.sources}"
             )
         if self.node in self.sources:
             raise ValueError(f"node {self.node!r} cannot read itself; sources: {self.sources}")
