@@ -64,7 +64,8 @@ class NodeChoice:
             or (self.kind == "connect" and count != 1)
         ):
             raise ValueError(
-                f"a {self.kind!r} NodeChoice of node {self.node!r} names {expected[self.kind]} source, got {self.sources}"
+                f"a {self.kind!r} NodeChoice of node {self.node!r} names {expected[self.kind]} source, "
+                f"got {self.sources}"
             )
         if self.node in self.sources:
             raise ValueError(f"node {self.node!r} cannot read itself; sources: {self.sources}")
