@@ -10,11 +10,14 @@ from lightning_nas.ops.darts_ops import (
     SepConv,
     Zero,
 )
+from lightning_nas.ops.enas_ops import ENAS_MACRO_OPS, ENAS_MICRO_OPS
 from lightning_nas.ops.mixed import MixedOp
 from lightning_nas.ops.nb201_ops import NB201_OPS
 
 __all__ = [
     "DARTS_OPS",
+    "ENAS_MACRO_OPS",
+    "ENAS_MICRO_OPS",
     "DilConv",
     "FactorizedReduce",
     "MixedOp",

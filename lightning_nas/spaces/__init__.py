@@ -1,8 +1,9 @@
 """Search spaces: supernets whose decisions are named choices. No training logic lives here."""
 
-from lightning_nas.spaces.base import DifferentiableSpace, SearchSpace
+from lightning_nas.spaces.base import DifferentiableSpace, NodeChoice, SearchSpace
 from lightning_nas.spaces.darts_cell import DartsCellSpace, derive_genotype
 from lightning_nas.spaces.darts_network import AuxiliaryHead, DartsNetwork, drop_path
+from lightning_nas.spaces.enas_macro import EnasMacroNetwork, EnasMacroSpace
 from lightning_nas.spaces.genotypes import DARTS_V1, DARTS_V2, PUBLISHED_GENOTYPES
 from lightning_nas.spaces.nasbench201 import (
     NB201_EDGES,
@@ -25,6 +26,9 @@ __all__ = [
     "NasBench201Network",
     "NasBench201Space",
     "ResidualReduction",
+    "EnasMacroNetwork",
+    "EnasMacroSpace",
+    "NodeChoice",
     "SearchSpace",
     "derive_genotype",
     "drop_path",

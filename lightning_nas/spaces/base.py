@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 from torch import Tensor, nn
 
 from lightning_nas.arch import Arch, Choice, validate_arch
 
-__all__ = ["DifferentiableSpace", "SearchSpace", "check_images", "reduction_layers"]
+__all__ = ["DifferentiableSpace", "NodeChoice", "SearchSpace", "check_images", "reduction_layers"]
 
 
 def check_images(x: Tensor, in_channels: int) -> None:
@@ -22,6 +23,52 @@ def check_images(x: Tensor, in_channels: int) -> None:
 def reduction_layers(layers: int) -> tuple[int, int]:
     """Indices of the two reduction cells in a stack of ``layers`` cells: at 1/3 and 2/3 of the depth (DARTS)."""
     return layers // 3, 2 * layers // 3
+
+
+@dataclass(frozen=True)
+class NodeChoice:
+    """Where a choice sits in a space's graph of nodes, for policies that attend over earlier nodes (ENAS).
+
+    A space whose decisions wire a graph (cells, chains with skip connections) says so through
+    :meth:`SearchSpace.node_choices`; a policy may then pick inputs by attending over the nodes it has already
+    built, as the ENAS controller does (Pham et al., 2018, Sec. 2.3), instead of treating the input index as an
+    unrelated category. Choices a space does not describe are plain categorical decisions.
+
+    Args:
+        node: the node the choice configures (any name; ``"normal/node2"``, ``"layer3"``).
+        kind: ``"op"`` for a decision about the node itself; ``"select"`` when candidate ``k`` means "read node
+            ``sources[k]``"; ``"connect"`` for a ``(0, 1)`` choice of whether ``node`` also reads ``sources[0]``.
+        sources: the earlier nodes the candidates refer to (empty for ``"op"``, one for ``"connect"``).
+
+    Example:
+        >>> NodeChoice("normal/node3", "select", ("normal/node0", "normal/node1", "normal/node2")).sources[2]
+        'normal/node2'
+        >>> NodeChoice("layer2", "connect", ("layer0", "layer1"))
+        Traceback (most recent call last):
+        ...
+        ValueError: a 'connect' NodeChoice of node 'layer2' names exactly one source, got ('layer0', 'layer1')
+    """
+
+    node: str
+    kind: Literal["op", "select", "connect"] = "op"
+    sources: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        expected = {"op": "no", "select": "at least one", "connect": "exactly one"}  # sources per kind
+        if self.kind not in expected:
+            raise ValueError(f"NodeChoice kind must be one of {', '.join(expected)}; got {self.kind!r}")
+        count = len(self.sources)
+        if (
+            (self.kind == "op" and count)
+            or (self.kind == "select" and not count)
+            or (self.kind == "connect" and count != 1)
+        ):
+            raise ValueError(
+                f"a {self.kind!r} NodeChoice of node {self.node!r} names {expected[self.kind]} source, "
+                f"got {self.sources}"
+            )
+        if self.node in self.sources:
+            raise ValueError(f"node {self.node!r} cannot read itself; sources: {self.sources}")
 
 
 class SearchSpace(nn.Module, ABC):
@@ -49,6 +96,14 @@ class SearchSpace(nn.Module, ABC):
     def validate_arch(self, arch: Mapping[str, Any]) -> Arch:
         """Check ``arch`` against :meth:`choices`; see :func:`~lightning_nas.arch.validate_arch`."""
         return validate_arch(arch, self.choices())
+
+    def node_choices(self) -> dict[str, NodeChoice]:
+        """Optional graph structure of the choices: choice name -> :class:`NodeChoice` (default: none).
+
+        Spaces whose choices pick a node's inputs override this so that graph-aware policies (the ENAS controller)
+        can attend over earlier nodes; choices left out are plain categorical decisions.
+        """
+        return {}
 
 
 class DifferentiableSpace(SearchSpace):

@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from lightning_nas.arch import Arch, Choice, Genotype
 from lightning_nas.ops import DARTS_OPS, FactorizedReduce, MixedOp, ReLUConvBN
-from lightning_nas.spaces.base import DifferentiableSpace, check_images, reduction_layers
+from lightning_nas.spaces.base import DifferentiableSpace, NodeChoice, check_images, reduction_layers
 
 __all__ = ["DartsCellSpace", "derive_genotype"]
 
@@ -174,6 +174,24 @@ class DartsCellSpace(DifferentiableSpace):
                 Choice(f"{cell}/node{node}/in{slot}", tuple(range(node))),
             )
         ]
+
+    def node_choices(self) -> dict[str, NodeChoice]:
+        """Each node's op choices, and its input choices as selections among ``{cell}/node0 .. {cell}/node{i-1}``.
+
+        Example:
+            >>> space = DartsCellSpace(in_channels=1, channels=4, layers=3, steps=2)
+            >>> space.node_choices()["reduce/node3/in1"]
+            NodeChoice(node='reduce/node3', kind='select', sources=('reduce/node0', 'reduce/node1', 'reduce/node2'))
+        """
+        graph: dict[str, NodeChoice] = {}
+        for choice in self.choices():
+            cell, node, slot = choice.name.split("/")
+            if slot.startswith("in"):
+                sources = tuple(f"{cell}/node{j}" for j in choice.candidates)
+                graph[choice.name] = NodeChoice(f"{cell}/{node}", "select", sources)
+            else:
+                graph[choice.name] = NodeChoice(f"{cell}/{node}", "op")
+        return graph
 
     def activate(self, arch: Mapping[str, Any] | Genotype | None) -> None:
         if arch is None:
