@@ -89,9 +89,9 @@ def crowding_distance(objectives: Tensor | Sequence[Sequence[float]]) -> list[fl
 def interleave_fronts(*rankings: Sequence[Sequence[int]]) -> list[list[int]]:
     """Merge several front lists into one: front 1 of each ranking, then front 2 of each, and so on.
 
-    A point keeps only its first appearance, and emptied fronts are dropped. This is how pNSGA-III (Yang et al., 2020, CARS, Sec. 3.3) protects
-    architectures that improve fast: it ranks once by (accuracy, size) and once by (accuracy gain, size) and
-    selects from both rankings alternately.
+    A point keeps only its first appearance, and emptied fronts are dropped. This is how pNSGA-III (Yang et al.,
+    2020, CARS, Sec. 3.3) protects architectures that improve fast: it ranks once by (accuracy, size) and once by
+    (accuracy gain, size) and selects from both rankings alternately.
 
     Example:
         >>> interleave_fronts([[0, 1], [2, 3]], [[2], [0, 4], [1, 3]])

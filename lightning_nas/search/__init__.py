@@ -1,11 +1,26 @@
 """Search strategies over any space's choices: ask for an architecture, tell its score."""
 
 from lightning_nas.search.base import Constraint, ConstraintError, SearchStrategy, Trial, run_search
+from lightning_nas.search.constraints import AnalyticCost, Cost, CostModel, count_cost
+from lightning_nas.search.evaluators import Evaluator, SupernetEvaluator, recalibrate_batchnorm, with_metrics
 from lightning_nas.search.evolution import RegularizedEvolution
+from lightning_nas.search.latency import LatencyTable, build_latency_table, measure_latency, space_identity
 from lightning_nas.search.nsga2 import NSGA2, pareto_front, rank_trials, select_survivors
 from lightning_nas.search.random import RandomSearch
 
 __all__ = [
+    "AnalyticCost",
+    "Cost",
+    "CostModel",
+    "Evaluator",
+    "LatencyTable",
+    "SupernetEvaluator",
+    "build_latency_table",
+    "count_cost",
+    "measure_latency",
+    "recalibrate_batchnorm",
+    "space_identity",
+    "with_metrics",
     "NSGA2",
     "Constraint",
     "ConstraintError",

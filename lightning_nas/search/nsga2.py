@@ -45,9 +45,7 @@ def _matrix(trials: Sequence[Trial], objectives: Objectives) -> list[list[float]
     return rows
 
 
-def rank_trials(
-    trials: Sequence[Trial], objectives: Objectives, protect: Objectives | None = None
-) -> list[list[int]]:
+def rank_trials(trials: Sequence[Trial], objectives: Objectives, protect: Objectives | None = None) -> list[list[int]]:
     """Fronts of ``trials`` (index lists, best first); with ``protect``, interleaved with that ranking's fronts.
 
     Example:
@@ -89,7 +87,8 @@ def pareto_front(trials: Sequence[Trial], objectives: Objectives) -> list[Trial]
     """The non-dominated trials, one per distinct architecture (its latest evaluation), in first-seen order.
 
     Example:
-        >>> trials = [Trial({"x": i}, {"accuracy": a, "params": p}) for i, (a, p) in enumerate([(1, 2), (2, 2), (0, 1)])]
+        >>> values = [(1, 2), (2, 2), (0, 1)]
+        >>> trials = [Trial({"x": i}, {"accuracy": a, "params": p}) for i, (a, p) in enumerate(values)]
         >>> [t.arch["x"] for t in pareto_front(trials, {"accuracy": "max", "params": "min"})]
         [1, 2]
     """
