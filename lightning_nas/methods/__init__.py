@@ -3,5 +3,6 @@
 from lightning_nas.methods.base import NASModule
 from lightning_nas.methods.darts import DARTS
 from lightning_nas.methods.retrain import Retrain, resolve_genotype
+from lightning_nas.methods.spos import SPOS
 
-__all__ = ["DARTS", "NASModule", "Retrain", "resolve_genotype"]
+__all__ = ["DARTS", "NASModule", "SPOS", "Retrain", "resolve_genotype"]

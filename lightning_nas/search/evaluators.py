@@ -18,10 +18,34 @@ from torch import Tensor, nn
 from lightning_nas.arch import Arch
 from lightning_nas.spaces.base import SearchSpace
 
-__all__ = ["Evaluator", "SupernetEvaluator", "recalibrate_batchnorm", "with_metrics"]
+__all__ = ["Evaluator", "SupernetEvaluator", "collect_batches", "recalibrate_batchnorm", "with_metrics"]
 
 Evaluator = Callable[[Arch], Mapping[str, float]]
 Batch = tuple[Tensor, Tensor]
+
+
+def collect_batches(loader: Iterable[Any], datamodule: Any = None, num_batches: int | None = None) -> list[Batch]:
+    """The first ``num_batches`` ``(images, labels)`` batches of ``loader``, as a model sees them.
+
+    With a ``datamodule``, each batch goes through its ``on_after_batch_transfer`` (our datamodules turn ``uint8``
+    images into normalised floats there; no augmentation happens outside training).
+
+    Example:
+        >>> collect_batches([(torch.zeros(2, 1), torch.zeros(2)), (torch.ones(2, 1), torch.ones(2))], num_batches=1)
+        [(tensor([[0.],
+                [0.]]), tensor([0., 0.]))]
+    """
+    if num_batches is not None and num_batches < 1:
+        raise ValueError(f"num_batches must be >= 1, got {num_batches}")
+    batches: list[Batch] = []
+    for batch in loader:
+        if num_batches is not None and len(batches) >= num_batches:
+            break
+        if datamodule is not None:
+            batch = datamodule.on_after_batch_transfer(batch, 0)
+        x, y = batch
+        batches.append((x, y))
+    return batches
 
 
 @torch.no_grad()
