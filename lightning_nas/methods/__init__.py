@@ -1,8 +1,9 @@
 """One LightningModule per method; each owns its search space."""
 
 from lightning_nas.methods.base import NASModule
+from lightning_nas.methods.cars import CARS
 from lightning_nas.methods.darts import DARTS
 from lightning_nas.methods.retrain import Retrain, resolve_genotype
 from lightning_nas.methods.spos import SPOS
 
-__all__ = ["DARTS", "NASModule", "SPOS", "Retrain", "resolve_genotype"]
+__all__ = ["CARS", "DARTS", "NASModule", "SPOS", "Retrain", "resolve_genotype"]
