@@ -350,7 +350,9 @@ def build_latency_table(
     device = next(space.parameters()).device
     shadow = copy.deepcopy(space).to("meta")
     generator = torch.Generator().manual_seed(derive_seed(seed, "latency_table"))
-    blocks: dict[str, Block] = {}
+    # calibration and validation archs are traced first, so their blocks are always in the table
+    archs: list[Arch] = [sample_arch(space.choices(), generator) for _ in range(calibration_archs + validation_archs)]
+    blocks = {b.key: b for arch in archs for b in trace_blocks(shadow, arch, input_shape)}
     quiet = 0
     for _ in range(max_archs):
         new = {b.key: b for b in trace_blocks(shadow, sample_arch(space.choices(), generator), input_shape)}
@@ -361,7 +363,6 @@ def build_latency_table(
     modules = dict(space.named_modules())
     calls = [_block_call(modules[b.path], _materialise(b.args, device)) for b in blocks.values()]
     # calibration and validation archs run end to end in the same rounds, so they see the same load as the blocks
-    archs: list[Arch] = [sample_arch(space.choices(), generator) for _ in range(calibration_archs + validation_archs)]
     x = torch.randn(*input_shape, device=device)
     calls += [_arch_call(space, arch, x) for arch in archs]
     space.eval()
