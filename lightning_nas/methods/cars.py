@@ -34,7 +34,7 @@ from typing_extensions import override
 from lightning_nas.arch import Arch, atomic_write_text
 from lightning_nas.methods.base import NASModule
 from lightning_nas.sampling import crossover, mutate, sample_arch, step_generator
-from lightning_nas.search.base import Trial
+from lightning_nas.search.base import Mode, Trial
 from lightning_nas.search.constraints import CostModel
 from lightning_nas.search.nsga2 import pareto_front, rank_trials, select_survivors
 from lightning_nas.spaces.base import DifferentiableSpace, SearchSpace
@@ -42,8 +42,8 @@ from lightning_nas.spaces.base import DifferentiableSpace, SearchSpace
 __all__ = ["CARS"]
 
 Batch = tuple[Tensor, Tensor]
-OBJECTIVES = {"accuracy": "max", "params": "min"}
-PROTECT = {"accuracy_gain": "max", "params": "min"}
+OBJECTIVES: dict[str, Mode] = {"accuracy": "max", "params": "min"}
+PROTECT: dict[str, Mode] = {"accuracy_gain": "max", "params": "min"}
 
 
 def _key(arch: Arch) -> str:
@@ -194,7 +194,7 @@ class CARS(NASModule):
             a, b = (parents[i] for i in torch.randint(len(parents), (2,), generator=generator).tolist())
             return a if rank[id(a)] <= rank[id(b)] else b
 
-        taken, children = {_key(a) for a in self.population}, []
+        taken, children = {_key(a) for a in self.population}, list[Arch]()
         for _ in range(20 * self.population_size):
             if len(children) == self.population_size:
                 break

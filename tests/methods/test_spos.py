@@ -34,7 +34,8 @@ def test_paths_are_uniform_seeded_and_valid() -> None:
     model = SPOS(tiny_space(), seed=5)
     paths = [model.sample_path(step) for step in range(400)]
     assert all(validate_arch(p, model.choices) == p for p in paths)
-    assert paths == [SPOS(tiny_space(), seed=5).sample_path(step) for step in range(400)]
+    again = SPOS(tiny_space(), seed=5)
+    assert paths == [again.sample_path(step) for step in range(400)]
     # uniform: each op of a 7-way choice appears ~400/7 ~ 57 times (chi-square with 6 dof, 99.9% quantile 22.5)
     name = model.choices[0].name
     counts = [sum(p[name] == op for p in paths) for op in model.choices[0].candidates]
