@@ -62,8 +62,8 @@ def test_flops_band_is_respected_and_an_impossible_band_names_the_range() -> Non
 
 def test_spos_and_evolution_beat_the_mean_random_arch_on_fashion_mnist(data_root: Path, tmp_path: Path) -> None:
     """Train a tiny supernet on 2000 real images (3 epochs), search with regularized evolution on a held
-    validation half,
-    and score the found arch and random archs on images neither training nor search saw (the official test split)."""
+    validation half, and score the found arch and random archs on images neither training nor search saw
+    (the official test split)."""
     start = time.perf_counter()
     pl.seed_everything(0)
     data = FashionMNISTDataModule(root=data_root, search=True, subset=4000, batch_size=64, augment=False)
