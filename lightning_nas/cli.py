@@ -1,4 +1,4 @@
-"""The ``lightning-nas`` command: ``fit | validate | test`` through LightningCLI, plus ``export``.
+"""The ``lightning-nas`` command: ``fit | validate | test`` through LightningCLI, plus ``export``, ``search``, ``lut``.
 
 Examples::
 
@@ -32,7 +32,9 @@ __all__ = ["NASCLI", "main", "read_checkpoint_result"]
 
 _EPILOG = (
     "other commands:\n"
-    "  lightning-nas export --ckpt_path CKPT [--output FILE]   write the architecture a checkpoint found as JSON"
+    "  lightning-nas export --ckpt_path CKPT [--output FILE]   write the architecture a checkpoint found as JSON\n"
+    "  lightning-nas search --config CFG --ckpt_path CKPT      search a trained supernet (best arch / Pareto front)\n"
+    "  lightning-nas lut --config CFG --output FILE            build a latency lookup table on this device"
 )
 
 
@@ -163,5 +165,9 @@ def main(args: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if args is None else args)
     if argv and argv[0] == "export":
         return export_main(argv[1:])
+    if argv and argv[0] in ("search", "lut"):
+        from lightning_nas._search_cli import lut_main, search_main
+
+        return (search_main if argv[0] == "search" else lut_main)(argv[1:])
     NASCLI(args=None if args is None else argv)
     return 0

@@ -1,0 +1,226 @@
+"""``lightning-nas search`` and ``lightning-nas lut``: post-training search over a supernet, latency tables.
+
+Both rebuild the model (and data) from the training run's config through :class:`~lightning_nas.cli.NASCLI`;
+flags this parser does not know (e.g. ``--data.init_args.subset=2000``) are passed on to it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader
+
+from lightning_nas.arch import Arch, atomic_write_text
+from lightning_nas.methods.base import check_checkpoint_origin
+from lightning_nas.search import (
+    NSGA2,
+    Constraint,
+    CostModel,
+    LatencyTable,
+    RandomSearch,
+    RegularizedEvolution,
+    SearchStrategy,
+    SupernetEvaluator,
+    Trial,
+    build_latency_table,
+    collect_batches,
+    pareto_front,
+    with_metrics,
+)
+from lightning_nas.spaces.base import SearchSpace
+
+__all__ = ["lut_main", "search_main"]
+
+STRATEGIES = ("random", "evolution", "nsga2")
+
+
+def _build(config: str, overrides: Sequence[str]) -> tuple[Any, Any]:
+    from lightning_nas.cli import NASCLI
+
+    cli = NASCLI(args=["--config", config, *overrides], run=False)
+    if not isinstance(getattr(cli.model, "space", None), SearchSpace):
+        raise ValueError(f"the model of {config!r} ({type(cli.model).__name__}) has no lightning_nas search space")
+    return cli.model, cli.datamodule
+
+
+def _load_user_evaluator(spec: str) -> Callable[[Arch], Any]:
+    module_name, _, attribute = spec.partition(":")
+    if not attribute:
+        raise ValueError(f"--evaluator must be 'module:function', got {spec!r}")
+    evaluator = getattr(importlib.import_module(module_name), attribute, None)
+    if not callable(evaluator):
+        raise ValueError(f"--evaluator {spec!r} is not a callable")
+    return evaluator
+
+
+def _supernet_evaluator(model: Any, datamodule: Any, ns: argparse.Namespace) -> SupernetEvaluator:
+    checkpoint = torch.load(ns.ckpt_path, map_location="cpu", weights_only=False)
+    check_checkpoint_origin(checkpoint, method=type(model).__name__, space=type(model.space).__name__)
+    model.load_state_dict(checkpoint["state_dict"])
+    datamodule.setup("fit")
+    held = collect_batches(datamodule.val_dataloader(), datamodule, ns.num_batches)
+    train = DataLoader(datamodule.train_dataset, batch_size=datamodule.batch_size, shuffle=False)
+    calibration = [x for x, _ in collect_batches(train, datamodule, ns.calibration_batches)]
+    return SupernetEvaluator(model.space, held, calibration_batches=calibration)
+
+
+def _objectives(text: str) -> dict[str, Any]:
+    objectives = {}
+    for item in text.split(","):
+        name, _, mode = item.partition(":")
+        if mode not in ("max", "min"):
+            raise ValueError(f"--objectives items must be name:max or name:min, got {item!r}")
+        objectives[name] = mode
+    return objectives
+
+
+def _strategy(ns: argparse.Namespace, space: SearchSpace, constraints: list[Constraint]) -> SearchStrategy:
+    choices = space.choices()
+    if ns.strategy == "random":
+        return RandomSearch(choices, constraints=constraints, seed=ns.seed)
+    if ns.strategy == "evolution":
+        sample = min(ns.sample_size, ns.population_size)
+        return RegularizedEvolution(
+            choices, population_size=ns.population_size, sample_size=sample, constraints=constraints, seed=ns.seed
+        )
+    return NSGA2(
+        choices,
+        objectives=_objectives(ns.objectives),
+        population_size=ns.population_size,
+        constraints=constraints,
+        seed=ns.seed,
+    )
+
+
+def _plot(trials: list[Trial], front: list[Trial], x: str, y: str, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(5, 4))
+    axes.scatter([t.metrics[x] for t in trials], [t.metrics[y] for t in trials], s=10, c="0.7", label="evaluated")
+    ordered = sorted(front, key=lambda t: t.metrics[x])
+    axes.plot([t.metrics[x] for t in ordered], [t.metrics[y] for t in ordered], "o-", c="C3", label="Pareto front")
+    axes.set(xlabel=x, ylabel=y, title=f"{len(trials)} architectures")
+    axes.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+def _search_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lightning-nas search",
+        description="Search a trained supernet (or a user evaluator) for the best architecture or a Pareto front. "
+        "Unknown flags go to the training config's parser (e.g. --data.init_args.subset=2000).",
+    )
+    parser.add_argument("--config", required=True, help="the YAML the supernet was trained with")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--ckpt_path", help="checkpoint of the trained supernet (SPOS, CARS, ...)")
+    source.add_argument("--evaluator", help="'module:function' mapping an arch to metrics, instead of a supernet")
+    parser.add_argument("--strategy", choices=STRATEGIES, default="evolution")
+    parser.add_argument("--num_evaluations", type=int, default=100)
+    parser.add_argument("--population_size", type=int, default=20)
+    parser.add_argument("--sample_size", type=int, default=5, help="tournament size of regularized evolution")
+    parser.add_argument("--objectives", default="accuracy:max,params:min", help="NSGA-II objectives, name:max|min")
+    parser.add_argument("--max_params", type=float, help="constraint: at most this many parameters")
+    parser.add_argument("--max_flops", type=float, help="constraint: at most this many multiply-adds per image")
+    parser.add_argument("--latency_table", help="JSON from `lightning-nas lut`, for --max_latency_ms")
+    parser.add_argument("--max_latency_ms", type=float, help="constraint: predicted latency at most this")
+    parser.add_argument("--image_size", type=int, default=32, help="image side for counting params and FLOPs")
+    parser.add_argument("--num_batches", type=int, default=10, help="held validation batches per evaluation")
+    parser.add_argument("--calibration_batches", type=int, default=4, help="training batches for BN recalibration")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--output_dir", default="search_results")
+    return parser
+
+
+def search_main(argv: Sequence[str]) -> int:
+    """``lightning-nas search``."""
+    parser = _search_parser()
+    ns, overrides = parser.parse_known_args(list(argv))
+    if ns.num_evaluations < 1:
+        parser.error(f"--num_evaluations must be >= 1, got {ns.num_evaluations}")
+    if (ns.max_latency_ms is None) != (ns.latency_table is None):
+        parser.error("--max_latency_ms and --latency_table go together")
+    try:
+        model, datamodule = _build(ns.config, overrides)
+        space: SearchSpace = model.space
+        costs = CostModel(space, image_size=ns.image_size)
+        evaluate = _load_user_evaluator(ns.evaluator) if ns.evaluator else _supernet_evaluator(model, datamodule, ns)
+        constraints = [costs.constraint(n, v) for n, v in (("params", ns.max_params), ("flops", ns.max_flops)) if v]
+        if ns.latency_table:
+            constraints.append(LatencyTable.load(ns.latency_table).constraint(space, ns.max_latency_ms))
+        strategy = _strategy(ns, space, constraints)
+        evaluate = with_metrics(evaluate, params=costs.params, flops=costs.flops)
+        for _ in range(ns.num_evaluations):
+            arch = strategy.ask()
+            strategy.tell(arch, evaluate(arch))
+    except (OSError, ValueError, KeyError) as err:  # ConstraintError is a ValueError naming the best value found
+        parser.exit(2, f"lightning-nas search: error: {err}\n")
+    return _write_results(strategy, Path(ns.output_dir))
+
+
+def _write_results(strategy: SearchStrategy, output: Path) -> int:
+    objectives = (
+        strategy.objectives if isinstance(strategy, NSGA2) else {strategy.metric: strategy.mode, "params": "min"}
+    )
+    front = pareto_front(strategy.history, objectives)
+    best = strategy.best()
+    atomic_write_text(output / "best_architecture.json", json.dumps(best.arch, indent=2) + "\n")
+    front_json = [t.to_dict() for t in sorted(front, key=lambda t: t.metrics["params"])]
+    atomic_write_text(output / "pareto_front.json", json.dumps(front_json, indent=2) + "\n")
+    atomic_write_text(output / "history.json", json.dumps(strategy.state_dict()["history"], indent=1) + "\n")
+    _plot(strategy.history, front, "params", strategy.metric, output / "pareto_front.png")
+    print(
+        f"best {strategy.metric} {best.metrics[strategy.metric]:.4f} ({best.metrics['params']:.0f} params): "
+        f"{best.arch}\nPareto front of {len(front)} architectures; written to {output}/"
+        "{best_architecture,pareto_front,history}.json and pareto_front.png"
+    )
+    return 0
+
+
+def lut_main(argv: Sequence[str]) -> int:
+    """``lightning-nas lut``: time every block of a config's space on this device and save the table."""
+    parser = argparse.ArgumentParser(
+        prog="lightning-nas lut",
+        description="Build a latency lookup table for the space of a training config on this device.",
+    )
+    parser.add_argument("--config", required=True, help="a training YAML whose model holds the space")
+    parser.add_argument("--output", required=True, help="JSON file to write")
+    parser.add_argument("--batch_size", type=int, default=1)
+    parser.add_argument("--image_size", type=int, default=32)
+    parser.add_argument("--device", default="cpu", help="torch device to time on, e.g. cpu or cuda")
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--max_archs", type=int, default=500)
+    parser.add_argument("--clock", choices=("wall", "cpu"), default="wall")
+    ns, overrides = parser.parse_known_args(list(argv))
+    try:
+        model, _ = _build(ns.config, overrides)
+        space: SearchSpace = model.space.to(ns.device)
+        shape = (ns.batch_size, space.in_channels, ns.image_size, ns.image_size)
+        table = build_latency_table(
+            space, shape, warmup=ns.warmup, repeats=ns.repeats, max_archs=ns.max_archs, clock=ns.clock
+        )
+    except (OSError, ValueError, RuntimeError) as err:
+        parser.exit(2, f"lightning-nas lut: error: {err}\n")
+    path = table.save(ns.output)
+    print(
+        f"{len(table.entries)} blocks of {table.space['class']} timed on {table.device} at input {shape}; "
+        f"overhead {table.overhead_ms:.3f} ms; written to {path}"
+    )
+    for check in table.validation:
+        predicted, measured = check["predicted_ms"], check["measured_ms"]
+        print(
+            f"  held-out arch: predicted {predicted:.3f} ms, measured {measured:.3f} ms "
+            f"({100 * (predicted - measured) / measured:+.1f}%)"
+        )
+    return 0
