@@ -3,6 +3,8 @@
 from lightning_nas.spaces.base import DifferentiableSpace, SearchSpace
 from lightning_nas.spaces.darts_cell import DartsCellSpace, derive_genotype
 from lightning_nas.spaces.darts_network import AuxiliaryHead, DartsNetwork, drop_path
+from lightning_nas.spaces.elastic import ElasticSpace, elastic_space_from_config
+from lightning_nas.spaces.elastic_mobilenet import ElasticMobileNetV3
 from lightning_nas.spaces.genotypes import DARTS_V1, DARTS_V2, PUBLISHED_GENOTYPES
 
 __all__ = [
@@ -13,7 +15,10 @@ __all__ = [
     "DartsCellSpace",
     "DartsNetwork",
     "DifferentiableSpace",
+    "ElasticMobileNetV3",
+    "ElasticSpace",
     "SearchSpace",
     "derive_genotype",
     "drop_path",
+    "elastic_space_from_config",
 ]
