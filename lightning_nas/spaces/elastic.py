@@ -14,13 +14,14 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
-from torch import nn
+from torch import Tensor, nn
+from torch.nn import functional as F  # noqa: N812
 
 from lightning_nas.arch import Arch, Choice
 from lightning_nas.sampling import sample_arch
 from lightning_nas.spaces.base import SearchSpace
 
-__all__ = ["ElasticSpace", "Limits", "dimension_of", "elastic_space_from_config"]
+__all__ = ["ElasticSpace", "Limits", "dimension_of", "elastic_space_from_config", "resize_images"]
 
 Limits = Mapping[str, Sequence[int]]
 """Allowed values per dimension, e.g. ``{"kernel": (7,), "depth": (3, 4)}``; dimensions left out are free."""
@@ -36,6 +37,18 @@ def dimension_of(choice_name: str) -> str:
     return choice_name.rsplit("/", 1)[-1]
 
 
+def resize_images(x: Tensor, resolution: int | None) -> Tensor:
+    """``x`` resized (bilinear, no corner alignment) to ``resolution`` square; unchanged if it already is or ``None``.
+
+    Example:
+        >>> resize_images(torch.zeros(2, 1, 28, 28), 24).shape
+        torch.Size([2, 1, 24, 24])
+    """
+    if resolution is None or x.shape[-2:] == (resolution, resolution):
+        return x
+    return F.interpolate(x, size=(resolution, resolution), mode="bilinear", align_corners=False)
+
+
 class ElasticSpace(SearchSpace):
     """A supernet of nested subnets with integer choices; subclasses build it and say how a subnet is exported.
 
@@ -45,8 +58,15 @@ class ElasticSpace(SearchSpace):
     """
 
     @abstractmethod
-    def export_subnet(self, arch: Mapping[str, Any]) -> nn.Module:
-        """A standalone static ``nn.Module`` computing subnet ``arch`` with copies of its weights and BN statistics."""
+    def export_subnet(self, arch: Mapping[str, Any], *, fixed_resolution: bool = True) -> nn.Module:
+        """A standalone static ``nn.Module`` computing subnet ``arch`` with copies of its weights and BN statistics.
+
+        ``fixed_resolution=False`` leaves inputs at their own size instead of resizing them to the subnet's.
+        """
+
+    @abstractmethod
+    def active_arch(self) -> Arch:
+        """The subnet running now."""
 
     @abstractmethod
     def count_params(self, arch: Mapping[str, Any]) -> int:

@@ -25,7 +25,7 @@ from lightning_nas.arch import Arch, Choice
 from lightning_nas.ops.elastic import ElasticDepthwiseConv2d, ElasticInvertedResidual, ElasticPointwiseConv2d
 from lightning_nas.ops.mobile import activation
 from lightning_nas.spaces.base import check_images
-from lightning_nas.spaces.elastic import ElasticSpace
+from lightning_nas.spaces.elastic import ElasticSpace, resize_images
 from lightning_nas.spaces.mobilenet_v3 import (
     BlockSpec,
     MobileNetV3Subnet,
@@ -33,7 +33,6 @@ from lightning_nas.spaces.mobilenet_v3 import (
     count_flops,
     count_params,
     layout,
-    resize,
 )
 
 __all__ = ["ElasticMobileNetV3"]
@@ -171,7 +170,7 @@ class ElasticMobileNetV3(ElasticSpace):
     # ------------------------------------------------------------------------------------------------ forward
     def forward(self, x: Tensor) -> Tensor:
         check_images(x, self.in_channels)
-        x = self.first_block(self.stem(resize(x, self.active_resolution)))
+        x = self.first_block(self.stem(resize_images(x, self.active_resolution)))
         for stage, depth in zip(self.stages, self.active_depths):
             for block in stage[:depth]:
                 x = block(x)

@@ -25,9 +25,9 @@ from dataclasses import dataclass
 from typing import Literal
 
 from torch import Tensor, nn
-from torch.nn import functional as F  # noqa: N812
 
 from lightning_nas.ops.mobile import Activation, make_divisible, squeeze_channels
+from lightning_nas.spaces.elastic import resize_images
 
 __all__ = [
     "BlockSpec",
@@ -37,7 +37,6 @@ __all__ = [
     "count_flops",
     "count_params",
     "layout",
-    "resize",
 ]
 
 Preset = Literal["imagenet", "cifar"]
@@ -203,14 +202,7 @@ class MobileNetV3Subnet(nn.Module):
         self.resolution = resolution
 
     def forward(self, x: Tensor) -> Tensor:
-        x = resize(x, self.resolution)
+        x = resize_images(x, self.resolution)
         x = self.final_expand(self.blocks(self.stem(x)))
         x = self.feature_mix(x.mean((2, 3), keepdim=True)).flatten(1)
         return self.classifier(self.dropout(x))
-
-
-def resize(x: Tensor, resolution: int | None) -> Tensor:
-    """``x`` resized (bilinear, no corner alignment) to ``resolution`` square, unchanged if it already is."""
-    if resolution is None or x.shape[-2:] == (resolution, resolution):
-        return x
-    return F.interpolate(x, size=(resolution, resolution), mode="bilinear", align_corners=False)
