@@ -29,6 +29,7 @@ __all__ = [
     "batchnorm_moments",
     "batchnorm_state",
     "collect_calibration_images",
+    "normalised_batches",
     "load_batchnorm_state",
     "recalibrate_batchnorm",
 ]
@@ -172,3 +173,15 @@ def collect_calibration_images(loader: Iterable[Any], num_images: int) -> tuple[
         if seen >= num_images:
             return torch.cat(images), torch.cat(labels)
     raise ValueError(f"the loader holds {seen} images; {num_images} were asked for calibration")
+
+
+def normalised_batches(
+    datamodule: Any, images: Tensor, labels: Tensor, batch_size: int, device: torch.device | str = "cpu"
+) -> list[Tensor]:
+    """Raw loader images as model inputs: moved to ``device`` in batches and passed through the datamodule's
+    ``on_after_batch_transfer`` (lightning_nas datamodules normalise there, augmenting only while training)."""
+    batches = []
+    for x, y in zip(images.split(batch_size), labels.split(batch_size)):
+        x, _ = datamodule.on_after_batch_transfer((x.to(device), y.to(device)), 0)
+        batches.append(x)
+    return batches

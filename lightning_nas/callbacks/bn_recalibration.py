@@ -10,7 +10,12 @@ from torch import Tensor
 from typing_extensions import override
 
 from lightning_nas.arch import Arch
-from lightning_nas.calibration import batchnorm_state, collect_calibration_images, load_batchnorm_state
+from lightning_nas.calibration import (
+    batchnorm_state,
+    collect_calibration_images,
+    load_batchnorm_state,
+    normalised_batches,
+)
 from lightning_nas.calibration import recalibrate_batchnorm as _recalibrate
 from lightning_nas.spaces.elastic import ElasticSpace
 
@@ -80,9 +85,4 @@ class RecalibrateBatchNorm(pl.Callback):
             self._images = collect_calibration_images(datamodule.train_dataloader(), self.num_images)
         images, labels = self._images
         rank, world = trainer.global_rank, trainer.world_size
-        images, labels = images[rank::world], labels[rank::world]
-        batches = []
-        for x, y in zip(images.split(self.batch_size), labels.split(self.batch_size)):
-            x, _ = datamodule.on_after_batch_transfer((x.to(device), y.to(device)), 0)
-            batches.append(x)
-        return batches
+        return normalised_batches(datamodule, images[rank::world], labels[rank::world], self.batch_size, device)

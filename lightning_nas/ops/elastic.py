@@ -173,8 +173,10 @@ class ElasticBatchNorm2d(nn.BatchNorm2d):
         assert self.running_var is not None
         factor = 0.0
         if self.training:
-            self.num_batches_tracked.add_(1)  # type: ignore[has-type]
-            factor = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
+            tracked = self.num_batches_tracked
+            assert tracked is not None
+            tracked.add_(1)
+            factor = 1.0 / float(tracked) if self.momentum is None else self.momentum
         return F.batch_norm(
             x,
             self.running_mean[:channels],
@@ -196,7 +198,8 @@ class ElasticBatchNorm2d(nn.BatchNorm2d):
             bn.bias.copy_(self.bias[:channels])
             bn.running_mean.copy_(self.running_mean[:channels])  # type: ignore[union-attr]
             bn.running_var.copy_(self.running_var[:channels])  # type: ignore[union-attr]
-            bn.num_batches_tracked.copy_(self.num_batches_tracked)  # type: ignore[union-attr,has-type]
+            if bn.num_batches_tracked is not None and self.num_batches_tracked is not None:
+                bn.num_batches_tracked.copy_(self.num_batches_tracked)
         return bn
 
 

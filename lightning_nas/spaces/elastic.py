@@ -124,11 +124,11 @@ class ElasticSpace(SearchSpace):
 
     def sample_max_subnet(self, limits: Limits | None = None) -> Arch:
         """The largest subnet (every choice at its largest allowed value)."""
-        return {choice.name: max(choice.candidates) for choice in self.restrict(limits)}  # type: ignore[type-var]
+        return {choice.name: max(int(c) for c in choice.candidates) for choice in self.restrict(limits)}
 
     def sample_min_subnet(self, limits: Limits | None = None) -> Arch:
         """The smallest subnet (every choice at its smallest allowed value)."""
-        return {choice.name: min(choice.candidates) for choice in self.restrict(limits)}  # type: ignore[type-var]
+        return {choice.name: min(int(c) for c in choice.candidates) for choice in self.restrict(limits)}
 
     def sample_subnet(self, generator: torch.Generator, limits: Limits | None = None) -> Arch:
         """A subnet with every choice drawn uniformly from its allowed values."""

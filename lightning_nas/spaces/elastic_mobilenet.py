@@ -107,6 +107,7 @@ class ElasticMobileNetV3(ElasticSpace):
         )
         self.first_block = ElasticInvertedResidual(stem, first, (3,), (1,), stride=1, act="relu", use_se=False, **bn)
         self.stages = nn.ModuleList()
+        self.blocks: list[list[ElasticInvertedResidual]] = []  # the stages' blocks, typed
         channels = first
         for out, stride, act, use_se in zip(
             self.layout.stage_channels, self.layout.stage_strides, self.layout.activations, self.layout.squeeze_excite
@@ -125,6 +126,7 @@ class ElasticMobileNetV3(ElasticSpace):
                 for b in range(self.depths[-1])
             ]
             self.stages.append(nn.ModuleList(blocks))
+            self.blocks.append(blocks)
             channels = out
         self.final_expand = nn.Sequential(
             nn.Conv2d(channels, final, 1, bias=False), nn.BatchNorm2d(final, bn_eps, bn_momentum), activation("hswish")
@@ -140,7 +142,7 @@ class ElasticMobileNetV3(ElasticSpace):
     def choices(self) -> list[Choice]:
         """``resolution``, then per stage its depth and per block its kernel and expand ratio."""
         found = [Choice("resolution", self.resolutions)]
-        for s, stage in enumerate(self.stages):
+        for s, stage in enumerate(self.blocks):
             found.append(Choice(f"stage{s}/depth", self.depths))
             for b in range(len(stage)):
                 found.append(Choice(f"stage{s}/block{b}/kernel", self.kernel_sizes))
@@ -151,7 +153,7 @@ class ElasticMobileNetV3(ElasticSpace):
         """Run subnet ``arch`` from now on (``None``: the largest). Raises ``ValueError`` naming a bad key/value."""
         arch = self.sample_max_subnet() if arch is None else self.validate_arch(arch)
         self.active_resolution = int(arch["resolution"])
-        for s, stage in enumerate(self.stages):
+        for s, stage in enumerate(self.blocks):
             self.active_depths[s] = int(arch[f"stage{s}/depth"])
             for b, block in enumerate(stage):
                 block.active_kernel = int(arch[f"stage{s}/block{b}/kernel"])
@@ -160,7 +162,7 @@ class ElasticMobileNetV3(ElasticSpace):
     def active_arch(self) -> Arch:
         """The subnet running now."""
         arch: Arch = {"resolution": self.active_resolution}
-        for s, stage in enumerate(self.stages):
+        for s, stage in enumerate(self.blocks):
             arch[f"stage{s}/depth"] = self.active_depths[s]
             for b, block in enumerate(stage):
                 arch[f"stage{s}/block{b}/kernel"] = block.active_kernel
@@ -171,7 +173,7 @@ class ElasticMobileNetV3(ElasticSpace):
     def forward(self, x: Tensor) -> Tensor:
         check_images(x, self.in_channels)
         x = self.first_block(self.stem(resize_images(x, self.active_resolution)))
-        for stage, depth in zip(self.stages, self.active_depths):
+        for stage, depth in zip(self.blocks, self.active_depths):
             for block in stage[:depth]:
                 x = block(x)
         x = self.feature_mix(self.final_expand(x).mean((2, 3), keepdim=True)).flatten(1)
@@ -188,7 +190,7 @@ class ElasticMobileNetV3(ElasticSpace):
         """
         arch = self.validate_arch(arch)
         blocks = [self.first_block.to_static()]
-        for s, stage in enumerate(self.stages):
+        for s, stage in enumerate(self.blocks):
             for b in range(int(arch[f"stage{s}/depth"])):
                 kernel, expand = int(arch[f"stage{s}/block{b}/kernel"]), int(arch[f"stage{s}/block{b}/expand"])
                 blocks.append(stage[b].to_static(kernel, expand))
@@ -208,7 +210,7 @@ class ElasticMobileNetV3(ElasticSpace):
         arch = self.validate_arch(arch)
         first = self.first_block
         specs = [BlockSpec(first.in_channels, first.out_channels, 3, 1, 1, "relu", False)]
-        for s, stage in enumerate(self.stages):
+        for s, stage in enumerate(self.blocks):
             for b in range(int(arch[f"stage{s}/depth"])):
                 block = stage[b]
                 kernel, expand = int(arch[f"stage{s}/block{b}/kernel"]), int(arch[f"stage{s}/block{b}/expand"])
@@ -238,7 +240,7 @@ class ElasticMobileNetV3(ElasticSpace):
         outside = sorted(set(keep_within) - set(self.expand_ratios))
         if outside:
             raise ValueError(f"keep_within got {outside}; valid expand ratios: {list(self.expand_ratios)}")
-        for stage in self.stages:
+        for stage in self.blocks:
             for block in stage:
                 block.reorganize_channels(keep_within)
 
