@@ -69,7 +69,8 @@ def test_channel_slices_are_views_of_the_shared_weights() -> None:
     conv = ElasticPointwiseConv2d(8, 16)
     assert conv.active_weight(8, 16) is conv.weight
     sliced = conv.active_weight(6, 12)
-    assert sliced.data_ptr() == conv.weight.data_ptr() and sliced._base is conv.weight
+    assert sliced.data_ptr() == conv.weight.data_ptr()
+    assert sliced._base is conv.weight
     depthwise = ElasticDepthwiseConv2d(16, (3, 5, 7))
     assert depthwise.kernel_weight(16, 7) is depthwise.weight
     assert depthwise.kernel_weight(10, 7)._base is depthwise.weight
