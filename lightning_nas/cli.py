@@ -111,6 +111,12 @@ def export_main(argv: Sequence[str]) -> int:
     subnet.add_argument("--calibration_batch_size", type=int, default=200, help="images per batch (200)")
     subnet.add_argument("--no_recalibrate", action="store_true", help="keep the supernet's BN statistics")
     subnet.add_argument("--onnx", help="also export the subnet to this ONNX file (needs lightning-nas[onnx])")
+    subnet.add_argument(
+        "--input_size",
+        type=int,
+        help="side of the images the saved network takes (default: the "
+        "subnet's resolution; other sizes are resized inside the network)",
+    )
     ns = parser.parse_args(list(argv))
     if ns.subnet is not None:
         return _export_subnet(ns, parser)
@@ -154,7 +160,8 @@ def _export_subnet(ns: argparse.Namespace, parser: argparse.ArgumentParser) -> i
                 )
             batches = calibration_data(config, ns.calibration_images, ns.calibration_batch_size)
         network = export_subnet(space, arch, batches)
-        example = torch.zeros(2, space.in_channels, int(arch.get("resolution", 32)), int(arch.get("resolution", 32)))
+        side = ns.input_size or int(arch.get("resolution", 32))
+        example = torch.zeros(2, space.in_channels, side, side)
         save_subnet(network, arch, example, output)
         if ns.onnx:
             save_onnx(network, example, ns.onnx)

@@ -6,7 +6,7 @@ its architecture inside, which loads without this library::
     import torch
     extra = {"architecture.json": ""}
     net = torch.export.load("subnet.pt2", extra_files=extra).module()   # eval-mode graph, any batch size
-    logits = net(images)                                                # images [B, C, H, W], normalised
+    logits = net(images)                # normalised images [B, C, S, S], S = --input_size (default: the resolution)
 """
 
 from __future__ import annotations
