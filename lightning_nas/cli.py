@@ -5,6 +5,8 @@ Examples::
     lightning-nas fit --config configs/darts/digits.yaml
     lightning-nas export --ckpt_path runs/darts_digits/version_0/checkpoints/last.ckpt --output genotype.json
     lightning-nas fit --config configs/retrain/digits.yaml --model.arch=genotype.json
+    lightning-nas export --ckpt_path runs/ofa_fashion_mnist/version_0/checkpoints/last.ckpt --subnet min \
+        --output subnet.pt2 --onnx subnet.onnx
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ __all__ = ["NASCLI", "main", "read_checkpoint_result"]
 _EPILOG = (
     "other commands:\n"
     "  lightning-nas export --ckpt_path CKPT [--output FILE]   write the architecture a checkpoint found as JSON\n"
+    "  lightning-nas export --ckpt_path CKPT --subnet max|min|ARCH.json [--onnx FILE]\n"
+    "                                                         save an elastic subnet (BN recalibrated) for torch\n"
     "  lightning-nas search --config CFG --ckpt_path CKPT      search a trained supernet (best arch / Pareto front)\n"
     "  lightning-nas lut --config CFG --output FILE            build a latency lookup table on this device"
 )
@@ -134,19 +138,40 @@ def read_checkpoint_result(ckpt_path: str | Path) -> dict[str, Any]:
 
 
 def export_main(argv: Sequence[str]) -> int:
-    """``lightning-nas export``: write the architecture held by a checkpoint as JSON."""
+    """``lightning-nas export``: write the architecture held by a checkpoint as JSON, or (``--subnet``) save an
+    elastic supernet's subnet as a standalone network."""
     parser = argparse.ArgumentParser(
         prog="lightning-nas export", description="Write the architecture a search checkpoint holds as JSON."
     )
     parser.add_argument("--ckpt_path", required=True, help="checkpoint of a lightning_nas method")
-    parser.add_argument("--output", help="JSON file to write (default: architecture.json beside the checkpoint)")
+    parser.add_argument(
+        "--output", help="file to write (default: architecture.json / subnet.pt2 beside the checkpoint)"
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    subnet = parser.add_argument_group("elastic subnets (OnceForAll checkpoints)")
+    subnet.add_argument("--subnet", help="max, min, or a subnet as a JSON file or JSON text: save it as a network")
+    subnet.add_argument(
+        "--config",
+        help="fit config whose data section gives calibration images (default: the "
+        "run's config.yaml beside the checkpoints folder)",
+    )
+    subnet.add_argument("--calibration_images", type=int, default=2000, help="images for BN recalibration (2000)")
+    subnet.add_argument("--calibration_batch_size", type=int, default=200, help="images per batch (200)")
+    subnet.add_argument("--no_recalibrate", action="store_true", help="keep the supernet's BN statistics")
+    subnet.add_argument("--onnx", help="also export the subnet to this ONNX file (needs lightning-nas[onnx])")
+    subnet.add_argument(
+        "--input_size",
+        type=int,
+        help="side of the images the saved network takes (default: the "
+        "subnet's resolution; other sizes are resized inside the network)",
+    )
     ns = parser.parse_args(list(argv))
+    if ns.subnet is not None:
+        return _export_subnet(ns, parser)
     try:
         meta = read_checkpoint_result(ns.ckpt_path)
         output = Path(ns.output) if ns.output else Path(ns.ckpt_path).with_name("architecture.json")
-        if output.exists() and not ns.overwrite:
-            raise FileExistsError(f"{str(output)!r} exists; pass --overwrite to replace it or choose another --output")
+        _check_free(output, ns.overwrite)
         result = meta["result"]
         text = str(Genotype.from_json(result)) if "normal" in result else str(result)
         atomic_write_text(output, _json(result))
@@ -154,6 +179,53 @@ def export_main(argv: Sequence[str]) -> int:
         parser.exit(2, f"lightning-nas export: error: {err}\n")
     print(f"{meta['method']} on {meta['space']}: {text}\nwritten to {output}")
     return 0
+
+
+def _export_subnet(ns: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from lightning_nas.subnet_export import (
+        calibration_data,
+        export_subnet,
+        load_elastic_checkpoint,
+        resolve_subnet,
+        save_onnx,
+        save_subnet,
+    )
+
+    try:
+        meta = read_checkpoint_result(ns.ckpt_path)
+        output = Path(ns.output) if ns.output else Path(ns.ckpt_path).with_name("subnet.pt2")
+        for path in (output, *([Path(ns.onnx)] if ns.onnx else [])):
+            _check_free(path, ns.overwrite)
+        space, meta = load_elastic_checkpoint(ns.ckpt_path)
+        arch = resolve_subnet(ns.subnet, space, meta.get("limits"))
+        batches = None
+        if not ns.no_recalibrate:
+            config = Path(ns.config) if ns.config else Path(ns.ckpt_path).resolve().parent.parent / "config.yaml"
+            if not config.is_file():
+                raise FileNotFoundError(
+                    f"no fit config at {str(config)!r} to take calibration images from; pass --config or "
+                    "--no_recalibrate"
+                )
+            batches = calibration_data(config, ns.calibration_images, ns.calibration_batch_size)
+        network = export_subnet(space, arch, batches)
+        side = ns.input_size or int(arch.get("resolution", 32))
+        example = torch.zeros(2, space.in_channels, side, side)
+        save_subnet(network, arch, example, output)
+        if ns.onnx:
+            save_onnx(network, example, ns.onnx)
+    except (OSError, ValueError, ImportError) as err:
+        parser.exit(2, f"lightning-nas export: error: {err}\n")
+    recalibrated = "BN recalibrated on" + f" {ns.calibration_images} images" if batches else "BN not recalibrated"
+    print(
+        f"{meta['method']} subnet ({space.count_params(arch):,} parameters, {space.count_flops(arch):,} MACs, "
+        f"{recalibrated}): {arch}\nwritten to {output}" + (f" and {ns.onnx}" if ns.onnx else "")
+    )
+    return 0
+
+
+def _check_free(output: Path, overwrite: bool) -> None:
+    if output.exists() and not overwrite:
+        raise FileExistsError(f"{str(output)!r} exists; pass --overwrite to replace it or choose another --output")
 
 
 def _json(payload: dict[str, Any]) -> str:

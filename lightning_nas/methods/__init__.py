@@ -4,6 +4,7 @@ from lightning_nas.methods.base import NASModule
 from lightning_nas.methods.cars import CARS
 from lightning_nas.methods.darts import DARTS
 from lightning_nas.methods.enas import ENAS
+from lightning_nas.methods.ofa import OnceForAll, Phase, progressive_shrinking_phases
 from lightning_nas.methods.retrain import Retrain, resolve_genotype
 from lightning_nas.methods.retrain_macro import RetrainMacro, resolve_macro_arch
 from lightning_nas.methods.spos import SPOS
@@ -18,4 +19,7 @@ __all__ = [
     "RetrainMacro",
     "resolve_genotype",
     "resolve_macro_arch",
+    "OnceForAll",
+    "Phase",
+    "progressive_shrinking_phases",
 ]

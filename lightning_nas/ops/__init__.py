@@ -10,8 +10,16 @@ from lightning_nas.ops.darts_ops import (
     SepConv,
     Zero,
 )
+from lightning_nas.ops.elastic import (
+    ElasticBatchNorm2d,
+    ElasticDepthwiseConv2d,
+    ElasticInvertedResidual,
+    ElasticPointwiseConv2d,
+    ElasticSqueezeExcite,
+)
 from lightning_nas.ops.enas_ops import ENAS_MACRO_OPS, ENAS_MICRO_OPS
 from lightning_nas.ops.mixed import MixedOp
+from lightning_nas.ops.mobile import InvertedResidual, SqueezeExcite, make_divisible
 from lightning_nas.ops.nb201_ops import NB201_OPS
 
 __all__ = [
@@ -19,15 +27,23 @@ __all__ = [
     "ENAS_MACRO_OPS",
     "ENAS_MICRO_OPS",
     "DilConv",
+    "ElasticBatchNorm2d",
+    "ElasticDepthwiseConv2d",
+    "ElasticInvertedResidual",
+    "ElasticPointwiseConv2d",
+    "ElasticSqueezeExcite",
     "FactorizedReduce",
+    "InvertedResidual",
     "MixedOp",
     "NB201_OPS",
     "OpFactory",
     "PreActivated",
     "ReLUConvBN",
     "SepConv",
+    "SqueezeExcite",
     "Zero",
     "build_op",
     "list_ops",
+    "make_divisible",
     "register_op",
 ]
