@@ -17,7 +17,7 @@ from torchmetrics.classification import MulticlassAccuracy
 from typing_extensions import override
 
 from lightning_nas.arch import Genotype, load_arch
-from lightning_nas.methods.base import CHECKPOINT_KEY, _check_data_matches, check_checkpoint_origin
+from lightning_nas.methods.base import CHECKPOINT_KEY, _check_data_matches, check_checkpoint_origin, export_payload
 from lightning_nas.ops import list_ops
 from lightning_nas.spaces.darts_network import DartsNetwork
 from lightning_nas.spaces.genotypes import PUBLISHED_GENOTYPES
@@ -54,90 +54,52 @@ def resolve_genotype(arch: str | Genotype) -> Genotype:
     return genotype
 
 
-class Retrain(pl.LightningModule):
-    """Train the network of a genotype from scratch.
+class TrainFromScratch(pl.LightningModule):
+    """What :class:`Retrain` and :class:`~lightning_nas.methods.RetrainMacro` share: SGD with a cosine schedule over
+    the whole run, accuracy metrics, evaluation, and a checkpoint entry naming the trainer and its network.
 
-    Args:
-        arch: a genotype JSON file (what ``lightning-nas export`` writes), a genotype string, or a published name
-            (``DARTS_V1``, ``DARTS_V2``).
-        in_channels: image channels.
-        num_classes: classifier outputs.
-        channels: channels of the first cell (36).
-        layers: number of cells (20).
-        auxiliary: train with the auxiliary head.
-        auxiliary_weight: weight of the auxiliary loss (0.4).
-        drop_path_prob: final drop-path probability, reached linearly over the epochs (0.2).
-        lr: initial SGD learning rate (0.025), annealed by cosine to ``lr_min``.
-        lr_min: final learning rate (0).
-        momentum: SGD momentum (0.9).
-        weight_decay: SGD weight decay (3e-4).
-        channels_last: run in channels-last memory format.
+    Subclasses build ``self.network``, implement ``forward`` and :meth:`export`, and may override
+    :meth:`training_loss`.
     """
+
+    CHECKPOINT_METHOD: str
+    CHECKPOINT_NETWORK: str
 
     def __init__(
         self,
-        arch: str,
         *,
-        in_channels: int = 3,
-        num_classes: int = 10,
-        channels: int = 36,
-        layers: int = 20,
-        auxiliary: bool = True,
-        auxiliary_weight: float = 0.4,
-        drop_path_prob: float = 0.2,
-        lr: float = 0.025,
-        lr_min: float = 0.0,
-        momentum: float = 0.9,
-        weight_decay: float = 3e-4,
-        channels_last: bool = False,
+        in_channels: int,
+        num_classes: int,
+        lr: float,
+        lr_min: float,
+        momentum: float,
+        weight_decay: float,
+        nesterov: bool = False,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters()
         self.in_channels, self.num_classes = in_channels, num_classes
-        self.auxiliary_weight, self.drop_path_prob = auxiliary_weight, drop_path_prob
         self.lr, self.lr_min, self.momentum, self.weight_decay = lr, lr_min, momentum, weight_decay
-        self.channels_last = channels_last
-        self.genotype = resolve_genotype(arch)
-        self.network = DartsNetwork(
-            self.genotype,
-            in_channels=in_channels,
-            num_classes=num_classes,
-            channels=channels,
-            layers=layers,
-            auxiliary=auxiliary,
-        )
-        if channels_last:
-            self.network.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        self.nesterov = nesterov
         self.train_accuracy = MulticlassAccuracy(num_classes=num_classes, average="micro")
         self.val_accuracy = MulticlassAccuracy(num_classes=num_classes, average="micro")
 
-    @override
-    def forward(self, x: Tensor) -> Tensor:
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        logits, _ = self.network(x)
-        return logits
+    def export(self) -> Any:
+        """The architecture being trained."""
+        raise NotImplementedError
+
+    def training_loss(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        """The training loss and the logits it came from."""
+        logits = self(x)
+        return torch.nn.functional.cross_entropy(logits, y), logits
 
     @override
     def setup(self, stage: str) -> None:
         _check_data_matches(getattr(self.trainer, "datamodule", None), self.num_classes, self.in_channels)
 
     @override
-    def on_train_epoch_start(self) -> None:
-        # Drop-path grows linearly from 0 to drop_path_prob over the run (reference train.py: p * epoch / epochs),
-        # measured in steps so that runs bounded by max_steps follow the same ramp.
-        progress = self.global_step / max(1, int(self.trainer.estimated_stepping_batches))
-        self.network.drop_path_prob = self.drop_path_prob * min(1.0, progress)
-
-    @override
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         x, y = batch
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        logits, aux_logits = self.network(x)
-        loss = torch.nn.functional.cross_entropy(logits, y)
-        if aux_logits is not None:
-            loss = loss + self.auxiliary_weight * torch.nn.functional.cross_entropy(aux_logits, y)
+        loss, logits = self.training_loss(x, y)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"non-finite training loss {loss.item()} at step {self.global_step}")
         self.train_accuracy(logits, y)
@@ -165,20 +127,118 @@ class Retrain(pl.LightningModule):
     @override
     def configure_optimizers(self) -> Any:
         optimizer = torch.optim.SGD(
-            self.parameters(), lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay
+            self.parameters(),
+            lr=self.lr,
+            momentum=self.momentum,
+            nesterov=self.nesterov,
+            weight_decay=self.weight_decay,
         )
         total_steps = max(1, int(self.trainer.estimated_stepping_batches))
         schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps, eta_min=self.lr_min)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
-    def export(self) -> Genotype:
-        """The genotype being trained."""
-        return self.genotype
-
     @override
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint[CHECKPOINT_KEY] = {"method": "Retrain", "space": "DartsNetwork", "result": self.genotype.to_json()}
+        checkpoint[CHECKPOINT_KEY] = {
+            "method": self.CHECKPOINT_METHOD,
+            "space": self.CHECKPOINT_NETWORK,
+            "result": export_payload(self.export()),
+        }
 
     @override
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        check_checkpoint_origin(checkpoint, method="Retrain", space="DartsNetwork")
+        check_checkpoint_origin(checkpoint, method=self.CHECKPOINT_METHOD, space=self.CHECKPOINT_NETWORK)
+
+
+class Retrain(TrainFromScratch):
+    """Train the network of a genotype from scratch.
+
+    Args:
+        arch: a genotype JSON file (what ``lightning-nas export`` writes), a genotype string, or a published name
+            (``DARTS_V1``, ``DARTS_V2``).
+        in_channels: image channels.
+        num_classes: classifier outputs.
+        channels: channels of the first cell (36).
+        layers: number of cells (20).
+        auxiliary: train with the auxiliary head.
+        auxiliary_weight: weight of the auxiliary loss (0.4).
+        drop_path_prob: final drop-path probability, reached linearly over the epochs (0.2).
+        lr: initial SGD learning rate (0.025), annealed by cosine to ``lr_min``.
+        lr_min: final learning rate (0).
+        momentum: SGD momentum (0.9).
+        weight_decay: SGD weight decay (3e-4).
+        channels_last: run in channels-last memory format.
+    """
+
+    CHECKPOINT_METHOD = "Retrain"
+    CHECKPOINT_NETWORK = "DartsNetwork"
+
+    def __init__(
+        self,
+        arch: str,
+        *,
+        in_channels: int = 3,
+        num_classes: int = 10,
+        channels: int = 36,
+        layers: int = 20,
+        auxiliary: bool = True,
+        auxiliary_weight: float = 0.4,
+        drop_path_prob: float = 0.2,
+        lr: float = 0.025,
+        lr_min: float = 0.0,
+        momentum: float = 0.9,
+        weight_decay: float = 3e-4,
+        channels_last: bool = False,
+    ) -> None:
+        super().__init__(
+            in_channels=in_channels,
+            num_classes=num_classes,
+            lr=lr,
+            lr_min=lr_min,
+            momentum=momentum,
+            weight_decay=weight_decay,
+        )
+        self.save_hyperparameters()
+        self.auxiliary_weight, self.drop_path_prob = auxiliary_weight, drop_path_prob
+        self.channels_last = channels_last
+        self.genotype = resolve_genotype(arch)
+        self.network = DartsNetwork(
+            self.genotype,
+            in_channels=in_channels,
+            num_classes=num_classes,
+            channels=channels,
+            layers=layers,
+            auxiliary=auxiliary,
+        )
+        if channels_last:
+            self.network.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+
+    @override
+    def forward(self, x: Tensor) -> Tensor:
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        logits, _ = self.network(x)
+        return logits
+
+    @override
+    def on_train_epoch_start(self) -> None:
+        # Drop-path grows linearly from 0 to drop_path_prob over the run (reference train.py: p * epoch / epochs),
+        # measured in steps so that runs bounded by max_steps follow the same ramp.
+        progress = self.global_step / max(1, int(self.trainer.estimated_stepping_batches))
+        self.network.drop_path_prob = self.drop_path_prob * min(1.0, progress)
+
+    @override
+    def training_loss(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        """Cross-entropy plus the weighted auxiliary head's, as the paper trains."""
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        logits, aux_logits = self.network(x)
+        loss = torch.nn.functional.cross_entropy(logits, y)
+        if aux_logits is not None:
+            loss = loss + self.auxiliary_weight * torch.nn.functional.cross_entropy(aux_logits, y)
+        return loss, logits
+
+    @override
+    def export(self) -> Genotype:
+        """The genotype being trained."""
+        return self.genotype

@@ -15,14 +15,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-import lightning.pytorch as pl
-import torch
 from torch import Tensor
-from torchmetrics.classification import MulticlassAccuracy
 from typing_extensions import override
 
 from lightning_nas.arch import Arch, load_arch
-from lightning_nas.methods.base import CHECKPOINT_KEY, _check_data_matches, check_checkpoint_origin
+from lightning_nas.methods.retrain import TrainFromScratch
 from lightning_nas.spaces.enas_macro import EnasMacroNetwork
 
 __all__ = ["RetrainMacro", "resolve_macro_arch"]
@@ -46,7 +43,7 @@ def resolve_macro_arch(arch: str | dict[str, Any]) -> Arch:
     return loaded
 
 
-class RetrainMacro(pl.LightningModule):
+class RetrainMacro(TrainFromScratch):
     """Train the network of an ENAS macro architecture from scratch.
 
     Args:
@@ -60,11 +57,15 @@ class RetrainMacro(pl.LightningModule):
         weight_decay: weight decay (2.5e-4).
 
     Example:
+        >>> import torch
         >>> model = RetrainMacro('{"layer0/op": "conv_3x3", "layer1/op": "max_pool_3x3", "layer1/skip0": 1}',
         ...                      in_channels=1, channels=4)
         >>> model(torch.randn(2, 1, 8, 8)).shape
         torch.Size([2, 10])
     """
+
+    CHECKPOINT_METHOD = "RetrainMacro"
+    CHECKPOINT_NETWORK = "EnasMacroNetwork"
 
     def __init__(
         self,
@@ -78,69 +79,24 @@ class RetrainMacro(pl.LightningModule):
         momentum: float = 0.9,
         weight_decay: float = 2.5e-4,
     ) -> None:
-        super().__init__()
+        super().__init__(
+            in_channels=in_channels,
+            num_classes=num_classes,
+            lr=lr,
+            lr_min=lr_min,
+            momentum=momentum,
+            weight_decay=weight_decay,
+            nesterov=True,
+        )
         self.save_hyperparameters()
-        self.in_channels, self.num_classes = in_channels, num_classes
-        self.lr, self.lr_min, self.momentum, self.weight_decay = lr, lr_min, momentum, weight_decay
         self.arch = resolve_macro_arch(arch)
         self.network = EnasMacroNetwork(self.arch, in_channels=in_channels, num_classes=num_classes, channels=channels)
-        self.train_accuracy = MulticlassAccuracy(num_classes=num_classes, average="micro")
-        self.val_accuracy = MulticlassAccuracy(num_classes=num_classes, average="micro")
 
     @override
     def forward(self, x: Tensor) -> Tensor:
         return self.network(x)
 
     @override
-    def setup(self, stage: str) -> None:
-        _check_data_matches(getattr(self.trainer, "datamodule", None), self.num_classes, self.in_channels)
-
-    @override
-    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
-        x, y = batch
-        logits = self(x)
-        loss = torch.nn.functional.cross_entropy(logits, y)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"non-finite training loss {loss.item()} at step {self.global_step}")
-        self.train_accuracy(logits, y)
-        self.log("train/loss", loss, prog_bar=True)
-        self.log("train/acc", self.train_accuracy, prog_bar=True)
-        return loss
-
-    @override
-    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
-        return self._evaluate(batch, "val")
-
-    @override
-    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
-        return self._evaluate(batch, "test")
-
-    def _evaluate(self, batch: tuple[Tensor, Tensor], stage: str) -> Tensor:
-        x, y = batch
-        logits = self(x)
-        loss = torch.nn.functional.cross_entropy(logits, y)
-        self.val_accuracy(logits, y)
-        self.log(f"{stage}/loss", loss, prog_bar=True, sync_dist=True)
-        self.log(f"{stage}/acc", self.val_accuracy, prog_bar=True)
-        return loss
-
-    @override
-    def configure_optimizers(self) -> Any:
-        optimizer = torch.optim.SGD(
-            self.parameters(), lr=self.lr, momentum=self.momentum, nesterov=True, weight_decay=self.weight_decay
-        )
-        total_steps = max(1, int(self.trainer.estimated_stepping_batches))
-        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps, eta_min=self.lr_min)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
-
     def export(self) -> Arch:
         """The architecture being trained."""
         return dict(self.arch)
-
-    @override
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint[CHECKPOINT_KEY] = {"method": "RetrainMacro", "space": "EnasMacroNetwork", "result": self.export()}
-
-    @override
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        check_checkpoint_origin(checkpoint, method="RetrainMacro", space="EnasMacroNetwork")

@@ -16,29 +16,19 @@ from torch import Tensor
 
 from lightning_nas.cli import main
 from lightning_nas.methods import DARTS
+from tests.test_cli import _search_args
 from tests.tester.cases import CASES, MethodCase, bilevel_data, tiny_darts_space
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 def _search_cli(tmp_path: Path, *extra: str) -> list[str]:
-    return [
-        "fit",
-        "--config",
-        str(REPO / "configs/darts/digits.yaml"),
-        f"--trainer.logger.init_args.save_dir={tmp_path}",
-        "--model.order=first",
-        "--model.space.init_args.layers=3",
-        "--model.space.init_args.channels=4",
-        "--trainer.enable_model_summary=false",
-        "--trainer.enable_progress_bar=false",
-        *extra,
-    ]
+    return _search_args(tmp_path, "--trainer.enable_progress_bar=false", *extra)
 
 
 def test_sigterm_mid_epoch_leaves_a_checkpoint_that_resumes(tmp_path: Path) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    args = _search_cli(tmp_path, "--trainer.max_epochs=50", "--trainer.log_every_n_steps=1")
+    args = _search_cli(tmp_path, "--trainer.max_steps=-1", "--trainer.max_epochs=50", "--trainer.log_every_n_steps=1")
     process = subprocess.Popen(
         [sys.executable, "-m", "lightning_nas", *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
     )
