@@ -128,7 +128,8 @@ def read_checkpoint_result(ckpt_path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        # memory-mapped: only the small metadata entry is read, whatever the checkpoint's size
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception as err:  # torch raises several types for truncated or foreign files
         raise ValueError(f"{str(path)!r} is not a readable checkpoint ({type(err).__name__}: {err})") from None
     meta = checkpoint.get(CHECKPOINT_KEY) if isinstance(checkpoint, dict) else None

@@ -145,9 +145,8 @@ class DARTS(NASModule):
         except FloatingPointError:  # a loss inside the unrolled step was not finite
             self.check_finite(torch.tensor(float("nan")), "loss in the unrolled architecture step")
             return
-        if not self.check_finite(val_loss, "architecture loss") or not self.check_finite(
-            torch.stack([g.norm() for g in grads]), "architecture gradient"
-        ):
+        # one check (one cross-rank decision) for the loss and every gradient
+        if not self.check_finite(torch.stack([val_loss.float(), *(g.norm() for g in grads)]), "architecture loss"):
             return
         arch_opt.zero_grad()
         for alpha, grad in zip(alphas, grads):
