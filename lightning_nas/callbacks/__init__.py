@@ -1,5 +1,17 @@
-"""Callbacks that record and export architectures."""
+"""Callbacks that record, draw, guard and export architectures during a search."""
 
+from lightning_nas.callbacks._loggers import check_wandb_ready
+from lightning_nas.callbacks.collapse import CollapseGuard, count_op
 from lightning_nas.callbacks.export import ExportArchitecture, ExportsArchitecture
+from lightning_nas.callbacks.genotype_logger import GenotypeLogger, arch_scalars, run_dir
 
-__all__ = ["ExportArchitecture", "ExportsArchitecture"]
+__all__ = [
+    "CollapseGuard",
+    "ExportArchitecture",
+    "ExportsArchitecture",
+    "GenotypeLogger",
+    "arch_scalars",
+    "check_wandb_ready",
+    "count_op",
+    "run_dir",
+]
