@@ -144,7 +144,8 @@ def test_darts_run_logs_scalars_pictures_and_final_architecture(tmp_path: Path) 
 def test_run_stopped_mid_epoch_is_recorded_once(tmp_path: Path) -> None:
     """max_steps ends epoch 1 after one of its two batches: that partial epoch gets its line, and fit end adds none."""
     model = _darts()
-    _trainer(tmp_path, [GenotypeLogger(pictures=False)], max_steps=3).fit(model, datamodule=_data())
+    trainer = _trainer(tmp_path, [GenotypeLogger(pictures=False)], max_steps=3, enable_checkpointing=False)
+    trainer.fit(model, datamodule=_data())
     records = [json.loads(line) for line in (tmp_path / "run" / "version_0" / HISTORY).read_text().splitlines()]
     assert [(r["epoch"], r["step"], r["event"]) for r in records] == [(0, 2, "epoch_end"), (1, 3, "epoch_end")]
     final = tmp_path / "run" / "version_0" / "final_architecture.json"  # no checkpoints: beside the history
