@@ -4,19 +4,18 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
-from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_warn
 from typing_extensions import override
 
 from lightning_nas.arch import Genotype, save_arch
 from lightning_nas.callbacks import _loggers
 from lightning_nas.callbacks._history import JsonLines
+from lightning_nas.callbacks._paths import run_dir
 from lightning_nas.callbacks.pictures import (
     CellRenderer,
     draw_cell,
@@ -27,7 +26,7 @@ from lightning_nas.callbacks.pictures import (
 )
 from lightning_nas.methods.base import ArchProbabilities, NASModule, export_payload
 
-__all__ = ["GenotypeLogger", "arch_scalars", "run_dir"]
+__all__ = ["GenotypeLogger", "arch_scalars"]
 
 
 class GenotypeLogger(pl.Callback):
@@ -289,17 +288,6 @@ class GenotypeLogger(pl.Callback):
                 "graphviz (e.g. `apt install graphviz`) for the usual layout, or set cell_renderer='matplotlib'"
             )
         return True
-
-
-def run_dir(trainer: pl.Trainer) -> Path:
-    """The run's own directory; a collective under DDP (every rank must call it, as with ``trainer.log_dir``)."""
-    log_dir = trainer.log_dir or trainer.default_root_dir  # broadcasts rank 0's value
-    logger = trainer.loggers[0] if trainer.loggers else None
-    if logger is None or isinstance(logger, (CSVLogger, TensorBoardLogger)) or logger.save_dir is None:
-        return Path(log_dir)
-    version = logger.version if isinstance(logger.version, str) else f"version_{logger.version}"
-    # Where ModelCheckpoint puts this run's checkpoints; the version (a W&B run id) is only known on rank 0.
-    return Path(trainer.strategy.broadcast(os.path.join(logger.save_dir, str(logger.name), version)))
 
 
 def arch_scalars(

@@ -61,7 +61,8 @@ def test_guard_is_quiet_on_a_healthy_search(tmp_path: Path) -> None:
         warnings.simplefilter("always")
         trainer = _search(tmp_path, "sep_conv_3x3", guard)
     assert not [w for w in record if "CollapseGuard" in str(w.message)]
-    assert trainer.current_epoch == 3 and guard.triggered_epoch is None
+    assert trainer.current_epoch == 3
+    assert guard.triggered_epoch is None
 
 
 def test_bad_limit_is_named() -> None:

@@ -25,11 +25,13 @@ def _is_png(path: Path) -> bool:
 
 def test_each_picture_is_a_png(tmp_path: Path) -> None:
     assert _is_png(draw_cell(DARTS_V2.graph("normal"), tmp_path / "cell.png", renderer="matplotlib", title="V2"))
-    probabilities = {f"{cell}/node2/edge{j}": {"skip": 0.2, "conv": 0.8} for cell in ("normal", "reduce") for j in (0, 1)}
+    cells = ("normal", "reduce")
+    probabilities = {f"{cell}/node2/edge{j}": {"skip": 0.2, "conv": 0.8} for cell in cells for j in (0, 1)}
     assert _is_png(plot_probabilities(probabilities, tmp_path / "heat.png"))
     results = [({"width": w}, {"val/acc": 0.5 + w / 100, "params": 1e3 * w, "flops": 1e6 * w}) for w in (2, 4, 8)]
     subnets = plot_subnets(results, tmp_path / "subnets.png")
-    assert subnets is not None and _is_png(subnets)
+    assert subnets is not None
+    assert _is_png(subnets)
     assert read_png(subnets).shape[2] == 3
     assert plot_subnets([({"w": 1}, {"val/acc": 0.5})], tmp_path / "none.png") is None  # no params or FLOPs
     assert not (tmp_path / "none.png").exists()
@@ -97,4 +99,5 @@ def test_dot_draws_the_cell_when_installed(tmp_path: Path, monkeypatch: pytest.M
     assert source.startswith("digraph cell {")
     for op, index in DARTS_V2.normal:
         source_node = ("c_{k-2}", "c_{k-1}")[index] if index < 2 else str(index - 2)
-        assert f'"{source_node}" -> ' in source and f'[label="{op}"]' in source
+        assert f'"{source_node}" -> ' in source
+        assert f'[label="{op}"]' in source

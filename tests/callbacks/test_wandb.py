@@ -75,7 +75,8 @@ def test_offline_run_holds_architecture_table_images_and_artifacts(wandb_env: Pa
     images = {path.name.rsplit("_", 2)[0] for path in (media / "images" / "arch").glob("*.png")}
     assert images == {"cell_normal", "cell_reduce", "probabilities"}
     for path in (media / "images" / "arch").glob("*.png"):
-        assert path.read_bytes()[:8] == PNG_SIGNATURE and path.stat().st_size > 1000
+        assert path.read_bytes()[:8] == PNG_SIGNATURE
+        assert path.stat().st_size > 1000
     assert len(list((media / "images" / "arch").glob("*.png"))) == 6  # three pictures per epoch
 
     # Local files of this run live beside its checkpoints: <save_dir>/<project>/<run id>.
@@ -85,7 +86,8 @@ def test_offline_run_holds_architecture_table_images_and_artifacts(wandb_env: Pa
     assert Genotype.from_json(final) == model.genotype
     # The offline run's transaction log records both artifacts, to be uploaded by `wandb sync`.
     record = (run_dir / f"run-{run_id}.wandb").read_bytes()
-    assert f"architecture-{run_id}".encode() in record and f"model-{run_id}".encode() in record
+    assert f"architecture-{run_id}".encode() in record
+    assert f"model-{run_id}".encode() in record
 
 
 def test_check_wandb_ready(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
