@@ -50,11 +50,13 @@ class GenotypeLogger(pl.Callback):
     * at fit end writes the final architecture as JSON next to the checkpoints, and on W&B logs it (with the
       history) as an ``architecture`` artifact and the best (else last) checkpoint as a ``model`` artifact.
 
-    The run directory is the logger's ``log_dir`` for CSV and TensorBoard, ``<save_dir>/<name>/<version>`` (where the
-    checkpoints go) for other loggers, and ``default_root_dir`` without a logger. The history position and the
-    sample counters are saved in checkpoints: a resumed run first cuts the file back to the lines the checkpoint
-    knew of, so nothing is duplicated, and re-records an epoch that ended after that checkpoint was taken, so
-    nothing is lost.
+    The run directory is :func:`~lightning_nas.callbacks.run_dir`: the logger's ``log_dir`` for CSV and
+    TensorBoard, ``<save_dir>/<name>/<version>`` (where the checkpoints go) for other loggers, and
+    ``default_root_dir`` without a logger. The history's lines and the sample counters are saved in checkpoints: a
+    resumed run first rewrites the file (atomically) with exactly the lines the checkpoint holds, so nothing
+    recorded after the checkpoint is duplicated and a new log directory gets the whole history, then re-records an
+    epoch that ended after the checkpoint was taken (Lightning checkpoints after validation, before the epoch's
+    ``on_train_epoch_end``), so nothing is lost.
 
     Args:
         history_filename: the JSON-lines file inside the run directory.
@@ -100,7 +102,7 @@ class GenotypeLogger(pl.Callback):
         self.cell_renderer: CellRenderer = cell_renderer
         self.subnet_metric, self.log_artifacts = subnet_metric, log_artifacts
         # Saved in checkpoints.
-        self.lines = 0
+        self.lines: list[str] = []
         self.last_epoch = -1
         self.last_step = -1
         self.sample_counts: dict[str, dict[str, int]] = {}
@@ -121,7 +123,7 @@ class GenotypeLogger(pl.Callback):
     @override
     def state_dict(self) -> dict[str, Any]:
         return {
-            "lines": self.lines,
+            "lines": list(self.lines),
             "last_epoch": self.last_epoch,
             "last_step": self.last_step,
             "sample_counts": {name: dict(counts) for name, counts in self.sample_counts.items()},
@@ -130,7 +132,7 @@ class GenotypeLogger(pl.Callback):
 
     @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self.lines, self.last_epoch = int(state_dict["lines"]), int(state_dict["last_epoch"])
+        self.lines, self.last_epoch = [str(line) for line in state_dict["lines"]], int(state_dict["last_epoch"])
         self.last_step, self.num_samples = int(state_dict["last_step"]), int(state_dict["num_samples"])
         self.sample_counts = {name: dict(counts) for name, counts in state_dict["sample_counts"].items()}
 
@@ -139,6 +141,8 @@ class GenotypeLogger(pl.Callback):
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if stage != "fit":
             return
+        # A new fit starts empty; a resumed one gets its state from the checkpoint after this hook.
+        self.lines, self.last_epoch, self.last_step, self.sample_counts, self.num_samples = [], -1, -1, {}, 0
         directory = run_dir(trainer)  # collective: every rank asks
         self.history = JsonLines(directory / self.history_filename)
         self.picture_dir = directory / "pictures"
@@ -151,10 +155,10 @@ class GenotypeLogger(pl.Callback):
         if not isinstance(pl_module, NASModule) or self.history is None:
             return
         if trainer.is_global_zero:
-            self.history.truncate(self.lines)
+            self.history.rewrite(self.lines)
             self._table_rows = []
-            for record in self.history.read():
-                self._add_table_row(record)
+            for line in self.lines:
+                self._add_table_row(json.loads(line))
         finished = trainer.current_epoch - 1
         if self.lines and self.last_epoch < finished:
             # Resumed from a checkpoint taken after this epoch's last batch but before its line was written.
@@ -209,11 +213,12 @@ class GenotypeLogger(pl.Callback):
             "sampled": self._frequencies(pl_module) if self.num_samples else None,
             "metrics": _float_metrics(trainer.callback_metrics),
         }
+        line = JsonLines.encode(record)
         if trainer.is_global_zero:
             assert self.history is not None
-            self.history.append(record)
-            self._publish(trainer, pl_module, record, probabilities)
-        self.lines += 1
+            self.history.append_line(line)
+            self._publish(trainer, pl_module, json.loads(line), probabilities)
+        self.lines.append(line)
         self.last_epoch, self.last_step = max(self.last_epoch, epoch), trainer.global_step
         self.sample_counts, self.num_samples = {}, 0
 

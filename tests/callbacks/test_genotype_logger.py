@@ -70,10 +70,14 @@ class _CrashAt(pl.Callback):
             raise _Interrupted
 
 
-@pytest.mark.parametrize("validate", [True, False], ids=["with-validation", "without-validation"])
-def test_history_after_interrupted_and_resumed_run(tmp_path: Path, validate: bool) -> None:
-    """With validation, ModelCheckpoint saves before the epoch's line is written; without, after. Both resume
-    to one line per epoch."""
+@pytest.mark.parametrize(
+    ("validate", "new_version"),
+    [(True, False), (False, False), (True, True)],
+    ids=["with-validation", "without-validation", "into-a-new-log-dir"],
+)
+def test_history_after_interrupted_and_resumed_run(tmp_path: Path, validate: bool, new_version: bool) -> None:
+    """With validation, ModelCheckpoint saves before the epoch's line is written; without, after. Either way, and
+    also when the resumed run logs to a new version directory, the history ends with one line per epoch."""
     limit_val = 1 if validate else 0
     pl.seed_everything(0)
     model = _darts()
@@ -88,9 +92,11 @@ def test_history_after_interrupted_and_resumed_run(tmp_path: Path, validate: boo
 
     resumed = _darts()
     last = tmp_path / "run" / "version_0" / "checkpoints" / "last.ckpt"
-    trainer = _trainer(tmp_path, [GenotypeLogger(pictures=False), ModelCheckpoint(save_last=True)], max_epochs=4)
-    trainer.limit_val_batches = limit_val
+    callbacks = [GenotypeLogger(pictures=False), ModelCheckpoint(save_last=True)]
+    logger = CSVLogger(tmp_path, name="run", version=1 if new_version else 0)
+    trainer = _trainer(tmp_path, callbacks, max_epochs=4, limit_val_batches=limit_val, logger=logger)
     trainer.fit(resumed, datamodule=_data(), ckpt_path=last)
+    history = tmp_path / "run" / f"version_{int(new_version)}" / HISTORY
 
     text = history.read_text()
     assert text.endswith("\n")
@@ -244,3 +250,40 @@ def test_sampling_method_logs_choice_frequencies_and_subnet_plot(tmp_path: Path)
         assert data[:8] == PNG_SIGNATURE
         assert len(data) > 1000
     assert not list((run / "pictures").glob("cell_*"))  # no genotype, no cell diagram
+
+
+def test_fashion_mnist_search_through_the_cli_draws_each_epoch(data_root: Path, tmp_path: Path) -> None:
+    """A real (tiny) search as users run it: the CLI adds GenotypeLogger; each epoch gets its cells and heatmap."""
+    from lightning_nas.cli import main
+
+    repo = Path(__file__).resolve().parents[2]
+    main(
+        [
+            "fit",
+            "--config",
+            str(repo / "configs/darts/fashion_mnist.yaml"),
+            f"--data.root={data_root}",
+            "--data.subset=256",
+            "--data.batch_size=32",
+            "--model.order=first",
+            "--model.arch_lr=0.01",
+            "--model.space.init_args.channels=4",
+            "--model.space.init_args.layers=3",
+            "--trainer.max_epochs=2",
+            "--trainer.limit_val_batches=2",
+            "--trainer.enable_progress_bar=false",
+            "--trainer.enable_model_summary=false",
+            f"--trainer.logger.init_args.save_dir={tmp_path}",
+        ]
+    )
+    run = tmp_path / "darts_fashion_mnist" / "version_0"
+    records = [json.loads(line) for line in (run / HISTORY).read_text().splitlines()]
+    assert [r["epoch"] for r in records] == [0, 1]
+    assert records[0]["probabilities"] != records[1]["probabilities"]
+    for epoch in (0, 1):
+        for kind in ("cell_normal", "cell_reduce", "probabilities"):
+            assert (run / "pictures" / f"{kind}_epoch{epoch:03d}.png").read_bytes()[:8] == PNG_SIGNATURE
+    assert (run / "config.yaml").is_file()
+    assert Genotype.from_json((run / "checkpoints" / "final_architecture.json").read_text()) == Genotype.from_json(
+        (run / "architecture.json").read_text()
+    )
