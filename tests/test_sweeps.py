@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 import yaml
+from wandb.sdk.launch.sweeps import utils as sweep_utils  # what `wandb agent` builds its command line with
 
 from lightning_nas.cli import main
 
@@ -29,8 +30,6 @@ DRAWS_PER_FILE = 2
 TINY_MODEL: dict[str, list[str]] = {
     "DARTS": ["--model.space.init_args.channels=4", "--model.space.init_args.layers=3"],
 }
-
-sweep_utils = pytest.importorskip("wandb.sdk.launch.sweeps.utils")
 
 
 def _budget(save_dir: Path) -> list[str]:

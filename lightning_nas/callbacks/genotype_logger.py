@@ -184,7 +184,9 @@ class GenotypeLogger(pl.Callback):
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not isinstance(pl_module, NASModule) or self.history is None:
             return
-        if trainer.global_step != self.last_step:  # stopped mid-epoch (max_steps): record where it stopped
+        # Lightning ends every epoch, even one cut short by max_steps, with on_train_epoch_end; this records a fit
+        # whose loop ended some other way after training moved on, so the history always ends at the final state.
+        if trainer.global_step != self.last_step:
             self._record(trainer, pl_module, event="fit_end", epoch=trainer.current_epoch)
         checkpoint = trainer.checkpoint_callback
         folder = getattr(checkpoint, "dirpath", None) or self.history.path.parent

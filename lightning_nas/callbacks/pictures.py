@@ -97,6 +97,9 @@ def plot_probabilities(
     """A heatmap per group of decisions (the part of a name before its first ``/``, e.g. the cell type): one row per
     decision, one column per candidate, the probability as colour (and as a number when the grid is small).
 
+    The colour scale spans the smallest to the largest probability in the picture, so the small early moves of
+    DARTS alphas (all near ``1 / num_ops``) are visible; the numbers and the colour bar give the absolute values.
+
     Raises:
         ValueError: no decisions.
     """
@@ -106,12 +109,15 @@ def plot_probabilities(
     for name in probabilities:
         groups.setdefault(name.split("/", 1)[0] if "/" in name else "", []).append(name)
     figure = _figure(width=1.6 + 0.55 * max(len(p) for p in probabilities.values()), height=1.0)
+    values = [p for distribution in probabilities.values() for p in distribution.values()]
+    low, high = min(values), max(values)
+    high = high if high > low else low + 1e-6
     axes_list = figure.subplots(1, len(groups), squeeze=False)[0]
     image = None
     for axes, (group, names) in zip(axes_list, groups.items()):
         candidates = list(dict.fromkeys(c for name in names for c in probabilities[name]))
         matrix = [[probabilities[name].get(c, float("nan")) for c in candidates] for name in names]
-        image = axes.imshow(matrix, vmin=0.0, vmax=1.0, cmap="viridis", aspect="auto")
+        image = axes.imshow(matrix, vmin=low, vmax=high, cmap="viridis", aspect="auto")
         axes.set_xticks(range(len(candidates)), candidates, rotation=60, ha="right", fontsize=8)
         prefix = len(group) + 1 if group else 0
         axes.set_yticks(range(len(names)), [name[prefix:] for name in names], fontsize=8)
@@ -120,8 +126,8 @@ def plot_probabilities(
             for row, values in enumerate(matrix):
                 for column, value in enumerate(values):
                     if value == value:
-                        colour = "black" if value > 0.6 else "white"
-                        axes.text(column, row, f"{value:.2f}", ha="center", va="center", fontsize=6, color=colour)
+                        colour = "black" if value > (low + high) / 2 else "white"
+                        axes.text(column, row, f"{value:.3f}", ha="center", va="center", fontsize=6, color=colour)
     figure.set_size_inches(figure.get_size_inches()[0] * len(groups), 1.8 + 0.28 * max(map(len, groups.values())))
     if image is not None:
         figure.colorbar(image, ax=list(axes_list), fraction=0.03, label="probability")
@@ -300,10 +306,16 @@ def _draw_with_matplotlib(graph: Sequence[tuple[str, str, str]], title: str) -> 
         )
         if op:
             (x0, y0), (x1, y1) = position[source], position[target]
-            # The midpoint of matplotlib's arc3 curve (exact with an equal aspect ratio).
-            middle = ((x0 + x1) / 2 + bend * (y1 - y0) / 2, (y0 + y1) / 2 - bend * (x1 - x0) / 2)
+            # A point 40% along matplotlib's arc3 curve (a quadratic Bezier; exact with an equal aspect ratio), so
+            # the labels of edges crossing at their middles stay apart.
+            control = ((x0 + x1) / 2 + bend * (y1 - y0), (y0 + y1) / 2 - bend * (x1 - x0))
+            t = 0.4
+            label_x, label_y = (
+                (1 - t) ** 2 * a + 2 * (1 - t) * t * c + t**2 * b for a, c, b in zip((x0, y0), control, (x1, y1))
+            )
             axes.text(
-                *middle,
+                label_x,
+                label_y,
                 op,
                 color=colour,
                 fontsize=8,

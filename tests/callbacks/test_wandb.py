@@ -10,6 +10,7 @@ from pathlib import Path
 
 import lightning.pytorch as pl
 import pytest
+import wandb
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from lightning_nas.arch import Genotype
@@ -20,7 +21,6 @@ from lightning_nas.data import SyntheticDataModule
 from lightning_nas.methods import DARTS
 from lightning_nas.spaces import DartsCellSpace
 
-wandb = pytest.importorskip("wandb")
 REPO = Path(__file__).resolve().parents[2]
 _AUTH = ("WANDB_MODE", "WANDB_API_KEY", "WANDB_IDENTITY_TOKEN_FILE", "WANDB_BASE_URL")
 
