@@ -289,8 +289,8 @@ def _draw_with_matplotlib(graph: Sequence[tuple[str, str, str]], title: str) -> 
     axes = figure.add_subplot()
     palette = [f"C{k % 10}" for k in range(len(ops))]
     for k, (source, target, op) in enumerate(graph):
-        colour = palette[ops.index(op)] if op else "grey"
-        bend = 0.12 * (1 if k % 2 else -1)
+        colour = palette[ops.index(op)] if op else "darkgrey"
+        bend = 0.12 * (1 if k % 2 else -1) if op else 0.0  # unlabelled (concatenation) edges: straight, dashed
         axes.annotate(
             "",
             xy=position[target],
@@ -299,6 +299,7 @@ def _draw_with_matplotlib(graph: Sequence[tuple[str, str, str]], title: str) -> 
                 "arrowstyle": "-|>",
                 "color": colour,
                 "lw": 1.5,
+                "linestyle": "-" if op else "--",
                 "connectionstyle": f"arc3,rad={bend}",
                 "shrinkA": 16,
                 "shrinkB": 16,
