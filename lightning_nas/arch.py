@@ -263,6 +263,26 @@ class Genotype:
             reduce_concat=tuple(payload.get("reduce_concat", default_concat)),
         )
 
+    def graph(self, cell: str) -> list[tuple[str, str, str]]:
+        """The edges ``(source, target, op)`` of the ``"normal"`` or ``"reduce"`` cell, labelled as the DARTS paper
+        draws them: inputs ``c_{k-2}``, ``c_{k-1}``, intermediate nodes ``0 .. steps-1``, output ``c_{k}`` (unlabelled
+        concatenation edges).
+
+        Example:
+            >>> g = Genotype(normal=(("sep_conv_3x3", 0), ("skip_connect", 1)), normal_concat=(2,),
+            ...              reduce=(("max_pool_3x3", 0), ("max_pool_3x3", 1)), reduce_concat=(2,))
+            >>> g.graph("normal")
+            [('c_{k-2}', '0', 'sep_conv_3x3'), ('c_{k-1}', '0', 'skip_connect'), ('0', 'c_{k}', '')]
+        """
+        if cell not in ("normal", "reduce"):
+            raise ValueError(f"cell must be 'normal' or 'reduce', got {cell!r}")
+
+        def label(state: int) -> str:
+            return ("c_{k-2}", "c_{k-1}")[state] if state < 2 else str(state - 2)
+
+        edges = [(label(index), str(position // 2), op) for position, (op, index) in enumerate(getattr(self, cell))]
+        return edges + [(label(state), "c_{k}", "") for state in getattr(self, f"{cell}_concat")]
+
     def to_arch(self) -> Arch:
         """The architecture mapping over the DARTS cell space's discrete choices (see ``DartsCellSpace``)."""
         arch: Arch = {}

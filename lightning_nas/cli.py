@@ -12,6 +12,7 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 from collections.abc import Sequence
@@ -20,17 +21,25 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
-from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from jsonargparse import Namespace
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
+from lightning.pytorch.loggers import WandbLogger
 from typing_extensions import override
 
 import lightning_nas.data  # noqa: F401  (registers the datamodules for --data=ShortName)
 import lightning_nas.methods  # noqa: F401  (registers the methods for --model=ShortName)
 import lightning_nas.spaces  # noqa: F401
 from lightning_nas.arch import Genotype, atomic_write_text
-from lightning_nas.callbacks import CheckpointOnInterrupt, ExportArchitecture
+from lightning_nas.callbacks import (
+    CheckpointOnInterrupt,
+    ExportArchitecture,
+    GenotypeLogger,
+    check_wandb_ready,
+    run_dir,
+)
 from lightning_nas.methods.base import CHECKPOINT_KEY, NASModule, check_checkpoint_origin
 
-__all__ = ["NASCLI", "main", "read_checkpoint_result"]
+__all__ = ["NASCLI", "SaveRunConfig", "main", "read_checkpoint_result"]
 
 _EPILOG = (
     "other commands:\n"
@@ -46,9 +55,14 @@ class NASCLI(LightningCLI):
     """LightningCLI in subclass mode: ``--model`` takes any LightningModule (ours or a user's), ``--data`` any
     datamodule.
 
-    Every run gets an :class:`~lightning_nas.callbacks.ExportArchitecture` callback (``--architecture.*``) and a
-    :class:`~lightning_nas.callbacks.CheckpointOnInterrupt` callback (``--interrupt_checkpoint.*``), and a
-    ``--ckpt_path`` that is missing, unreadable or from another method or space is refused before anything runs.
+    Every run gets an :class:`~lightning_nas.callbacks.ExportArchitecture` callback (``--architecture.*``), a
+    :class:`~lightning_nas.callbacks.CheckpointOnInterrupt` callback (``--interrupt_checkpoint.*``) and a
+    :class:`~lightning_nas.callbacks.GenotypeLogger` (``--genotype_logger.*``, e.g.
+    ``--genotype_logger.pictures=false``; it records search methods only, so ``Retrain`` runs are unaffected).
+    A ``--ckpt_path`` that is missing, unreadable or from another method or space is refused before anything runs.
+    The config is saved in the run's own directory (see :class:`SaveRunConfig`). A W&B logger is checked before
+    anything starts (see :func:`~lightning_nas.callbacks.check_wandb_ready`), so a missing package or login is an
+    error, not a hang.
     """
 
     def __init__(self, args: Sequence[str] | None = None, run: bool = True) -> None:
@@ -65,12 +79,14 @@ class NASCLI(LightningCLI):
                 "formatter_class": argparse.RawDescriptionHelpFormatter,
             },
             seed_everything_default=0,
+            save_config_callback=SaveRunConfig,
         )
 
     @override
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_lightning_class_args(ExportArchitecture, "architecture")
         parser.add_lightning_class_args(CheckpointOnInterrupt, "interrupt_checkpoint")
+        parser.add_lightning_class_args(GenotypeLogger, "genotype_logger")
 
     @override
     def _parse_ckpt_path(self) -> None:
@@ -115,6 +131,59 @@ class NASCLI(LightningCLI):
                 )
         except (OSError, ValueError) as err:
             self.parser.error(f"--ckpt_path: {err}")
+
+    @override
+    def before_instantiate_classes(self) -> None:
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        for logger in _logger_configs(config.get("trainer.logger")):
+            if _is_wandb(logger):
+                try:
+                    check_wandb_ready(offline=bool(logger.get("init_args.offline")))
+                except (ImportError, RuntimeError) as err:
+                    self.parser.error(str(err))
+
+
+class SaveRunConfig(SaveConfigCallback):
+    """LightningCLI's config saving, into the run's own directory (:func:`~lightning_nas.callbacks.run_dir`).
+
+    That is ``trainer.log_dir`` for CSV and TensorBoard loggers, as in Lightning; for W&B, whose ``log_dir`` is the
+    ``save_dir`` every run shares (so the second run of a sweep would refuse to overwrite the first's config), it is
+    ``<save_dir>/<project>/<run id>``, beside the checkpoints.
+    """
+
+    @override
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if self.already_saved:
+            return
+        directory = run_dir(trainer)  # collective: every rank asks
+        path = directory / self.config_filename
+        exists = trainer.strategy.broadcast(path.is_file() if trainer.is_global_zero else False)
+        if exists and not self.overwrite:
+            raise RuntimeError(
+                f"{path} exists; refusing to overwrite the config of a previous run: delete it, or pass a new "
+                "--trainer.logger.init_args.version (or save_dir)"
+            )
+        if trainer.is_global_zero:
+            directory.mkdir(parents=True, exist_ok=True)
+            self.parser.save(self.config, path, skip_none=False, overwrite=self.overwrite, multifile=self.multifile)
+            self.save_config(trainer, pl_module, stage)
+            self.already_saved = True
+        self.already_saved = trainer.strategy.broadcast(self.already_saved)
+
+
+def _logger_configs(value: Any) -> list[Namespace]:
+    """The class_path/init_args entries of a parsed ``trainer.logger`` value (one, a list, or a bool)."""
+    values = value if isinstance(value, list) else [value]
+    return [item for item in values if isinstance(item, Namespace) and "class_path" in item]
+
+
+def _is_wandb(logger: Namespace) -> bool:
+    module, _, name = str(logger["class_path"]).rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError):
+        return False
+    return isinstance(cls, type) and issubclass(cls, WandbLogger)
 
 
 def read_checkpoint_result(ckpt_path: str | Path) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from typing_extensions import override
 
 from lightning_nas.arch import Arch, Genotype, save_arch
+from lightning_nas.callbacks._paths import run_dir
 
 __all__ = ["ExportArchitecture", "ExportsArchitecture"]
 
@@ -22,7 +23,10 @@ class ExportsArchitecture(Protocol):
 
 
 class ExportArchitecture(pl.Callback):
-    """Save ``pl_module.export()`` as JSON in the run's log directory (atomically), and report it at fit end.
+    """Save ``pl_module.export()`` as JSON in the run's directory (atomically), and report it at fit end.
+
+    The run's directory is :func:`~lightning_nas.callbacks.run_dir`: the logger's ``log_dir`` for CSV and
+    TensorBoard, ``<save_dir>/<name>/<version>`` for W&B (whose ``log_dir`` every run shares).
 
     Args:
         filename: file name inside the trainer's ``log_dir``.
@@ -35,7 +39,7 @@ class ExportArchitecture(pl.Callback):
         self.last_path: Path | None = None
 
     def path(self, trainer: pl.Trainer) -> Path:
-        """Where the architecture goes: ``<log_dir>/<filename>``. Call it on every rank (``log_dir`` is collective)."""
+        """Where the architecture goes: ``<run dir>/<filename>``. Call it on every rank (it is a collective)."""
         return Path(_log_dir(trainer)) / self.filename
 
     @override
@@ -72,5 +76,5 @@ class ExportArchitecture(pl.Callback):
 
 
 def _log_dir(trainer: pl.Trainer) -> str:
-    # trainer.log_dir broadcasts rank 0's value, so every rank must ask for it.
-    return trainer.log_dir or trainer.default_root_dir
+    # A collective (it broadcasts rank 0's value), so every rank must ask for it.
+    return str(run_dir(trainer))

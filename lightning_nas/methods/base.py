@@ -13,7 +13,24 @@ from torchmetrics.classification import MulticlassAccuracy
 from lightning_nas.arch import Arch, Genotype
 from lightning_nas.spaces.base import SearchSpace
 
-__all__ = ["CHECKPOINT_KEY", "NASModule", "check_checkpoint_origin", "export_payload"]
+__all__ = [
+    "CHECKPOINT_KEY",
+    "ArchProbabilities",
+    "CellGraph",
+    "NASModule",
+    "SubnetResult",
+    "check_checkpoint_origin",
+    "export_payload",
+]
+
+ArchProbabilities = dict[str, dict[str, float]]
+"""Per decision, a probability distribution over its candidates (candidate names as strings)."""
+
+SubnetResult = tuple[Arch, dict[str, float]]
+"""A sub-network and what was measured on it, e.g. ``({...}, {"val/acc": 0.91, "params": 1.2e6, "flops": 3e8})``."""
+
+CellGraph = list[tuple[str, str, str]]
+"""A cell drawn as ``(source node, target node, op label)`` edges; an empty label draws a plain arrow."""
 
 CHECKPOINT_KEY = "lightning_nas"
 """Checkpoint entry holding the method, the space and the current architecture as plain JSON values."""
@@ -25,6 +42,17 @@ class NASModule(pl.LightningModule):
     Subclasses implement :meth:`current_arch`. Callbacks and the CLI rely on that and on the checkpoint entry
     ``checkpoint["lightning_nas"] = {"method", "space", "result"}``; a checkpoint of another method or space is
     refused on load with both names in the message.
+
+    The architecture-logging callbacks (:class:`~lightning_nas.callbacks.GenotypeLogger`,
+    :class:`~lightning_nas.callbacks.CollapseGuard`) read a method only through these methods, whose defaults say
+    "nothing to report"; a method overrides those that apply to it:
+
+    * :meth:`current_arch` / :meth:`export`: the architecture now (every method);
+    * :meth:`arch_probabilities`: a distribution over each decision's candidates (DARTS: the softmax of each edge's
+      alphas; a controller: its policy);
+    * :meth:`sampled_archs`: the architectures the last training step ran (sampling methods);
+    * :meth:`subnet_results`: sub-networks evaluated with their metrics (elastic spaces);
+    * :meth:`cell_graphs`: the cells as edge lists to draw (from :meth:`export` when it is a genotype).
 
     Args:
         space: the search space, an ``nn.Module``.
@@ -77,6 +105,37 @@ class NASModule(pl.LightningModule):
         self.skipped_steps += 1
         rank_zero_warn(f"{message}; update skipped ({self.skipped_steps} so far)")
         return False
+
+    def arch_probabilities(self) -> ArchProbabilities | None:
+        """Per decision, the probability of each candidate now; ``None`` for methods without one (the default).
+
+        Keys are decision names (``"normal/node2/edge0"``), inner keys candidate names as strings; each inner mapping
+        sums to 1. Read once per epoch by the logging callbacks, on every rank.
+        """
+        return None
+
+    def sampled_archs(self) -> list[Arch]:
+        """The architectures the last training step trained (sampling methods); ``[]`` for the others (the default).
+
+        Read after every training batch, so it must be cheap: return what the step stored, do not sample again.
+        """
+        return []
+
+    def subnet_results(self) -> list[SubnetResult]:
+        """Sub-networks evaluated so far this epoch with their metrics; ``[]`` by default.
+
+        Elastic methods (OFA, BigNAS) return ``(arch, {"val/acc": ..., "params": ..., "flops": ...})`` pairs, e.g.
+        those measured in the last validation; :class:`~lightning_nas.callbacks.GenotypeLogger` plots the metric
+        against ``params`` and ``flops`` (whichever are present) at the end of each epoch.
+        """
+        return []
+
+    def cell_graphs(self) -> dict[str, CellGraph]:
+        """The cells to draw, by name; by default those of :meth:`export` when it returns a genotype, else none."""
+        result = self.export()
+        if isinstance(result, Genotype):
+            return {cell: result.graph(cell) for cell in ("normal", "reduce")}
+        return {}
 
     def forward(self, x: Tensor) -> Tensor:
         if self.channels_last:

@@ -22,7 +22,7 @@ from typing_extensions import override
 
 from lightning_nas.arch import Arch, Genotype
 from lightning_nas.functional import darts_arch_gradient
-from lightning_nas.methods.base import NASModule
+from lightning_nas.methods.base import ArchProbabilities, NASModule
 from lightning_nas.spaces.base import DifferentiableSpace
 
 __all__ = ["DARTS"]
@@ -123,6 +123,11 @@ class DARTS(NASModule):
     def export(self) -> Arch | Genotype:
         """The genotype on DARTS cell spaces, else the choice mapping."""
         return self.genotype if hasattr(self.space, "genotype") else self.current_arch()
+
+    @override
+    def arch_probabilities(self) -> ArchProbabilities | None:
+        """The space's softmax of each edge's alphas (see ``DartsCellSpace.arch_probabilities``)."""
+        return self.space.arch_probabilities()
 
     # ------------------------------------------------------------------------------------------------- training
     @override

@@ -117,6 +117,13 @@ class DifferentiableSpace(SearchSpace):
     def export_arch(self) -> Arch:
         """The discrete architecture the current alphas select."""
 
+    def arch_probabilities(self) -> dict[str, dict[str, float]] | None:
+        """Per decision, the probability of each candidate under the current architecture parameters.
+
+        ``None`` by default; spaces whose parameters have a natural distribution (a softmax per edge) override it.
+        """
+        return None
+
     def weight_parameters(self) -> Iterator[nn.Parameter]:
         """Every parameter that is not an architecture parameter."""
         arch_ids = {id(p) for p in self.arch_parameters()}

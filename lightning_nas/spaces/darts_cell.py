@@ -206,6 +206,26 @@ class DartsCellSpace(DifferentiableSpace):
             cell: [(index[op], source) for op, source in getattr(genotype, cell)] for cell in ("normal", "reduce")
         }
 
+    def arch_probabilities(self) -> dict[str, dict[str, float]]:
+        """The softmax of each edge's alphas, keyed ``"{cell}/node{n}/edge{j}"`` (the edge from state ``j`` into node
+        ``n``, numbered as in :class:`~lightning_nas.arch.Genotype`), every op including ``none``.
+
+        Example:
+            >>> space = DartsCellSpace(in_channels=1, channels=4, layers=3, steps=1, ops=("none", "skip_connect"))
+            >>> probabilities = space.arch_probabilities()
+            >>> list(probabilities), round(sum(probabilities["reduce/node2/edge1"].values()), 6)
+            (['normal/node2/edge0', 'normal/node2/edge1', 'reduce/node2/edge0', 'reduce/node2/edge1'], 1.0)
+        """
+        result: dict[str, dict[str, float]] = {}
+        for cell, alpha in (("normal", self.alpha_normal), ("reduce", self.alpha_reduce)):
+            weights = alpha.detach().float().softmax(-1).cpu().tolist()
+            edge = 0
+            for node in range(2, self.steps + 2):
+                for source in range(node):
+                    result[f"{cell}/node{node}/edge{source}"] = dict(zip(self.ops, weights[edge]))
+                    edge += 1
+        return result
+
     def genotype(self) -> Genotype:
         """The genotype the current alphas select (see :func:`derive_genotype`)."""
         return derive_genotype(self.alpha_normal, self.alpha_reduce, self.ops, self.steps)
