@@ -20,6 +20,7 @@ from lightning_nas.arch import Arch, atomic_write_text
 from lightning_nas.methods.base import check_checkpoint_origin
 from lightning_nas.search import (
     NSGA2,
+    CoarseToFineSearch,
     Constraint,
     CostModel,
     LatencyTable,
@@ -37,7 +38,7 @@ from lightning_nas.spaces.base import SearchSpace
 
 __all__ = ["lut_main", "search_main"]
 
-STRATEGIES = ("random", "evolution", "nsga2")
+STRATEGIES = ("random", "evolution", "nsga2", "coarse_to_fine")
 
 
 def _build(config: str, overrides: Sequence[str]) -> tuple[Any, Any]:
@@ -84,6 +85,10 @@ def _strategy(ns: argparse.Namespace, space: SearchSpace, constraints: list[Cons
     choices = space.choices()
     if ns.strategy == "random":
         return RandomSearch(choices, constraints=constraints, seed=ns.seed)
+    if ns.strategy == "coarse_to_fine":
+        return CoarseToFineSearch(
+            choices, levels=ns.levels, num_mutations=ns.num_mutations, constraints=constraints, seed=ns.seed
+        )
     if ns.strategy == "evolution":
         sample = min(ns.sample_size, ns.population_size)
         return RegularizedEvolution(
@@ -129,6 +134,8 @@ def _search_parser() -> argparse.ArgumentParser:
     parser.add_argument("--num_evaluations", type=int, default=100)
     parser.add_argument("--population_size", type=int, default=20)
     parser.add_argument("--sample_size", type=int, default=5, help="tournament size of regularized evolution")
+    parser.add_argument("--levels", type=int, default=3, help="coarse_to_fine: grid levels per dimension")
+    parser.add_argument("--num_mutations", type=int, default=1, help="coarse_to_fine: choices changed per mutation")
     parser.add_argument("--objectives", default="accuracy:max,params:min", help="NSGA-II objectives, name:max|min")
     parser.add_argument("--max_params", type=float, help="constraint: at most this many parameters")
     parser.add_argument("--max_flops", type=float, help="constraint: at most this many multiply-adds per image")

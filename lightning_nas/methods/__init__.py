@@ -1,6 +1,7 @@
 """One LightningModule per method; each owns its search space."""
 
 from lightning_nas.methods.base import NASModule
+from lightning_nas.methods.bignas import BigNAS
 from lightning_nas.methods.cars import CARS
 from lightning_nas.methods.darts import DARTS
 from lightning_nas.methods.enas import ENAS
@@ -10,6 +11,7 @@ from lightning_nas.methods.retrain_macro import RetrainMacro, resolve_macro_arch
 from lightning_nas.methods.spos import SPOS
 
 __all__ = [
+    "BigNAS",
     "CARS",
     "DARTS",
     "ENAS",

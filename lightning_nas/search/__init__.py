@@ -1,6 +1,7 @@
 """Search strategies over any space's choices: ask for an architecture, tell its score."""
 
 from lightning_nas.search.base import Constraint, ConstraintError, SearchStrategy, Trial, run_search
+from lightning_nas.search.coarse_to_fine import CoarseToFineSearch, reference_grid
 from lightning_nas.search.constraints import AnalyticCost, Cost, CostModel, count_cost
 from lightning_nas.search.evaluators import (
     Evaluator,
@@ -32,6 +33,7 @@ __all__ = [
     "space_identity",
     "with_metrics",
     "NSGA2",
+    "CoarseToFineSearch",
     "Constraint",
     "ConstraintError",
     "RandomSearch",
@@ -44,6 +46,7 @@ __all__ = [
     "run_budgeted_search",
     "pareto_front",
     "rank_trials",
+    "reference_grid",
     "run_search",
     "select_survivors",
 ]

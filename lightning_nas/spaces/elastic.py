@@ -134,6 +134,14 @@ class ElasticSpace(SearchSpace):
         """A subnet with every choice drawn uniformly from its allowed values."""
         return sample_arch(self.restrict(limits), generator)
 
+    def arch_cost(self, arch: Mapping[str, Any], image_size: int) -> dict[str, float]:
+        """``{"params", "flops"}`` of subnet ``arch`` from :meth:`count_params` / :meth:`count_flops`.
+
+        What :class:`~lightning_nas.search.CostModel` counts an elastic space with (its hooks would miss the
+        elastic layers); the FLOPs are at the subnet's own resolution, so ``image_size`` is not used.
+        """
+        return {"params": float(self.count_params(arch)), "flops": float(self.count_flops(arch))}
+
     def space_path(self) -> str:
         """``module.QualName`` of the space's class, which :func:`elastic_space_from_config` imports."""
         return f"{type(self).__module__}.{type(self).__qualname__}"
