@@ -219,8 +219,9 @@ class BigNAS(NASModule):
     def sandwich_backward(self, x: Tensor, y: Tensor, subnets: list[tuple[Role, Arch]], step: int) -> Tensor:
         """Forward and backward every subnet in order, the largest's soft predictions teaching the others.
 
-        Gradients accumulate in ``.grad``; all backward passes but the last run without DDP synchronisation.
-        Returns the detached losses, one per subnet.
+        Gradients accumulate in ``.grad``; all backward passes but the last run without DDP synchronisation (DDP
+        marks a parameter used inside ``no_sync`` as used, so the last pass all-reduces every accumulated gradient,
+        including those of blocks only the earlier subnets ran). Returns the detached losses, one per subnet.
         """
         teacher_logits: Tensor | None = None
         losses = []
@@ -228,8 +229,6 @@ class BigNAS(NASModule):
             last = k == len(subnets) - 1
             with nullcontext() if last else self._no_backward_sync():
                 loss, logits = self.subnet_loss(x, y, arch, role, teacher_logits, step)
-                if last:
-                    loss = loss + self._touch_accumulated()
                 self.manual_backward(loss)
             if role == "max":
                 teacher_logits = logits.detach()
@@ -273,18 +272,6 @@ class BigNAS(NASModule):
                 yield
         else:
             yield
-
-    def _touch_accumulated(self) -> Tensor | float:
-        """``0 * sum`` over the parameters that already hold a gradient, added to the last (synchronised) loss.
-
-        DDP with ``find_unused_parameters`` leaves a parameter the last backward does not reach with the gradient
-        accumulated on its own rank; touching every such parameter makes DDP all-reduce all of them. Adds exact
-        zeros, and nothing without several processes.
-        """
-        if self._trainer is None or self.trainer.world_size == 1:
-            return 0.0
-        touched = [p.reshape(-1)[:1] for p in self.space.parameters() if p.grad is not None]
-        return torch.cat(touched).sum() * 0.0 if touched else 0.0
 
     def _set_learning_rate(self) -> float:
         batches = self.trainer.num_training_batches
@@ -346,7 +333,8 @@ class BigNAS(NASModule):
             loss = nn.functional.cross_entropy(logits, y)
             correct = (logits.argmax(1) == y).sum()
             tally = torch.stack([correct.float(), torch.tensor(float(len(y)), device=x.device)])
-            self._tallies[name] = self._tallies.get(name, torch.zeros_like(tally)) + tally
+            if stage == "val":
+                self._tallies[name] = self._tallies.get(name, torch.zeros_like(tally)) + tally
             self.log(f"{stage}/{name}/loss", loss, sync_dist=True, batch_size=len(y))
             self.log(f"{stage}/{name}/acc", correct / len(y), prog_bar=True, sync_dist=True, batch_size=len(y))
         self.space.activate(active)

@@ -12,8 +12,8 @@ from typing import Any
 import lightning.pytorch as pl
 
 from lightning_nas.data import SyntheticDataModule
-from lightning_nas.methods import DARTS
-from lightning_nas.spaces import DartsCellSpace, NasBench201Space
+from lightning_nas.methods import DARTS, BigNAS
+from lightning_nas.spaces import DartsCellSpace, ElasticMobileNetV3, NasBench201Space
 
 
 @dataclass(frozen=True)
@@ -48,8 +48,21 @@ def tiny_nb201_space() -> NasBench201Space:
     return NasBench201Space(in_channels=1, num_classes=4, channels=4, cells_per_stage=1)
 
 
+def tiny_bignas() -> BigNAS:
+    space = ElasticMobileNetV3(
+        in_channels=1, num_classes=4, preset="cifar", widths=(8, 8, 8, 8, 8, 8, 8, 16, 16), resolutions=(8, 12)
+    )
+    return BigNAS(space, num_random_subnets=1, warmup_epochs=1, calibration_images=16, calibration_batch_size=16)
+
+
+def elastic_data() -> SyntheticDataModule:
+    # 48 images: 3 batches of 16 per epoch, with crop + flip augmentation (seeded per batch)
+    return SyntheticDataModule(num_samples=48, num_classes=4, in_channels=1, image_size=12, batch_size=16, flip=True)
+
+
 CASES = [
     MethodCase("darts-first", lambda: DARTS(tiny_darts_space(), order="first"), bilevel_data),
     MethodCase("darts-second", lambda: DARTS(tiny_darts_space(), order="second"), bilevel_data),
     MethodCase("darts-nb201", lambda: DARTS(tiny_nb201_space(), order="second"), bilevel_data),
+    MethodCase("bignas", tiny_bignas, elastic_data, lambda module: module.sampled_archs()),
 ]

@@ -14,12 +14,19 @@ from lightning_nas.arch import Choice, Genotype, load_arch, validate_arch
 from lightning_nas.cli import main
 from lightning_nas.data import FashionMNISTDataModule, SyntheticDataModule
 from lightning_nas.functional import update_baseline
-from lightning_nas.methods import DARTS, Retrain
+from lightning_nas.methods import DARTS, BigNAS, Retrain
 from lightning_nas.ops import build_op, register_op
 from lightning_nas.sampling import mutate, step_generator
-from lightning_nas.search import Constraint, ConstraintError, RandomSearch, RegularizedEvolution
+from lightning_nas.search import (
+    CoarseToFineSearch,
+    Constraint,
+    ConstraintError,
+    CostModel,
+    RandomSearch,
+    RegularizedEvolution,
+)
 from lightning_nas.search.tabular import TabularBenchmark, run_budgeted_search
-from lightning_nas.spaces import DartsCellSpace, NasBench201Space
+from lightning_nas.spaces import DartsCellSpace, ElasticMobileNetV3, NasBench201Space
 from lightning_nas.spaces.nasbench201 import NasBench201Format
 
 REPO = Path(__file__).resolve().parents[2]
@@ -29,6 +36,10 @@ CHOICES = [Choice("op", ("conv", "pool"))]
 
 def _space() -> DartsCellSpace:
     return DartsCellSpace(in_channels=1, num_classes=4, channels=4, layers=3, steps=2)
+
+
+def _elastic() -> ElasticMobileNetV3:
+    return ElasticMobileNetV3(in_channels=1, num_classes=4, preset="cifar", widths=(8,) * 7 + (16, 16))
 
 
 def _cli(tmp: Path, *flags: str) -> Callable[[], object]:
@@ -101,6 +112,8 @@ def _cases(tmp: Path) -> list[tuple[str, Callable[[], object], type[BaseExceptio
         # methods
         ("darts-order", lambda: DARTS(_space(), order="third"), ValueError, "'third'"),  # type: ignore[arg-type]
         ("darts-nan-policy", lambda: DARTS(_space(), nan_policy="ignore"), ValueError, "'ignore'"),  # type: ignore[arg-type]
+        ("bignas-random-subnets", lambda: BigNAS(_elastic(), num_random_subnets=-2), ValueError, "got -2"),
+        ("bignas-no-teacher", lambda: BigNAS(_elastic(), teacher="none"), ValueError, "teacher='none'"),
         ("retrain-genotype", lambda: Retrain(arch="DARTS_V9"), FileNotFoundError, "DARTS_V9"),
         # data
         (
@@ -129,6 +142,14 @@ def _cases(tmp: Path) -> list[tuple[str, Callable[[], object], type[BaseExceptio
             lambda: RandomSearch(CHOICES, constraints=[Constraint("params", lambda a: 5e6, 1e6)], max_tries=5).ask(),
             ConstraintError,
             "smallest found: 5e+06",
+        ),
+        (
+            "coarse-to-fine-impossible",
+            lambda: CoarseToFineSearch(
+                _elastic().choices(), constraints=[CostModel(_elastic(), image_size=8).constraint("flops", 10)]
+            ).ask(),
+            ConstraintError,
+            "flops <= 10 (smallest achievable: ",
         ),
         ("baseline-decay", lambda: update_baseline(torch.tensor(0.0), 1.0, decay=1.5), ValueError, "1.5"),
         (
