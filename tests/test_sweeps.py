@@ -29,13 +29,19 @@ DRAWS_PER_FILE = 2
 
 TINY_MODEL: dict[str, list[str]] = {
     "DARTS": ["--model.space.init_args.channels=4", "--model.space.init_args.layers=3"],
+    "BigNAS": [
+        "--model.space.init_args.widths=[8,8,8,8,8,8,8,16,16]",
+        "--model.space.init_args.resolutions=[12,16]",
+        "--model.calibration_images=32",
+        "--data.subset=32",  # one epoch of 2 steps: the budget's run ends with a validation, which logs val/min/acc
+    ],
 }
 
 
 def _budget(save_dir: Path) -> list[str]:
     return [
         "--trainer.max_steps=2",
-        "--trainer.limit_val_batches=1",
+        "--trainer.limit_val_batches=2",  # not 1: the CLI reads 1 as the float 1.0, i.e. every batch
         "--trainer.enable_model_summary=false",
         "--trainer.enable_progress_bar=false",
         f"--trainer.logger.init_args.save_dir={save_dir}",

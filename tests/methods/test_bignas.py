@@ -5,6 +5,7 @@ under a constraint, a short real Fashion-MNIST run, and bad input."""
 from __future__ import annotations
 
 import copy
+import json
 import math
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ import pytest
 import torch
 from torch import nn
 
+from lightning_nas.cli import main
 from lightning_nas.data import FashionMNISTDataModule, SyntheticDataModule
 from lightning_nas.methods import BigNAS
 from lightning_nas.methods.bignas import exponential_decay_with_floor, weight_decay_groups, zero_init_residual_blocks
@@ -299,3 +301,50 @@ def test_bad_input() -> None:
         impossible.ask()
     with pytest.raises(ValueError, match="num_mutations must be >= 1, got 0"):
         CoarseToFineSearch(space.choices(), num_mutations=0)
+
+
+def test_cli_fit_then_coarse_to_fine_search_then_export(data_root: Path, tmp_path: Path) -> None:
+    """The README's three commands on the shipped Fashion-MNIST config, shrunk: a 4-step fit, a coarse-to-fine
+    search under a parameter limit, and the best subnet exported as a standalone network that loads without us."""
+    config = str(Path(__file__).resolve().parents[2] / "configs/bignas/fashion_mnist.yaml")
+    tiny = [
+        f"--data.init_args.root={data_root}",
+        "--data.init_args.subset=64",
+        "--data.init_args.eval_batch_size=64",
+        "--model.space.init_args.widths=[8,8,8,8,8,8,8,16,16]",
+        "--model.space.init_args.resolutions=[12,16]",
+    ]
+    fit = ["fit", "--config", config, *tiny, f"--trainer.default_root_dir={tmp_path}"]
+    fit += [f"--trainer.logger.init_args.save_dir={tmp_path}", "--trainer.max_steps=4", "--trainer.limit_val_batches=2"]
+    fit += [
+        "--model.calibration_images=64",
+        "--trainer.enable_model_summary=false",
+        "--trainer.enable_progress_bar=false",
+    ]
+    assert main(fit) == 0
+    checkpoint = next((tmp_path / "bignas_fashion_mnist").rglob("last.ckpt"))
+    space = ElasticMobileNetV3(
+        in_channels=1, num_classes=10, preset="cifar", widths=(8,) * 7 + (16, 16), resolutions=(12, 16)
+    )
+    limit = (space.count_params(space.sample_min_subnet()) + space.count_params(space.sample_max_subnet())) // 2
+    out = tmp_path / "search"
+    search = ["search", "--config", config, *tiny, "--ckpt_path", str(checkpoint), "--strategy", "coarse_to_fine"]
+    search += ["--levels", "2", "--num_evaluations", "10", "--num_batches", "1", "--calibration_batches", "1"]
+    assert main([*search, "--max_params", str(limit), "--output_dir", str(out)]) == 0
+    best = json.loads((out / "best_architecture.json").read_text())
+    history = json.loads((out / "history.json").read_text())
+    assert len(history) == 10
+    assert all(trial["metrics"]["params"] <= limit for trial in history)
+    assert space.count_params(best) <= limit
+
+    exported = tmp_path / "best.pt2"
+    export = ["export", "--ckpt_path", str(checkpoint), "--subnet", str(out / "best_architecture.json")]
+    assert main([*export, "--output", str(exported), "--calibration_images", "64", "--input_size", "28"]) == 0
+    extra = {"architecture.json": ""}
+    network = torch.export.load(exported, extra_files=extra).module()
+    assert json.loads(extra["architecture.json"]) == best
+    assert network(torch.randn(3, 1, 28, 28)).shape == (3, 10)
+
+    with pytest.raises(SystemExit) as exit_info:  # a limit below the smallest subnet: a one-line error
+        main([*search, "--max_params", "10", "--output_dir", str(tmp_path / "none")])
+    assert exit_info.value.code == 2
