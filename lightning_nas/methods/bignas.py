@@ -229,7 +229,7 @@ class BigNAS(NASModule):
             last = k == len(subnets) - 1
             with nullcontext() if last else self._no_backward_sync():
                 loss, logits = self.subnet_loss(x, y, arch, role, teacher_logits, step)
-                self.manual_backward(loss)
+                self._backward(loss)
             if role == "max":
                 teacher_logits = logits.detach()
             losses.append(loss.detach())
@@ -260,6 +260,13 @@ class BigNAS(NASModule):
         if teacher_logits is None:
             raise ValueError("distill=True needs the largest subnet's logits; train it first (teacher='largest')")
         return soft_target_cross_entropy(logits, teacher_logits)
+
+    def _backward(self, loss: Tensor) -> None:
+        """``manual_backward`` under a Trainer; plain ``backward`` when the module runs on its own (benchmarks)."""
+        if self._trainer is None:
+            loss.backward()
+        else:
+            self.manual_backward(loss)
 
     @contextmanager
     def _no_backward_sync(self) -> Iterator[None]:

@@ -61,9 +61,8 @@ def _at(choice: Choice, position: float) -> Any:
 class CoarseToFineSearch(SearchStrategy):
     """Coarse grid over reference configurations, then mutations around the best feasible one.
 
-    :meth:`ask` first returns each feasible grid configuration (:func:`reference_grid`) in turn, then mutations
-    of ``num_mutations`` choices of the best trial told so far, never an architecture already asked for (up to
-    ``max_tries`` draws). Infeasible grid points are skipped.
+    :meth:`ask` first returns each feasible grid configuration (:func:`reference_grid`) in turn (infeasible ones are
+    skipped), then feasible mutations of ``num_mutations`` choices of the best trial told so far, each new.
 
     Args:
         choices: the space's choices.
@@ -100,29 +99,47 @@ class CoarseToFineSearch(SearchStrategy):
         if num_mutations < 1:
             raise ValueError(f"num_mutations must be >= 1, got {num_mutations}")
         self.levels, self.num_mutations = levels, num_mutations
+        self.max_mutations = sum(len(c.candidates) > 1 for c in self.choices)
+        if num_mutations > self.max_mutations:
+            raise ValueError(
+                f"num_mutations must be <= {self.max_mutations} (the choices that can change), got {num_mutations}"
+            )
         self.grid = reference_grid(self.choices, levels)
         self.grid_position = 0
         self.asked: set[str] = set()
 
     def ask(self) -> Arch:
-        """The next feasible grid configuration, or (grid done) a new mutation of the best trial."""
+        """The next feasible grid configuration, or (grid done) a feasible mutation of the best trial.
+
+        Mutations not asked for before come first; when ``max_tries`` draws find none (the neighbourhood is
+        exhausted), more choices are changed per draw as the draws go on, and an earlier feasible one is repeated
+        as the last resort.
+
+        Raises:
+            ConstraintError: no grid configuration is feasible, or no mutation in ``max_tries`` draws is.
+        """
         if self.grid_position < len(self.grid):
             arch = self._next_feasible_grid_point()
             if arch is not None:
                 return self._remember(arch)
-        return self._remember(super().ask())
+        repeat = None
+        for attempt in range(self.max_tries):
+            child = self.propose(extra_mutations=attempt * self.max_mutations // self.max_tries)
+            if not all(c.satisfied(child) for c in self.constraints):
+                continue
+            if _key(child) not in self.asked:
+                return self._remember(child)
+            repeat = child if repeat is None else repeat
+        if repeat is not None:
+            return repeat
+        raise ConstraintError(f"no mutation of the best subnet in {self.max_tries} draws meets the constraints")
 
-    def propose(self) -> Arch:
-        """A mutation of the best trial so far not asked for before (any mutation after ``max_tries`` draws)."""
+    def propose(self, extra_mutations: int = 0) -> Arch:
+        """A mutation of ``num_mutations + extra_mutations`` choices of the best trial so far."""
         if not self.history:
             raise ConstraintError("the coarse grid found no feasible configuration to refine")
-        parent = self.best().arch
-        child = mutate(parent, self.choices, self.generator, self.num_mutations)
-        for _ in range(self.max_tries):
-            if _key(child) not in self.asked:
-                break
-            child = mutate(parent, self.choices, self.generator, self.num_mutations)
-        return child
+        count = min(self.num_mutations + extra_mutations, self.max_mutations)
+        return mutate(self.best().arch, self.choices, self.generator, count)
 
     def _next_feasible_grid_point(self) -> Arch | None:
         smallest = {c.name: math.inf for c in self.constraints}

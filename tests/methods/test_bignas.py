@@ -348,3 +348,21 @@ def test_cli_fit_then_coarse_to_fine_search_then_export(data_root: Path, tmp_pat
     with pytest.raises(SystemExit) as exit_info:  # a limit below the smallest subnet: a one-line error
         main([*search, "--max_params", "10", "--output_dir", str(tmp_path / "none")])
     assert exit_info.value.code == 2
+
+
+def test_genotype_logger_records_the_sandwich_and_plots_the_three_subnets(tmp_path: Path) -> None:
+    from lightning_nas.callbacks import GenotypeLogger
+
+    model = _model(num_random_subnets=1)
+    logger = GenotypeLogger(pictures=True, cell_renderer="matplotlib", log_artifacts=False)
+    _trainer(tmp_path, max_epochs=2, limit_val_batches=1, num_sanity_val_steps=0, callbacks=[logger]).fit(
+        model, datamodule=_data()
+    )
+    lines = [json.loads(line) for line in next(tmp_path.rglob("architecture_history.jsonl")).read_text().splitlines()]
+    assert [line["epoch"] for line in lines] == [0, 1]
+    assert lines[-1]["arch"] == model.space.sample_max_subnet()
+    sampled = lines[0]["sampled"]["resolution"]  # largest (16) and smallest (8) in every step, one random
+    assert sum(sampled.values()) == pytest.approx(1.0)
+    assert sampled["16"] >= 1 / 3
+    assert sampled["8"] >= 1 / 3
+    assert sorted(p.name for p in tmp_path.rglob("subnets_*.png"))
