@@ -10,7 +10,9 @@ alike; medians are reported.
 Peak memory: the peak resident set of a fresh process running sandwich steps, against one running steps of the
 largest subnet alone; both also as the growth over the process's resident set just before the first step. The
 sandwich keeps one subnet's activations at a time (each backward frees its graph) plus the teacher's logits, so
-its peak should be close to the largest subnet's.
+its peak should be close to the largest subnet's. The memory processes run with ``MALLOC_MMAP_THRESHOLD_=65536``
+so that glibc returns freed activation buffers at once; with its default heap, buffers of the subnets' different
+shapes fragment it and the sandwich's peak resident set reads about 20% higher than its live memory.
 
     python benchmarks/bignas_step.py                 # CIFAR preset at 32x32, MobileNetV3 widths, batch 32, N=2
     python benchmarks/bignas_step.py --quick         # narrow widths, batch 8: checks that the script runs
@@ -104,6 +106,8 @@ def _child(args: argparse.Namespace, what: str) -> dict[str, float]:
     cmd = [sys.executable, __file__, "--one", what, "--batch", str(args.batch), "--steps", str(args.steps)]
     cmd += ["--num-random", str(args.num_random)] + (["--quick"] if args.quick else [])
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
+    if what != "time":  # large buffers via mmap, returned on free: the peak is live memory, not heap fragmentation
+        env["MALLOC_MMAP_THRESHOLD_"] = "65536"
     out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
     if out.returncode != 0:
         raise SystemExit(f"{what} failed:\n{out.stderr[-3000:]}")

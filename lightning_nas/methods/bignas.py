@@ -298,8 +298,16 @@ class BigNAS(NASModule):
 
     # --------------------------------------------------------------------------------------------- evaluation
     def evaluation_subnets(self) -> dict[str, Arch]:
-        """The largest, the smallest and a fixed middle subnet (every choice at its middle candidate)."""
-        middle = {c.name: sorted(c.candidates)[len(c.candidates) // 2] for c in self.space.choices()}
+        """The largest, the smallest and a fixed middle subnet.
+
+        The middle subnet takes every choice's middle candidate; with an even count, choices alternate between the
+        two middle ones (so that with two candidates per choice it is neither the largest nor the smallest).
+        """
+        middle = {}
+        for index, choice in enumerate(self.space.choices()):
+            ordered = sorted(choice.candidates)
+            count = len(ordered)
+            middle[choice.name] = ordered[count // 2 if count % 2 else count // 2 - 1 + index % 2]
         return {"max": self.space.sample_max_subnet(), "min": self.space.sample_min_subnet(), "middle": middle}
 
     def set_subnet_statistics(self, statistics: dict[str, dict[str, Tensor]]) -> None:

@@ -275,6 +275,8 @@ def test_real_fashion_mnist_run_trains_both_ends(data_root: Path, tmp_path: Path
     data = FashionMNISTDataModule(root=str(data_root), subset=4096, batch_size=64, eval_batch_size=500, augment=False)
     _trainer(tmp_path, max_epochs=4).fit(model, datamodule=data)
     metrics = _trainer(tmp_path, limit_val_batches=2).validate(model, datamodule=data, verbose=False)[0]
+    subnets = model.evaluation_subnets()  # two candidates per choice: the middle subnet alternates between them
+    assert subnets["middle"] not in (subnets["max"], subnets["min"])
     assert metrics["val/min/acc"] > 0.6, metrics
     assert metrics["val/max/acc"] > metrics["val/min/acc"], metrics
 
