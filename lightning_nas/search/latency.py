@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import torch
 from torch import Tensor, nn
@@ -34,6 +34,7 @@ from lightning_nas.search.base import Constraint
 from lightning_nas.spaces.base import SearchSpace
 
 __all__ = [
+    "ElasticBlock",
     "LatencyTable",
     "build_latency_table",
     "measure_latency",
@@ -44,16 +45,34 @@ __all__ = [
 FORMAT = "lightning_nas.latency_table/1"
 
 
+@runtime_checkable
+class ElasticBlock(Protocol):
+    """A module whose computation depends on state besides its inputs (an elastic block's active kernel and width).
+
+    The state becomes part of the block's key in a latency table, and is loaded before the block is timed.
+    """
+
+    def latency_state(self) -> dict[str, Any]:
+        """The active sizes, as JSON values."""
+        ...
+
+    def load_latency_state(self, state: Mapping[str, Any]) -> None:
+        """Make ``state`` (from :meth:`latency_state`) active."""
+        ...
+
+
 @dataclass(frozen=True)
 class Block:
-    """One outermost module call: where it is, what it takes (tensor shapes or plain values)."""
+    """One outermost module call: where it is, what it takes (tensor shapes or plain values), and for an
+    :class:`ElasticBlock` its active state."""
 
     path: str
     args: tuple[Any, ...]
+    state: tuple[tuple[str, Any], ...] = ()
 
     @property
     def key(self) -> str:
-        return f"{self.path}{list(self.args)}"
+        return f"{self.path}{list(self.args)}" + (f"{dict(self.state)}" if self.state else "")
 
 
 def space_identity(space: SearchSpace) -> dict[str, str]:
@@ -83,7 +102,8 @@ def trace_blocks(space: SearchSpace, arch: Mapping[str, Any], input_shape: Seque
     def enter(module: nn.Module, args: tuple[Any, ...]) -> None:
         nonlocal depth
         if depth == 0:
-            blocks.append(Block(names[id(module)], tuple(_describe(a, names[id(module)]) for a in args)))
+            state = tuple(sorted(module.latency_state().items())) if isinstance(module, ElasticBlock) else ()
+            blocks.append(Block(names[id(module)], tuple(_describe(a, names[id(module)]) for a in args), state))
         depth += 1
 
     def leave(module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
@@ -175,7 +195,9 @@ Call = tuple[Callable[[], Any], Callable[[], Any]]
 """An untimed set-up and the timed call."""
 
 
-def _block_call(module: nn.Module, args: tuple[Any, ...]) -> Call:
+def _block_call(module: nn.Module, args: tuple[Any, ...], state: tuple[tuple[str, Any], ...]) -> Call:
+    if isinstance(module, ElasticBlock):
+        return (lambda: module.load_latency_state(dict(state))), (lambda: module(*args))
     return (lambda: None), (lambda: module(*args))
 
 
@@ -361,7 +383,7 @@ def build_latency_table(
         if quiet >= patience:
             break
     modules = dict(space.named_modules())
-    calls = [_block_call(modules[b.path], _materialise(b.args, device)) for b in blocks.values()]
+    calls = [_block_call(modules[b.path], _materialise(b.args, device), b.state) for b in blocks.values()]
     # calibration and validation archs run end to end in the same rounds, so they see the same load as the blocks
     x = torch.randn(*input_shape, device=device)
     calls += [_arch_call(space, arch, x) for arch in archs]

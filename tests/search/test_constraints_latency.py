@@ -18,7 +18,7 @@ from lightning_nas.search import (
     count_cost,
     measure_latency,
 )
-from lightning_nas.spaces import DartsCellSpace
+from lightning_nas.spaces import DartsCellSpace, ElasticMobileNetV3
 
 
 def test_flops_of_a_one_conv_path_match_the_closed_form() -> None:
@@ -102,3 +102,16 @@ def test_bad_tables_are_refused_with_clear_messages(tmp_path: Path) -> None:
     partial = LatencyTable.from_json({**payload, "input_shape": [1, 1, 8, 8], "entries": {"stem[]": 1.0}})
     with pytest.raises(KeyError, match="is not in the latency table"):
         partial.predictor(space)(sample_arch(space.choices(), torch.Generator()))
+
+
+def test_elastic_blocks_are_keyed_and_timed_by_their_active_sizes() -> None:
+    """An elastic block's kernel and expand ratio are module state, not inputs: the table keys each block by them
+    and loads them before timing, so a kernel-3 and a kernel-7 block get separate entries (issue 5)."""
+    space = ElasticMobileNetV3(in_channels=1, num_classes=4, preset="cifar", widths=(8,) * 7 + (16, 16))
+    table = build_latency_table(
+        space, (1, 1, 8, 8), warmup=0, repeats=1, max_archs=6, patience=2, calibration_archs=0, validation_archs=0
+    )
+    block = [key for key in table.entries if key.startswith("stages.0.0[")]
+    kernels = {key.split("'kernel': ")[1].split(",")[0] for key in block}
+    assert len(kernels) > 1, block
+    assert all(ms >= 0 for ms in table.entries.values())
