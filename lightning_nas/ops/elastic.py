@@ -292,6 +292,10 @@ class ElasticInvertedResidual(nn.Module):
         self.activation = activation(act)
         self.active_kernel, self.active_expand = self.kernel_sizes[-1], self.expand_ratios[-1]
 
+    def latency_state(self) -> dict[str, int]:
+        """What the active setting changes in this block's compute: a latency table times each setting apart."""
+        return {"kernel": self.active_kernel, "expand": self.active_expand}
+
     def hidden_channels(self, expand_ratio: int) -> int:
         """Hidden width of the block at ``expand_ratio``."""
         return self.in_channels if expand_ratio == 1 else make_divisible(self.in_channels * expand_ratio)
