@@ -90,7 +90,8 @@ def trace_blocks(space: SearchSpace, arch: Mapping[str, Any], input_shape: Seque
         nonlocal depth
         if depth == 0:
             path = names[id(module)]
-            state = module.latency_state() if callable(getattr(module, "latency_state", None)) else None
+            latency_state = getattr(module, "latency_state", None)
+            state = latency_state() if callable(latency_state) else None
             blocks.append(Block(path, tuple(_describe(a, path) for a in args), state))
         depth += 1
 
