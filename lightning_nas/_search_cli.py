@@ -33,6 +33,7 @@ from lightning_nas.search import (
     RegularizedEvolution,
     SearchStrategy,
     SupernetEvaluator,
+    TabularBenchmark,
     Trial,
     build_latency_table,
     collect_batches,
@@ -92,6 +93,26 @@ def _supernet_evaluator(
     return SupernetEvaluator(model.space, shard, calibration_batches=calibration, distributed=world > 1)
 
 
+def _table_evaluator(space: SearchSpace, ns: argparse.Namespace) -> Callable[[Arch], dict[str, float]]:
+    """Look architectures up in a tabular benchmark: ``accuracy`` is ``--table_metric``, every column is kept."""
+    arch_format = getattr(space, "arch_format", None)
+    if arch_format is None:
+        raise ValueError(
+            f"--table needs a space whose architectures the table spells (one with an arch_format, e.g. "
+            f"NasBench201Space); the config's space is {type(space).__name__}"
+        )
+    table = TabularBenchmark.load(ns.table, arch_format)
+    if ns.table_metric is None:
+        raise ValueError(f"--table needs --table_metric, one of the table's columns: {', '.join(table.columns)}")
+    table.column(ns.table_metric)  # a column the table lacks is refused here, naming the columns it has
+
+    def lookup(arch: Arch) -> dict[str, float]:
+        row = table.query(arch)
+        return {**row, "accuracy": row[ns.table_metric]}
+
+    return lookup
+
+
 def _objectives(text: str) -> dict[str, Any]:
     objectives = {}
     for item in text.split(","):
@@ -140,13 +161,16 @@ def _plot(trials: list[Trial], front: list[Trial], x: str, y: str, path: Path) -
 def _search_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lightning-nas search",
-        description="Search a trained supernet (or a user evaluator) for the best architecture or a Pareto front. "
-        "Unknown flags go to the training config's parser (e.g. --data.init_args.subset=2000).",
+        description="Search a trained supernet (or a tabular benchmark, or a user evaluator) for the best "
+        "architecture or a Pareto front. Unknown flags go to the training config's parser "
+        "(e.g. --data.init_args.subset=2000).",
     )
     parser.add_argument("--config", required=True, help="the YAML the supernet was trained with")
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--ckpt_path", help="checkpoint of the trained supernet (SPOS, CARS, ...)")
     source.add_argument("--evaluator", help="'module:function' mapping an arch to metrics, instead of a supernet")
+    source.add_argument("--table", help="a tabular benchmark (CSV/JSON, e.g. NAS-Bench-201) to look archs up in")
+    parser.add_argument("--table_metric", help="the --table column searched as accuracy, e.g. cifar10_valid")
     parser.add_argument("--strategy", choices=STRATEGIES, default="evolution")
     parser.add_argument("--num_evaluations", type=int, default=100)
     parser.add_argument("--population_size", type=int, default=20)
@@ -179,6 +203,8 @@ def search_main(argv: Sequence[str]) -> int:
         costs = CostModel(space, image_size=ns.image_size)
         if ns.evaluator:
             evaluate = _load_user_evaluator(ns.evaluator)
+        elif ns.table:
+            evaluate = _table_evaluator(space, ns)
         else:
             evaluate = _supernet_evaluator(model, datamodule, ns, rank, world, device)
         constraints = [costs.constraint(n, v) for n, v in (("params", ns.max_params), ("flops", ns.max_flops)) if v]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import subprocess
@@ -12,7 +13,7 @@ import pytest
 
 from lightning_nas.cli import main
 from lightning_nas.search import LatencyTable
-from lightning_nas.spaces import DartsCellSpace
+from lightning_nas.spaces import DartsCellSpace, NasBench201Format
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = str(REPO / "configs/spos/fashion_mnist.yaml")
@@ -168,6 +169,33 @@ def test_search_on_two_processes_equals_one_process(supernet: Path, data_root: P
     assert [t["arch"] for t in two] == [t["arch"] for t in one]  # evolution followed the same accuracies
     assert [t["metrics"]["accuracy"] for t in two] == [t["metrics"]["accuracy"] for t in one]
     assert [t["metrics"]["loss"] for t in two] == pytest.approx([t["metrics"]["loss"] for t in one], rel=1e-5)
+
+
+def test_search_a_tabular_benchmark(data_root: Path, tmp_path: Path, capsys) -> None:
+    """`search --table`: the NAS-Bench-201 space of a DARTS config, looked up in the 12-epoch table."""
+    table = data_root / "nasbench201" / "nb201_12epoch.csv"
+    config = str(REPO / "configs/darts/nb201_cifar10.yaml")
+    flags = ["search", "--config", config, "--table", str(table), "--strategy", "evolution", "--image_size", "32"]
+    out = tmp_path / "table"
+    assert main([*flags, "--table_metric", "cifar10_valid", "--num_evaluations", "40", "--output_dir", str(out)]) == 0
+    with table.open(newline="") as handle:
+        rows = {row["arch"]: row for row in csv.DictReader(handle)}
+    fmt = NasBench201Format()
+    history = json.loads((out / "history.json").read_text())
+    assert len(history) == 40
+    for trial in history:  # every score is the table's own value for that cell
+        row = rows[fmt.format(trial["arch"])]
+        assert trial["metrics"]["accuracy"] == float(row["cifar10_valid"])
+        assert trial["metrics"]["cifar10_test"] == float(row["cifar10_test"])
+    best = json.loads((out / "best_architecture.json").read_text())
+    assert float(rows[fmt.format(best)]["cifar10_valid"]) == max(t["metrics"]["accuracy"] for t in history)
+
+    with pytest.raises(SystemExit):
+        main([*flags, "--table_metric", "cifar10_accuracy", "--output_dir", str(out)])
+    assert "no numeric column 'cifar10_accuracy'; its columns: cifar10_valid, cifar10_test" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["search", "--config", CONFIG, "--table", str(table), "--table_metric", "cifar10_valid"])
+    assert "--table needs a space whose architectures the table spells" in capsys.readouterr().err
 
 
 def test_bad_flags_are_named(capsys) -> None:
