@@ -170,18 +170,19 @@ class EnasMacroSpace(SearchSpace):
 
     def cell_graphs(self, arch: Mapping[str, Any]) -> dict[str, CellGraph]:
         """The whole chain as one graph ``"macro"``: ``stem -> layer0 -> ...`` labelled with each layer's op, and an
-        unlabelled edge ``layer{j} -> layer{i}`` for every skip connection.
+        edge ``layer{j} -> layer{i}`` labelled ``skip`` for every skip connection (labelled edges are drawn curved,
+        so skips that span several layers stay apart).
 
         Example:
             >>> space = EnasMacroSpace(channels=4, layers=2)
-            >>> space.cell_graphs({"layer0/op": "conv_3x3", "layer1/op": "max_pool_3x3", "layer1/skip0": 1})
-            {'macro': [('stem', 'layer0', 'conv_3x3'), ('layer0', 'layer1', 'max_pool_3x3'), ('layer0', 'layer1', '')]}
+            >>> space.cell_graphs({"layer0/op": "conv_3x3", "layer1/op": "max_pool_3x3", "layer1/skip0": 1})["macro"]
+            [('stem', 'layer0', 'conv_3x3'), ('layer0', 'layer1', 'max_pool_3x3'), ('layer0', 'layer1', 'skip')]
         """
         valid = self.validate_arch(arch)
         graph: CellGraph = []
         for i, skips in enumerate(_skips(valid, self.layers)):
             graph.append(("stem" if i == 0 else f"layer{i - 1}", f"layer{i}", str(valid[f"layer{i}/op"])))
-            graph += [(f"layer{j}", f"layer{i}", "") for j in skips]
+            graph += [(f"layer{j}", f"layer{i}", "skip") for j in skips]
         return {"macro": graph}
 
 
