@@ -29,6 +29,12 @@ DRAWS_PER_FILE = 2
 
 TINY_MODEL: dict[str, list[str]] = {
     "DARTS": ["--model.space.init_args.channels=4", "--model.space.init_args.layers=3"],
+    "ENAS": [
+        "--model.space.init_args.channels=4",
+        "--model.space.init_args.layers=3",
+        "--model.derive_samples=2",
+        "--model.hidden_size=16",
+    ],
 }
 
 

@@ -11,7 +11,7 @@ from torch import Tensor
 from torchmetrics.classification import MulticlassAccuracy
 
 from lightning_nas.arch import Arch, Genotype
-from lightning_nas.spaces.base import SearchSpace
+from lightning_nas.spaces.base import CellGraph, SearchSpace
 
 __all__ = [
     "CHECKPOINT_KEY",
@@ -28,9 +28,6 @@ ArchProbabilities = dict[str, dict[str, float]]
 
 SubnetResult = tuple[Arch, dict[str, float]]
 """A sub-network and what was measured on it, e.g. ``({...}, {"val/acc": 0.91, "params": 1.2e6, "flops": 3e8})``."""
-
-CellGraph = list[tuple[str, str, str]]
-"""A cell drawn as ``(source node, target node, op label)`` edges; an empty label draws a plain arrow."""
 
 CHECKPOINT_KEY = "lightning_nas"
 """Checkpoint entry holding the method, the space and the current architecture as plain JSON values."""
@@ -52,7 +49,8 @@ class NASModule(pl.LightningModule):
       alphas; a controller: its policy);
     * :meth:`sampled_archs`: the architectures the last training step ran (sampling methods);
     * :meth:`subnet_results`: sub-networks evaluated with their metrics (elastic spaces);
-    * :meth:`cell_graphs`: the cells as edge lists to draw (from :meth:`export` when it is a genotype).
+    * :meth:`cell_graphs`: the cells as edge lists to draw (from :meth:`export` when it is a genotype, else from
+      the space's ``cell_graphs`` of :meth:`current_arch`).
 
     Args:
         space: the search space, an ``nn.Module``.
@@ -131,11 +129,12 @@ class NASModule(pl.LightningModule):
         return []
 
     def cell_graphs(self) -> dict[str, CellGraph]:
-        """The cells to draw, by name; by default those of :meth:`export` when it returns a genotype, else none."""
+        """The cells to draw, by name: those of :meth:`export` when it returns a genotype, else what the space's
+        :meth:`~lightning_nas.spaces.SearchSpace.cell_graphs` draws of :meth:`current_arch` (none by default)."""
         result = self.export()
         if isinstance(result, Genotype):
             return {cell: result.graph(cell) for cell in ("normal", "reduce")}
-        return {}
+        return self.space.cell_graphs(self.current_arch())
 
     def forward(self, x: Tensor) -> Tensor:
         if self.channels_last:

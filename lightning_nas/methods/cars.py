@@ -32,7 +32,7 @@ from torch import Tensor
 from typing_extensions import override
 
 from lightning_nas.arch import Arch, atomic_write_text
-from lightning_nas.methods.base import NASModule
+from lightning_nas.methods.base import NASModule, SubnetResult
 from lightning_nas.sampling import crossover, mutate, sample_arch, step_generator
 from lightning_nas.search.base import Mode, Trial
 from lightning_nas.search.constraints import CostModel
@@ -105,6 +105,7 @@ class CARS(NASModule):
         self._alpha_ids = alpha_ids
         self._ddp_params_and_buffers_to_ignore = [n for n, p in self.named_parameters() if id(p) in alpha_ids]
         self._correct: Tensor | None = None
+        self._last_sampled: list[Arch] = []  # the pool member the last training step trained
 
     # ------------------------------------------------------------------------------------------------ results
     def pareto_front(self) -> list[Trial]:
@@ -123,7 +124,8 @@ class CARS(NASModule):
     def training_step(self, batch: Batch | dict[str, Batch], batch_idx: int) -> Tensor:
         x, y = batch["train"] if isinstance(batch, dict) else batch
         generator = step_generator(self.seed, self.global_step, "cars/path")
-        self.space.activate(self.pool[int(torch.randint(len(self.pool), (1,), generator=generator))])
+        self._last_sampled = [self.pool[int(torch.randint(len(self.pool), (1,), generator=generator))]]
+        self.space.activate(self._last_sampled[0])
         logits = self(x)
         loss = torch.nn.functional.cross_entropy(logits, y)
         self.train_accuracy(logits, y)
@@ -253,3 +255,19 @@ class CARS(NASModule):
         total_steps = max(1, int(self.trainer.estimated_stepping_batches))
         schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps)
         return [optimizer], [{"scheduler": schedule, "interval": "step"}]
+
+    # ------------------------------------------------------------------------------------ architecture logging
+    @override
+    def sampled_archs(self) -> list[Arch]:
+        """The pool member the last training step trained."""
+        return [dict(arch) for arch in self._last_sampled]
+
+    @override
+    def subnet_results(self) -> list[SubnetResult]:
+        """The last scored generation (the whole pool): each architecture with its validation accuracy
+        (``"val/acc"``) and parameter count (``"params"``), so the logger plots the pool against size."""
+        if not self.history:
+            return []
+        return [
+            (dict(t.arch), {"val/acc": t.metrics["accuracy"], "params": t.metrics["params"]}) for t in self.history[-1]
+        ]

@@ -34,7 +34,7 @@ from lightning_nas.arch import Arch, Genotype
 from lightning_nas.controllers import LSTMController, Policy, PolicySample, UniformPolicy
 from lightning_nas.functional import mnasnet_reward, reinforce_loss, update_baseline
 from lightning_nas.methods._child_cost import CostKind, child_cost, scoring_mode
-from lightning_nas.methods.base import NASModule
+from lightning_nas.methods.base import ArchProbabilities, NASModule
 from lightning_nas.methods.darts import _split_bilevel
 from lightning_nas.sampling import step_generator
 from lightning_nas.spaces.base import SearchSpace
@@ -162,6 +162,7 @@ class ENAS(NASModule):
         self.derived_score: float | None = None
         self._probe_shape: tuple[int, ...] | None = None
         self._cost_cache: dict[str, float] = {}
+        self._last_sampled: list[Arch] = []  # the child the last training step trained (none in phase 2)
         # The controller stays out of DDP: every rank samples the same children and averages the reward, so its
         # gradients agree without communication (and phase 1 never touches it).
         self._ddp_params_and_buffers_to_ignore = [
@@ -218,6 +219,7 @@ class ENAS(NASModule):
         weight_opt = self._optimizers()[0]
         with torch.no_grad():
             arch = self.sample(step).arch
+        self._last_sampled = [arch]
         self.space.activate(arch)
         x, y = train_batch
         with self.toggled_optimizer(weight_opt):
@@ -240,6 +242,7 @@ class ENAS(NASModule):
     def controller_step(self, val_batch: Batch, step: int) -> None:
         """Score ``controller_samples`` children on ``val_batch`` and take one REINFORCE step of the policy."""
         x, y = val_batch
+        self._last_sampled = []  # children are scored here, not trained
         samples = [self.sample(step, k) for k in range(self.controller_samples)]
         rewards = self._reduce(torch.stack([self.child_reward(x, y, s.arch) for s in samples]))
         valid = torch.isfinite(rewards)
@@ -399,6 +402,24 @@ class ENAS(NASModule):
     def _reduce(self, values: Tensor) -> Tensor:
         """The mean across ranks (identity on one process)."""
         return self.trainer.strategy.reduce(values, reduce_op="mean") if self._trainer is not None else values
+
+    # ------------------------------------------------------------------------------------ architecture logging
+    @override
+    def arch_probabilities(self) -> ArchProbabilities | None:
+        """The policy's distribution per decision, keyed by the space's choice names, candidates as strings.
+
+        For the LSTM controller: each decision's softmax (a ``connect`` choice's Bernoulli) along the greedy
+        rollout, i.e. given the most likely earlier decisions (one decoding pass; see
+        :meth:`~lightning_nas.controllers.LSTMController.decision_probabilities`); for ``policy="random"``: uniform.
+        """
+        with torch.autocast(device_type=self.device.type, enabled=False):
+            return self.policy.decision_probabilities()
+
+    @override
+    def sampled_archs(self) -> list[Arch]:
+        """The child whose shared weights the last training step trained; ``[]`` after a controller step (phase 2
+        scores its children on validation data but trains none of their weights)."""
+        return list(self._last_sampled)
 
 
 def _ce(logits: Tensor, targets: Tensor) -> Tensor:

@@ -38,7 +38,7 @@ from typing_extensions import override
 from lightning_nas.arch import Arch, validate_arch
 from lightning_nas.callbacks.bn_recalibration import RecalibrateBatchNorm
 from lightning_nas.functional import soft_target_cross_entropy
-from lightning_nas.methods.base import CHECKPOINT_KEY, NASModule
+from lightning_nas.methods.base import CHECKPOINT_KEY, NASModule, SubnetResult
 from lightning_nas.sampling import step_generator
 from lightning_nas.spaces.elastic import ElasticSpace, resize_images
 
@@ -189,6 +189,9 @@ class OnceForAll(NASModule):
         self.phase_index = -1  # no phase entered yet
         self.teacher: nn.Module | None = None
         self.subnet_statistics: dict[str, dict[str, Tensor]] = {}
+        self._last_sampled: list[Arch] = []  # the subnets the last training step trained
+        self._val_counts: dict[str, tuple[Arch, Tensor]] = {}  # evaluated subnet -> (arch, [correct, images])
+        self._subnet_results: list[SubnetResult] = []  # the evaluation subnets of the last validation
 
     # ------------------------------------------------------------------------------------------------- phases
     @property
@@ -253,9 +256,11 @@ class OnceForAll(NASModule):
         optimizer.zero_grad()  # type: ignore[union-attr]
         teacher_logits: dict[int | None, Tensor] = {}
         total = torch.zeros((), device=x.device)
+        self._last_sampled = []
         for k in range(phase.subnets_per_step):
             # 1. sample subnet k of this step from the phase's sizes: every rank draws the same one
             arch = self.space.sample_subnet(step_generator(self.seed, self.global_step, k), phase.limits)
+            self._last_sampled.append(arch)
             self.space.activate(arch)
             # 2. its loss: cross entropy plus distillation from the frozen teacher at the same resolution
             inputs = resize_images(x, _resolution(arch))
@@ -326,6 +331,8 @@ class OnceForAll(NASModule):
             logits = functional_call(self.space, statistics, (x,))
             loss = nn.functional.cross_entropy(logits, y)
             accuracy = (logits.argmax(1) == y).float().mean()
+            if stage == "val":
+                self._count_correct(name, arch, accuracy * len(y), len(y))
             self.log(f"{stage}/{name}/loss", loss, sync_dist=True, batch_size=len(y))
             self.log(f"{stage}/{name}/acc", accuracy, prog_bar=True, sync_dist=True, batch_size=len(y))
 
@@ -372,6 +379,46 @@ class OnceForAll(NASModule):
         if self._trainer is None or not self.trainer.optimizers:
             return []
         return list(self.trainer.optimizers)
+
+    # ------------------------------------------------------------------------------------ architecture logging
+    @override
+    def sampled_archs(self) -> list[Arch]:
+        """The subnets the last training step trained (``subnets_per_step`` of the current phase)."""
+        return [dict(arch) for arch in self._last_sampled]
+
+    @override
+    def subnet_results(self) -> list[SubnetResult]:
+        """The evaluation subnets (:meth:`evaluation_subnets`) of the last validation run, each with its accuracy
+        over the whole validation set and all ranks (``"val/acc"``, the same value as ``val/<name>/acc``), its
+        ``"params"`` and its ``"flops"`` (multiply-accumulates per image, analytic)."""
+        return [(dict(arch), dict(metrics)) for arch, metrics in self._subnet_results]
+
+    @override
+    def on_validation_epoch_start(self) -> None:
+        self._val_counts = {}
+
+    @override
+    def on_validation_epoch_end(self) -> None:
+        if not self._val_counts:
+            return
+        names = list(self._val_counts)
+        counts = torch.stack([self._val_counts[name][1] for name in names])
+        totals = self.trainer.strategy.reduce(counts, reduce_op="sum")  # every rank evaluated its own shard
+        self._subnet_results = []
+        for name, (correct, images) in zip(names, totals.tolist()):
+            arch = self._val_counts[name][0]
+            metrics = {
+                "val/acc": correct / max(images, 1.0),
+                "params": float(self.space.count_params(arch)),
+                "flops": float(self.space.count_flops(arch)),
+            }
+            self._subnet_results.append((arch, metrics))
+        self._val_counts = {}
+
+    def _count_correct(self, name: str, arch: Arch, correct: Tensor, images: int) -> None:
+        counts = self._val_counts.get(name, (arch, correct.new_zeros(2, dtype=torch.float64)))[1]
+        counts += torch.stack([correct.detach().double(), correct.new_tensor(float(images), dtype=torch.float64)])
+        self._val_counts[name] = (dict(arch), counts)
 
 
 def _resolution(arch: Mapping[str, Any]) -> int | None:
