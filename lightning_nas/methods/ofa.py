@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import lightning.pytorch as pl
 import torch
@@ -39,7 +39,7 @@ from lightning_nas.arch import Arch, validate_arch
 from lightning_nas.callbacks.bn_recalibration import RecalibrateBatchNorm
 from lightning_nas.functional import soft_target_cross_entropy
 from lightning_nas.methods.base import CHECKPOINT_KEY, NASModule
-from lightning_nas.sampling import step_generator
+from lightning_nas.sampling import derive_seed, seeded_random_ops, step_generator
 from lightning_nas.spaces.elastic import ElasticSpace, resize_images
 
 __all__ = ["OnceForAll", "Phase", "progressive_shrinking_phases"]
@@ -147,6 +147,8 @@ class OnceForAll(NASModule):
         calibration_images: training images for BN recalibration before validation (0: no recalibration).
         calibration_batch_size: images per recalibration batch.
         channels_last: run in channels-last memory format.
+        nan_policy: ``"stop"`` (raise, naming the subnet's loss and the step) or ``"skip"`` (warn and skip the
+            whole step) on a non-finite loss.
 
     Example:
         >>> from lightning_nas.spaces import ElasticMobileNetV3
@@ -174,10 +176,11 @@ class OnceForAll(NASModule):
         calibration_images: int = 2000,
         calibration_batch_size: int = 200,
         channels_last: bool = False,
+        nan_policy: Literal["stop", "skip"] = "stop",
     ) -> None:
         if not isinstance(space, ElasticSpace):
             raise TypeError(f"OnceForAll needs an ElasticSpace, got {type(space).__name__}")
-        super().__init__(space, channels_last=channels_last)
+        super().__init__(space, channels_last=channels_last, nan_policy=nan_policy)
         self.save_hyperparameters(ignore=["space"])
         self.automatic_optimization = False
         self.phases = progressive_shrinking_phases(
@@ -189,6 +192,7 @@ class OnceForAll(NASModule):
         self.phase_index = -1  # no phase entered yet
         self.teacher: nn.Module | None = None
         self.subnet_statistics: dict[str, dict[str, Tensor]] = {}
+        self.last_subnets: list[Arch] = []  # the subnets the last training step trained
 
     # ------------------------------------------------------------------------------------------------- phases
     @property
@@ -245,7 +249,7 @@ class OnceForAll(NASModule):
             self._enter_phase(self.phase_index + 1)
 
     @override
-    def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
+    def training_step(self, batch: Batch, batch_idx: int) -> Tensor | None:
         x, y = batch
         optimizer = self.optimizers()
         phase = self.phase
@@ -253,17 +257,22 @@ class OnceForAll(NASModule):
         optimizer.zero_grad()  # type: ignore[union-attr]
         teacher_logits: dict[int | None, Tensor] = {}
         total = torch.zeros((), device=x.device)
+        self.last_subnets = []
         for k in range(phase.subnets_per_step):
             # 1. sample subnet k of this step from the phase's sizes: every rank draws the same one
             arch = self.space.sample_subnet(step_generator(self.seed, self.global_step, k), phase.limits)
             self.space.activate(arch)
+            self.last_subnets.append(arch)
             # 2. its loss: cross entropy plus distillation from the frozen teacher at the same resolution
             inputs = resize_images(x, _resolution(arch))
-            logits = self(inputs)
+            dropout_seed = derive_seed(self.seed, "dropout", self.global_rank, self.global_step, k)
+            with seeded_random_ops(dropout_seed, x.device):  # resumable dropout masks
+                logits = self(inputs)
             soft = self._teacher_logits(inputs, _resolution(arch), teacher_logits)
             loss = self.training_loss(logits, y, soft)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"non-finite loss {loss.item()} at step {self.global_step} for {arch}")
+            if not self.check_finite(loss, f"training loss of subnet {k}"):
+                optimizer.zero_grad()  # type: ignore[union-attr]
+                return None  # skip the whole step: no subnet of it updates the weights
             # 3. accumulate its gradient; one optimizer step for all subnets of the step
             self.manual_backward(loss)
             total = total + loss.detach()
@@ -330,6 +339,11 @@ class OnceForAll(NASModule):
             self.log(f"{stage}/{name}/acc", accuracy, prog_bar=True, sync_dist=True, batch_size=len(y))
 
     # ------------------------------------------------------------------------------------ result and plumbing
+    @override
+    def sampled_archs(self) -> list[Arch]:
+        """The subnets the last training step trained."""
+        return [dict(arch) for arch in self.last_subnets]
+
     @override
     def current_arch(self) -> Arch:
         """The largest subnet of the current phase."""
