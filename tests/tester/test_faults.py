@@ -12,6 +12,7 @@ from pathlib import Path
 import lightning.pytorch as pl
 import pytest
 import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
 from torch import Tensor
 
 from lightning_nas.cli import main
@@ -167,3 +168,76 @@ def test_checkpoint_of_another_space_is_refused_naming_both(case: MethodCase, tm
     space = type(module.space).__name__  # type: ignore[union-attr]
     with pytest.raises(ValueError, match=f"space 'SomeOtherSpace'.*space '{space}'"):
         case.build().on_load_checkpoint(checkpoint)
+
+
+class NaNOutputsAt(pl.Callback):
+    """Make the space's training-mode outputs NaN during one training batch, whatever the method computes."""
+
+    def __init__(self, batch: int) -> None:
+        self.batch, self.seen, self.active = batch, -1, False
+        self.step: int | None = None  # the global step the NaN batch ran at
+        self.before: dict[str, Tensor] = {}
+        self.after: dict[str, Tensor] = {}
+        self.next: dict[str, Tensor] = {}
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        pl_module.space.register_forward_hook(self._hook)  # type: ignore[union-attr]
+
+    def _hook(self, module: torch.nn.Module, inputs: object, output: Tensor) -> Tensor | None:
+        return output * float("nan") if self.active and module.training else None
+
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: object) -> None:
+        self.seen += 1
+        self.active = self.seen == self.batch
+        if self.active:
+            self.step, self.before = trainer.global_step, _parameters(pl_module)
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: object) -> None:
+        if self.active:
+            self.after = _parameters(pl_module)
+        elif self.seen == self.batch + 1:
+            self.next = _parameters(pl_module)
+        self.active = False
+
+
+def _parameters(module: pl.LightningModule) -> dict[str, Tensor]:
+    return {name: p.detach().clone() for name, p in module.named_parameters()}
+
+
+def _with_policy(case: MethodCase, policy: str) -> pl.LightningModule:
+    module = case.build()
+    module.nan_policy = policy  # type: ignore[assignment]
+    return module
+
+
+NAN_BATCH = 1  # a weight step for every method (ENAS's first controller step is batch 2)
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
+def test_nan_loss_stops_every_method_naming_the_step_and_the_loss(case: MethodCase, tmp_path: Path) -> None:
+    pl.seed_everything(0)
+    module, nan = _with_policy(case, "stop"), NaNOutputsAt(NAN_BATCH)
+    every_step = ModelCheckpoint(dirpath=tmp_path / "ckpt", every_n_train_steps=1, save_top_k=-1)
+    with pytest.raises(FloatingPointError, match=r"non-finite [a-z ]*loss[a-z0-9 ]* at step 1 \(epoch 0\)"):
+        _trainer(tmp_path, max_steps=4, callbacks=[nan, every_step]).fit(module, datamodule=case.data())
+    assert nan.step == 1
+    assert all(torch.isfinite(p).all() for p in module.parameters())
+    # the last good checkpoint (step 1) is kept, loadable and finite; nothing was written after it
+    assert [p.name for p in (tmp_path / "ckpt").iterdir()] == ["epoch=0-step=1.ckpt"]
+    state = torch.load(tmp_path / "ckpt" / "epoch=0-step=1.ckpt", weights_only=True)
+    assert all(
+        torch.isfinite(v).all() for v in state["state_dict"].values() if isinstance(v, Tensor) and v.is_floating_point()
+    )
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
+def test_nan_loss_skipped_in_every_method_changes_no_parameter(case: MethodCase, tmp_path: Path) -> None:
+    pl.seed_everything(0)
+    module, nan = _with_policy(case, "skip"), NaNOutputsAt(NAN_BATCH)
+    with pytest.warns(UserWarning, match=r"non-finite [a-z ]*loss[a-z0-9 ]* at step 1 \(epoch 0\); update skipped"):
+        _trainer(tmp_path, max_steps=4, enable_checkpointing=False, callbacks=[nan]).fit(module, datamodule=case.data())
+    assert module.skipped_steps >= 1  # type: ignore[operator]
+    assert all(torch.isfinite(p).all() for p in module.parameters())
+    for name, value in nan.before.items():
+        assert torch.equal(nan.after[name], value), f"{name} changed on the skipped batch"
+    assert any(not torch.equal(nan.next[n], nan.after[n]) for n in nan.before)  # the next batch trains again
