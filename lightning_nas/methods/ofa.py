@@ -378,9 +378,17 @@ class OnceForAll(NASModule):
     @override
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         super().on_load_checkpoint(checkpoint)
-        self.phase_index = int(checkpoint[CHECKPOINT_KEY]["phase_index"])
+        self.phase_index = self._checkpoint_phase(checkpoint[CHECKPOINT_KEY])
         if any(key.startswith("teacher.") for key in checkpoint.get("state_dict", {})) and self.teacher is None:
             self._take_teacher()  # the right shape; load_state_dict fills in the saved weights next
+
+    def _checkpoint_phase(self, meta: Mapping[str, Any]) -> int:
+        """The phase index a checkpoint was saved in, refused unless this run has that phase at that index."""
+        index, name = meta.get("phase_index"), meta.get("phase")
+        valid = ", ".join(p.name for p in self.phases)
+        if not isinstance(index, int) or not -1 <= index < len(self.phases) or self.phases[max(index, 0)].name != name:
+            raise ValueError(f"checkpoint is in phase {name!r} (index {index!r}); this run's phases are {valid}")
+        return index
 
     def _optimizer_list(self) -> list[torch.optim.Optimizer]:
         if self._trainer is None or not self.trainer.optimizers:
