@@ -108,6 +108,7 @@ def run_case(case: MethodCase, out: Path) -> None:
         strategy="ddp_find_unused_parameters_true",
         accelerator="cpu",
         devices=WORLD_SIZE,
+        default_root_dir=out / case.name,  # CARS writes its Pareto front there
         max_steps=MAX_STEPS,
         limit_val_batches=1,
         num_sanity_val_steps=0,

@@ -18,7 +18,7 @@ from torch import Tensor
 from lightning_nas.cli import main
 from lightning_nas.methods import DARTS
 from tests.test_cli import _search_args
-from tests.tester.cases import CASES, MethodCase, bilevel_data, tiny_darts_space
+from tests.tester.cases import CASES, MethodCase, bilevel_data, tiny_darts_space, tiny_enas
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -241,3 +241,22 @@ def test_nan_loss_skipped_in_every_method_changes_no_parameter(case: MethodCase,
     for name, value in nan.before.items():
         assert torch.equal(nan.after[name], value), f"{name} changed on the skipped batch"
     assert any(not torch.equal(nan.next[n], nan.after[n]) for n in nan.before)  # the next batch trains again
+
+
+@pytest.mark.parametrize("policy", ["stop", "skip"])
+def test_non_finite_enas_controller_loss_is_named(policy: str, tmp_path: Path) -> None:
+    """An infinite baseline makes the REINFORCE loss infinite at the first controller step (batch 2, step 2)."""
+    pl.seed_everything(0)
+    module = tiny_enas()
+    module.nan_policy = policy  # type: ignore[assignment]
+    module.baseline.fill_(float("inf"))
+    policy_before = {k: v.detach().clone() for k, v in module.policy.named_parameters()}
+    trainer = _trainer(tmp_path, max_steps=3, enable_checkpointing=False)
+    if policy == "stop":
+        with pytest.raises(FloatingPointError, match=r"non-finite controller loss at step 2 \(epoch 0\)"):
+            trainer.fit(module, datamodule=bilevel_data())
+        return
+    with pytest.warns(UserWarning, match=r"non-finite controller loss at step 2 \(epoch 0\); update skipped"):
+        trainer.fit(module, datamodule=bilevel_data())
+    assert all(torch.equal(v, policy_before[k]) for k, v in module.policy.named_parameters())
+    assert torch.isinf(module.baseline)  # the skipped update left the baseline alone too
