@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -13,9 +14,11 @@ import lightning.pytorch as pl
 import pytest
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from torch import Tensor
 
-from lightning_nas.cli import main
+from lightning_nas.callbacks import CheckpointOnInterrupt, GenotypeLogger
+from lightning_nas.cli import main, read_checkpoint_result
 from lightning_nas.methods import DARTS
 from tests.test_cli import _search_args
 from tests.tester.cases import CASES, MethodCase, bilevel_data, tiny_darts_space, tiny_enas
@@ -156,7 +159,7 @@ def test_bad_nan_policy_is_named() -> None:
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
-def test_checkpoint_of_another_space_is_refused_naming_both(case: MethodCase, tmp_path: Path) -> None:
+def test_foreign_or_truncated_checkpoint_is_refused_by_name(case: MethodCase, tmp_path: Path) -> None:
     pl.seed_everything(0)
     module = case.build()
     trainer = _trainer(tmp_path, max_steps=1)
@@ -164,10 +167,19 @@ def test_checkpoint_of_another_space_is_refused_naming_both(case: MethodCase, tm
     path = tmp_path / "model.ckpt"
     trainer.save_checkpoint(path)
     checkpoint = torch.load(path, weights_only=True)
+    assert read_checkpoint_result(path)["method"] == type(module).__name__
     checkpoint["lightning_nas"]["space"] = "SomeOtherSpace"
     space = type(module.space).__name__  # type: ignore[union-attr]
     with pytest.raises(ValueError, match=f"space 'SomeOtherSpace'.*space '{space}'"):
         case.build().on_load_checkpoint(checkpoint)
+    checkpoint["lightning_nas"].update(space=space, method="SomeOtherMethod")
+    with pytest.raises(ValueError, match=f"method 'SomeOtherMethod'.*method '{type(module).__name__}'"):
+        case.build().on_load_checkpoint(checkpoint)
+    # a truncated copy of this method's checkpoint: one clear error naming the file
+    truncated = tmp_path / "truncated.ckpt"
+    truncated.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(ValueError, match=f"'{truncated}' is not a readable checkpoint"):
+        read_checkpoint_result(truncated)
 
 
 class NaNOutputsAt(pl.Callback):
@@ -260,3 +272,39 @@ def test_non_finite_enas_controller_loss_is_named(policy: str, tmp_path: Path) -
         trainer.fit(module, datamodule=bilevel_data())
     assert all(torch.equal(v, policy_before[k]) for k, v in module.policy.named_parameters())
     assert torch.isinf(module.baseline)  # the skipped update left the baseline alone too
+
+
+class SigtermAt(pl.Callback):
+    """Send this process SIGTERM (a cluster's pre-emption) at the end of the batch that reaches ``step``."""
+
+    def __init__(self, step: int) -> None:
+        self.step, self.sent = step, False
+
+    def on_train_batch_end(self, trainer: pl.Trainer, *args: object) -> None:
+        if trainer.global_step == self.step and not self.sent:
+            self.sent = True
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
+def test_sigterm_mid_epoch_leaves_a_checkpoint_and_history_for_every_method(case: MethodCase, tmp_path: Path) -> None:
+    pl.seed_everything(0)
+    module = case.build()
+    callbacks = [CheckpointOnInterrupt(), GenotypeLogger(pictures=False), SigtermAt(4)]  # step 4: mid-epoch 1
+    with pytest.raises(SIGTERMException):
+        _trainer(tmp_path, max_steps=7, callbacks=callbacks).fit(module, datamodule=case.data())
+    checkpoint = tmp_path / "checkpoints" / "interrupted.ckpt"
+    assert not list(checkpoint.parent.glob(".*partial"))
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    assert state["lightning_nas"]["method"] == type(module).__name__
+    assert state["global_step"] == 4
+    history = [json.loads(line) for line in (tmp_path / "architecture_history.jsonl").read_text().splitlines()]
+    assert history
+    assert all(record["step"] <= 4 for record in history)
+
+    pl.seed_everything(0)
+    resumed = _trainer(tmp_path, max_steps=6, callbacks=[GenotypeLogger(pictures=False)])
+    resumed.fit(case.build(), datamodule=case.data(), ckpt_path=checkpoint)
+    assert resumed.global_step == 6
+    lines = (tmp_path / "architecture_history.jsonl").read_text().splitlines()
+    assert [json.loads(line) for line in lines[: len(history)]] == history  # the history continues, intact
