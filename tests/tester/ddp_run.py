@@ -30,9 +30,9 @@ import torch.distributed as dist  # noqa: E402
 from typing_extensions import override  # noqa: E402
 
 from lightning_nas.arch import Arch  # noqa: E402
-from lightning_nas.methods import SPOS  # noqa: E402
+from lightning_nas.methods import ENAS, SPOS  # noqa: E402
 from lightning_nas.methods.base import NASModule, export_payload  # noqa: E402
-from tests.tester.cases import CASES, MethodCase, bilevel_data, tiny_darts_space  # noqa: E402
+from tests.tester.cases import CASES, MethodCase, bilevel_data, tiny_darts_space, tiny_enas  # noqa: E402
 
 WORLD_SIZE = 2
 MAX_STEPS = 3  # ENAS: weight, weight, controller, weight batches; CARS evolves and OFA changes phase every step
@@ -99,6 +99,25 @@ class RankSeededSPOS(SPOS):
 BROKEN = MethodCase("broken-spos-rank-seeded", lambda: RankSeededSPOS(tiny_darts_space(), lr=0.05), bilevel_data)
 
 
+class RewardRecordingENAS(ENAS):
+    """The tester's ENAS, keeping every reward vector before and after the cross-rank average."""
+
+    def __init__(self) -> None:
+        base = tiny_enas()
+        super().__init__(base.space, **{k: v for k, v in base.hparams.items() if k != "space"})
+        self.rewards: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    @override
+    def _reduce(self, values: torch.Tensor) -> torch.Tensor:
+        local = values.detach().clone()  # all-reduce may work in place
+        averaged = super()._reduce(values)
+        self.rewards.append((local, averaged.detach().clone()))
+        return averaged
+
+
+ENAS_REWARDS = MethodCase("enas-rewards", RewardRecordingENAS, bilevel_data)
+
+
 def run_case(case: MethodCase, out: Path) -> None:
     pl.seed_everything(0)
     module = case.build()
@@ -132,6 +151,7 @@ def run_case(case: MethodCase, out: Path) -> None:
         "final": final,
         "changed": changed,
         "sampled": recorder.sampled,
+        "rewards": module.rewards if isinstance(module, RewardRecordingENAS) else [],
     }
     torch.save(report, out / f"{case.name}.rank{trainer.global_rank}.pt")
 
@@ -163,7 +183,7 @@ def main() -> int:
     out, names = Path(sys.argv[1]), sys.argv[2:]
     if "LOCAL_RANK" not in os.environ:
         return launch(sys.argv[1:])
-    by_name = {case.name: case for case in [*CASES, BROKEN]}
+    by_name = {case.name: case for case in [*CASES, BROKEN, ENAS_REWARDS]}
     unknown = sorted(set(names) - set(by_name))
     if unknown:
         raise SystemExit(f"unknown cases {unknown}; known: {sorted(by_name)}")

@@ -18,7 +18,7 @@ import torch
 
 from lightning_nas.methods import DARTS, ENAS
 from tests.tester.cases import CASES, MethodCase
-from tests.tester.ddp_run import BROKEN, MAX_STEPS, WORLD_SIZE
+from tests.tester.ddp_run import BROKEN, ENAS_REWARDS, MAX_STEPS, WORLD_SIZE
 
 SCRIPT = Path(__file__).with_name("ddp_run.py")
 
@@ -28,7 +28,7 @@ def reports(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("ddp")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
     result = subprocess.run(
-        [sys.executable, str(SCRIPT), str(out), *(case.name for case in CASES), BROKEN.name],
+        [sys.executable, str(SCRIPT), str(out), *(case.name for case in CASES), BROKEN.name, ENAS_REWARDS.name],
         env=env,
         capture_output=True,
         text=True,
@@ -70,3 +70,15 @@ def test_the_comparison_catches_ranks_that_drift_apart(reports: Path) -> None:
     mismatches = _report(reports, BROKEN, 0)["mismatches"]
     assert any("/sampled/" in m for m in mismatches), mismatches[:10]
     assert any(m.startswith("final architecture") for m in mismatches), mismatches[-10:]
+
+
+def test_enas_rewards_are_averaged_across_ranks(reports: Path) -> None:
+    """Each rank scores the children on its own data shard; the controller learns from the mean of those rewards."""
+    rank0, rank1 = (_report(reports, ENAS_REWARDS, rank)["rewards"] for rank in range(WORLD_SIZE))
+    assert len(rank0) == len(rank1) >= 2  # a controller step and the derivations at validation
+    local_differ = False
+    for (local0, mean0), (local1, mean1) in zip(rank0, rank1):
+        torch.testing.assert_close(mean0, mean1, rtol=0, atol=0)
+        torch.testing.assert_close(mean0, (local0 + local1) / 2)
+        local_differ |= not torch.equal(local0, local1)
+    assert local_differ  # each rank scored its own data shard
