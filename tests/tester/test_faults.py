@@ -274,23 +274,23 @@ def test_non_finite_enas_controller_loss_is_named(policy: str, tmp_path: Path) -
     assert torch.isinf(module.baseline)  # the skipped update left the baseline alone too
 
 
-class SigtermAt(pl.Callback):
-    """Send this process SIGTERM (a cluster's pre-emption) at the end of the batch that reaches ``step``."""
+class SignalAt(pl.Callback):
+    """Send this process a signal (SIGTERM: a cluster's pre-emption) at the end of the batch that reaches ``step``."""
 
-    def __init__(self, step: int) -> None:
-        self.step, self.sent = step, False
+    def __init__(self, step: int, signum: int = signal.SIGTERM) -> None:
+        self.step, self.signum, self.sent = step, signum, False
 
     def on_train_batch_end(self, trainer: pl.Trainer, *args: object) -> None:
         if trainer.global_step == self.step and not self.sent:
             self.sent = True
-            os.kill(os.getpid(), signal.SIGTERM)
+            os.kill(os.getpid(), self.signum)
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
 def test_sigterm_mid_epoch_leaves_a_checkpoint_and_history_for_every_method(case: MethodCase, tmp_path: Path) -> None:
     pl.seed_everything(0)
     module = case.build()
-    callbacks = [CheckpointOnInterrupt(), GenotypeLogger(pictures=False), SigtermAt(4)]  # step 4: mid-epoch 1
+    callbacks = [CheckpointOnInterrupt(), GenotypeLogger(pictures=False), SignalAt(4)]  # step 4: mid-epoch 1
     with pytest.raises(SIGTERMException):
         _trainer(tmp_path, max_steps=7, callbacks=callbacks).fit(module, datamodule=case.data())
     checkpoint = tmp_path / "checkpoints" / "interrupted.ckpt"
@@ -308,3 +308,20 @@ def test_sigterm_mid_epoch_leaves_a_checkpoint_and_history_for_every_method(case
     assert resumed.global_step == 6
     lines = (tmp_path / "architecture_history.jsonl").read_text().splitlines()
     assert [json.loads(line) for line in lines[: len(history)]] == history  # the history continues, intact
+
+
+def test_ctrl_c_mid_epoch_leaves_a_loadable_checkpoint(tmp_path: Path) -> None:
+    """Lightning turns Ctrl-C into a graceful shutdown (``sys.exit(1)``, SIGINT ignored from then on)."""
+    case = CASES[0]
+    pl.seed_everything(0)
+    handler = signal.getsignal(signal.SIGINT)
+    try:
+        with pytest.raises(SystemExit):
+            _trainer(tmp_path, max_steps=7, callbacks=[CheckpointOnInterrupt(), SignalAt(4, signal.SIGINT)]).fit(
+                case.build(), datamodule=case.data()
+            )
+    finally:
+        signal.signal(signal.SIGINT, handler)
+    state = torch.load(tmp_path / "checkpoints" / "interrupted.ckpt", map_location="cpu", weights_only=True)
+    assert state["global_step"] == 4
+    assert read_checkpoint_result(tmp_path / "checkpoints" / "interrupted.ckpt")["method"] == "DARTS"
