@@ -9,6 +9,7 @@ import torch
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
 from torchmetrics.classification import MulticlassAccuracy
+from typing_extensions import override
 
 from lightning_nas.arch import Arch, Genotype
 from lightning_nas.spaces.base import CellGraph, SearchSpace
@@ -71,6 +72,7 @@ class NASModule(pl.LightningModule):
         self.channels_last = channels_last
         self.nan_policy: Literal["stop", "skip"] = nan_policy
         self.skipped_steps = 0
+        self._drop_gradients = False  # set by skip_unless_finite: the coming optimizer step must change nothing
         self.train_accuracy = MulticlassAccuracy(num_classes=space.num_classes, average="micro")
         self.val_accuracy = MulticlassAccuracy(num_classes=space.num_classes, average="micro")
         if channels_last:
@@ -103,6 +105,24 @@ class NASModule(pl.LightningModule):
         self.skipped_steps += 1
         rank_zero_warn(f"{message}; update skipped ({self.skipped_steps} so far)")
         return False
+
+    def skip_unless_finite(self, loss: Tensor, name: str) -> Tensor:
+        """:meth:`check_finite` for a method under automatic optimization; returns ``loss`` unchanged.
+
+        A skipped step still runs its backward (under DDP every rank must), and :meth:`on_before_optimizer_step`
+        drops the gradients, so the optimizer changes no weight (and the AMP scaler, seeing non-finite gradients,
+        skips the step itself).
+        """
+        self._drop_gradients = not self.check_finite(loss, name)
+        return loss
+
+    @override
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        if self._drop_gradients:
+            for group in optimizer.param_groups:
+                for param in group["params"]:
+                    param.grad = None
+            self._drop_gradients = False
 
     def arch_probabilities(self) -> ArchProbabilities | None:
         """Per decision, the probability of each candidate now; ``None`` for methods without one (the default).

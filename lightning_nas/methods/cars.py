@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import statistics
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from lightning.pytorch.utilities import rank_zero_info
@@ -64,6 +64,8 @@ class CARS(NASModule):
         image_size: image height and width, for counting params.
         seed: seed of the initial population, the training paths and the evolution.
         channels_last: run the supernet in channels-last memory format.
+        nan_policy: ``"stop"`` (raise, naming the loss and step) or ``"skip"`` (warn; the step changes no weight) on
+            a non-finite training loss.
 
     Example:
         >>> from lightning_nas.spaces import DartsCellSpace
@@ -85,8 +87,9 @@ class CARS(NASModule):
         image_size: int = 32,
         seed: int = 0,
         channels_last: bool = False,
+        nan_policy: Literal["stop", "skip"] = "stop",
     ) -> None:
-        super().__init__(space, channels_last=channels_last)
+        super().__init__(space, channels_last=channels_last, nan_policy=nan_policy)
         self.save_hyperparameters(ignore=["space"])
         if population_size < 2 or generation_epochs < 1:
             raise ValueError(
@@ -101,16 +104,21 @@ class CARS(NASModule):
         self.pool: list[Arch] = list(self.population)
         self.previous_accuracy: dict[str, float] = {}  # arch key -> accuracy at its last evaluation (or inherited)
         self.history: list[list[Trial]] = []  # every generation's scored pool
+        self.last_path: Arch = dict(self.pool[0])  # the pool member the last training step trained
         alpha_ids = {id(p) for p in space.arch_parameters()} if isinstance(space, DifferentiableSpace) else set()
         self._alpha_ids = alpha_ids
         self._ddp_params_and_buffers_to_ignore = [n for n, p in self.named_parameters() if id(p) in alpha_ids]
         self._correct: Tensor | None = None
-        self._last_sampled: list[Arch] = []  # the pool member the last training step trained
 
     # ------------------------------------------------------------------------------------------------ results
     def pareto_front(self) -> list[Trial]:
         """The Pareto front on (accuracy, params) of the last scored generation."""
         return pareto_front(self.history[-1], OBJECTIVES) if self.history else []
+
+    @override
+    def sampled_archs(self) -> list[Arch]:
+        """The pool member the last training step trained."""
+        return [dict(self.last_path)]
 
     @override
     def current_arch(self) -> Arch:
@@ -124,10 +132,10 @@ class CARS(NASModule):
     def training_step(self, batch: Batch | dict[str, Batch], batch_idx: int) -> Tensor:
         x, y = batch["train"] if isinstance(batch, dict) else batch
         generator = step_generator(self.seed, self.global_step, "cars/path")
-        self._last_sampled = [self.pool[int(torch.randint(len(self.pool), (1,), generator=generator))]]
-        self.space.activate(self._last_sampled[0])
+        self.last_path = self.pool[int(torch.randint(len(self.pool), (1,), generator=generator))]
+        self.space.activate(self.last_path)
         logits = self(x)
-        loss = torch.nn.functional.cross_entropy(logits, y)
+        loss = self.skip_unless_finite(torch.nn.functional.cross_entropy(logits, y), "training loss")
         self.train_accuracy(logits, y)
         self.log("train/loss", loss, prog_bar=True)
         self.log("train/acc", self.train_accuracy, prog_bar=True)
@@ -257,11 +265,6 @@ class CARS(NASModule):
         return [optimizer], [{"scheduler": schedule, "interval": "step"}]
 
     # ------------------------------------------------------------------------------------ architecture logging
-    @override
-    def sampled_archs(self) -> list[Arch]:
-        """The pool member the last training step trained."""
-        return [dict(arch) for arch in self._last_sampled]
-
     @override
     def subnet_results(self) -> list[SubnetResult]:
         """The last scored generation (the whole pool): each architecture with its validation accuracy

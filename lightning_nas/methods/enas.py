@@ -82,6 +82,9 @@ class ENAS(NASModule):
         derive_samples: children sampled and scored at each validation to pick the result.
         seed: seed of every architecture draw.
         channels_last: run the supernet in channels-last memory format.
+        nan_policy: ``"stop"`` (raise, naming the loss and step) or ``"skip"`` (warn and skip that update) on a
+            non-finite training loss of the shared weights or controller loss. A non-finite reward only drops its
+            child from the controller update (with a warning), whatever the policy.
 
     Example:
         >>> from lightning_nas.spaces import DartsCellSpace
@@ -124,9 +127,10 @@ class ENAS(NASModule):
         derive_samples: int = 10,
         seed: int = 0,
         channels_last: bool = False,
+        nan_policy: Literal["stop", "skip"] = "stop",
     ) -> None:
         _check_arguments(policy, weight_steps, controller_steps, controller_samples, derive_samples, reward_cost)
-        super().__init__(space, channels_last=channels_last)
+        super().__init__(space, channels_last=channels_last, nan_policy=nan_policy)
         self.save_hyperparameters(ignore=["space"])
         self.automatic_optimization = False
         self.policy: Policy = (
@@ -161,6 +165,7 @@ class ENAS(NASModule):
         self.derived_arch: Arch | None = None
         self.derived_score: float | None = None
         self._probe_shape: tuple[int, ...] | None = None
+        self.last_children: list[Arch] = []  # the children the last training step trained or scored
         self._cost_cache: dict[str, float] = {}
         self._last_sampled: list[Arch] = []  # the child the last training step trained (none in phase 2)
         # The controller stays out of DDP: every rank samples the same children and averages the reward, so its
@@ -221,12 +226,13 @@ class ENAS(NASModule):
             arch = self.sample(step).arch
         self._last_sampled = [arch]
         self.space.activate(arch)
+        self.last_children = [arch]
         x, y = train_batch
         with self.toggled_optimizer(weight_opt):
             logits = self(x)
             loss = self.training_loss(logits, y)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"non-finite training loss {loss.item()} at search step {step}")
+            if not self.check_finite(loss, "training loss"):
+                return loss.detach()
             weight_opt.zero_grad()  # unsampled ops keep grad None, so SGD leaves them (and their momentum) alone
             self.manual_backward(loss)
             self.clip_gradients(
@@ -244,6 +250,7 @@ class ENAS(NASModule):
         x, y = val_batch
         self._last_sampled = []  # children are scored here, not trained
         samples = [self.sample(step, k) for k in range(self.controller_samples)]
+        self.last_children = [s.arch for s in samples]
         rewards = self._reduce(torch.stack([self.child_reward(x, y, s.arch) for s in samples]))
         valid = torch.isfinite(rewards)
         if not bool(valid.all()):
@@ -255,15 +262,18 @@ class ENAS(NASModule):
                 return
         kept = [s for s, ok in zip(samples, valid.tolist()) if ok]
         rewards = rewards[valid]
-        if self.learns_policy:
-            self._reinforce(kept, rewards)
+        if self.learns_policy and not self._reinforce(kept, rewards):
+            return  # a non-finite controller loss, skipped: the baseline stays too
         self.baseline.copy_(update_baseline(self.baseline, rewards, self.baseline_decay))
         self.log("search/reward", rewards.mean(), prog_bar=True)
         self.log("search/baseline", self.baseline)
         self.log("search/entropy", torch.stack([s.entropy.detach() for s in kept]).mean())
 
-    def _reinforce(self, samples: list[PolicySample], rewards: Tensor) -> None:
-        """Adam step on ``-(R - b) log p - beta H + skip_weight * KL_skip``, averaged over the samples."""
+    def _reinforce(self, samples: list[PolicySample], rewards: Tensor) -> bool:
+        """Adam step on ``-(R - b) log p - beta H + skip_weight * KL_skip``, averaged over the samples.
+
+        Returns whether the step was taken (``False``: the loss was not finite and ``nan_policy="skip"``).
+        """
         controller_opt = self._optimizers()[1]
         loss = reinforce_loss(
             torch.stack([s.log_prob for s in samples]),
@@ -274,6 +284,8 @@ class ENAS(NASModule):
         )
         if self.skip_weight:
             loss = loss + self.skip_weight * torch.stack([s.skip_penalty for s in samples]).mean()
+        if not self.check_finite(loss, "controller loss"):
+            return False
         params = [p for p in self.policy.parameters() if p.requires_grad]
         # autograd.grad keeps the policy out of DDP's reducer and of the AMP loss scaler.
         grads = torch.autograd.grad(loss, params, allow_unused=True)
@@ -282,6 +294,7 @@ class ENAS(NASModule):
             param.grad = grad
         controller_opt.optimizer.step()  # the raw optimizer: global_step counts weight steps only
         self.log("search/controller_loss", loss.detach())
+        return True
 
     def child_reward(self, x: Tensor, y: Tensor, arch: Arch) -> Tensor:
         """Activate ``arch``, run it on ``(x, y)`` with batch statistics, and return :meth:`reward`."""
