@@ -2,6 +2,10 @@
 
 Both rebuild the model (and data) from the training run's config through :class:`~lightning_nas.cli.NASCLI`;
 flags this parser does not know (e.g. ``--data.init_args.subset=2000``) are passed on to it.
+
+``search`` launched on several processes (``torchrun --nproc_per_node N -m lightning_nas search ...``) spreads the
+evaluation: every rank runs the same strategy with the same seed, scores each architecture on its own shard of the
+held batches, and the counts are summed over ranks, so the result equals a one-process run's; rank 0 writes it.
 """
 
 from __future__ import annotations
@@ -9,11 +13,13 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
+import torch.distributed as dist
 from torch.utils.data import DataLoader
 
 from lightning_nas.arch import Arch, atomic_write_text
@@ -28,6 +34,7 @@ from lightning_nas.search import (
     RegularizedEvolution,
     SearchStrategy,
     SupernetEvaluator,
+    TabularBenchmark,
     Trial,
     build_latency_table,
     collect_batches,
@@ -60,15 +67,51 @@ def _load_user_evaluator(spec: str) -> Callable[[Arch], Any]:
     return evaluator
 
 
-def _supernet_evaluator(model: Any, datamodule: Any, ns: argparse.Namespace) -> SupernetEvaluator:
+def _init_distributed() -> tuple[int, int, torch.device]:
+    """Rank, world size and device: a process group when launched by ``torchrun`` with more than one process."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+    if torch.cuda.is_available():
+        return rank, world, torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    return rank, world, torch.device("cpu")
+
+
+def _supernet_evaluator(
+    model: Any, datamodule: Any, ns: argparse.Namespace, rank: int, world: int, device: torch.device
+) -> SupernetEvaluator:
     checkpoint = torch.load(ns.ckpt_path, map_location="cpu", weights_only=False)
     check_checkpoint_origin(checkpoint, method=type(model).__name__, space=type(model.space).__name__)
     model.load_state_dict(checkpoint["state_dict"])
+    model.space.to(device)
     datamodule.setup("fit")
     held = collect_batches(datamodule.val_dataloader(), datamodule, ns.num_batches)
+    if len(held) < world:
+        raise ValueError(f"--num_batches gives {len(held)} held batches, fewer than the {world} processes")
     train = DataLoader(datamodule.train_dataset, batch_size=datamodule.batch_size, shuffle=False)
-    calibration = [x for x, _ in collect_batches(train, datamodule, ns.calibration_batches)]
-    return SupernetEvaluator(model.space, held, calibration_batches=calibration)
+    calibration = [x.to(device) for x, _ in collect_batches(train, datamodule, ns.calibration_batches)]
+    shard = [(x.to(device), y.to(device)) for x, y in held[rank::world]]
+    return SupernetEvaluator(model.space, shard, calibration_batches=calibration, distributed=world > 1)
+
+
+def _table_evaluator(space: SearchSpace, ns: argparse.Namespace) -> Callable[[Arch], dict[str, float]]:
+    """Look architectures up in a tabular benchmark: ``accuracy`` is ``--table_metric``, every column is kept."""
+    arch_format = getattr(space, "arch_format", None)
+    if arch_format is None:
+        raise ValueError(
+            f"--table needs a space whose architectures the table spells (one with an arch_format, e.g. "
+            f"NasBench201Space); the config's space is {type(space).__name__}"
+        )
+    table = TabularBenchmark.load(ns.table, arch_format)
+    if ns.table_metric is None:
+        raise ValueError(f"--table needs --table_metric, one of the table's columns: {', '.join(table.columns)}")
+    table.column(ns.table_metric)  # a column the table lacks is refused here, naming the columns it has
+
+    def lookup(arch: Arch) -> dict[str, float]:
+        row = table.query(arch)
+        return {**row, "accuracy": row[ns.table_metric]}
+
+    return lookup
 
 
 def _objectives(text: str) -> dict[str, Any]:
@@ -123,13 +166,16 @@ def _plot(trials: list[Trial], front: list[Trial], x: str, y: str, path: Path) -
 def _search_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lightning-nas search",
-        description="Search a trained supernet (or a user evaluator) for the best architecture or a Pareto front. "
-        "Unknown flags go to the training config's parser (e.g. --data.init_args.subset=2000).",
+        description="Search a trained supernet (or a tabular benchmark, or a user evaluator) for the best "
+        "architecture or a Pareto front. Unknown flags go to the training config's parser "
+        "(e.g. --data.init_args.subset=2000).",
     )
     parser.add_argument("--config", required=True, help="the YAML the supernet was trained with")
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--ckpt_path", help="checkpoint of the trained supernet (SPOS, CARS, ...)")
     source.add_argument("--evaluator", help="'module:function' mapping an arch to metrics, instead of a supernet")
+    source.add_argument("--table", help="a tabular benchmark (CSV/JSON, e.g. NAS-Bench-201) to look archs up in")
+    parser.add_argument("--table_metric", help="the --table column searched as accuracy, e.g. cifar10_valid")
     parser.add_argument("--strategy", choices=STRATEGIES, default="evolution")
     parser.add_argument("--num_evaluations", type=int, default=100)
     parser.add_argument("--population_size", type=int, default=20)
@@ -157,11 +203,17 @@ def search_main(argv: Sequence[str]) -> int:
         parser.error(f"--num_evaluations must be >= 1, got {ns.num_evaluations}")
     if (ns.max_latency_ms is None) != (ns.latency_table is None):
         parser.error("--max_latency_ms and --latency_table go together")
+    rank, world, device = _init_distributed()
     try:
         model, datamodule = _build(ns.config, overrides)
         space: SearchSpace = model.space
         costs = CostModel(space, image_size=ns.image_size)
-        evaluate = _load_user_evaluator(ns.evaluator) if ns.evaluator else _supernet_evaluator(model, datamodule, ns)
+        if ns.evaluator:
+            evaluate = _load_user_evaluator(ns.evaluator)
+        elif ns.table:
+            evaluate = _table_evaluator(space, ns)
+        else:
+            evaluate = _supernet_evaluator(model, datamodule, ns, rank, world, device)
         constraints = [costs.constraint(n, v) for n, v in (("params", ns.max_params), ("flops", ns.max_flops)) if v]
         if ns.latency_table:
             constraints.append(LatencyTable.load(ns.latency_table).constraint(space, ns.max_latency_ms))
@@ -172,7 +224,10 @@ def search_main(argv: Sequence[str]) -> int:
             strategy.tell(arch, evaluate(arch))
     except (OSError, ValueError, KeyError) as err:  # ConstraintError is a ValueError naming the best value found
         parser.exit(2, f"lightning-nas search: error: {err}\n")
-    return _write_results(strategy, Path(ns.output_dir))
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+    return _write_results(strategy, Path(ns.output_dir)) if rank == 0 else 0
 
 
 def _write_results(strategy: SearchStrategy, output: Path) -> int:

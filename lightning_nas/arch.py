@@ -27,6 +27,7 @@ __all__ = [
     "Genotype",
     "atomic_write_text",
     "load_arch",
+    "publish_file",
     "save_arch",
     "validate_arch",
 ]
@@ -91,6 +92,18 @@ def validate_arch(arch: Mapping[str, Any], choices: Iterable[Choice]) -> Arch:
     return {name: choice.validate(arch[name]) for name, choice in by_name.items()}
 
 
+def publish_file(tmp: str | os.PathLike[str], target: str | os.PathLike[str]) -> None:
+    """Rename a finished temporary file onto ``target``, readable as any new file is (the process's umask).
+
+    ``tempfile.mkstemp`` creates files readable by their owner only; a log directory served to a TensorBoard of
+    another account, or shared with a team, must not end up with such files.
+    """
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
+    os.replace(tmp, target)
+
+
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
     """Write ``text`` to ``path`` through a temporary file and a rename, so no reader sees half a file."""
     target = Path(path)
@@ -101,7 +114,7 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(tmp, target)
+        publish_file(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

@@ -9,14 +9,15 @@ exactly what the uninterrupted run would have drawn.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import torch
 
 from lightning_nas.arch import Arch, Choice, validate_arch
 
-__all__ = ["crossover", "derive_seed", "mutate", "sample_arch", "step_generator"]
+__all__ = ["crossover", "derive_seed", "mutate", "sample_arch", "seeded_random_ops", "step_generator"]
 
 
 def derive_seed(*parts: int | str) -> int:
@@ -37,6 +38,28 @@ def step_generator(seed: int, step: int, k: int | str = 0) -> torch.Generator:
     generator = torch.Generator()
     generator.manual_seed(derive_seed(seed, step, k))
     return generator
+
+
+@contextmanager
+def seeded_random_ops(seed: int, device: torch.device) -> Iterator[None]:
+    """Run a block with the global torch generator (dropout, drop-path) seeded with ``seed``, then restore it.
+
+    Layers such as ``nn.Dropout`` draw from the global generator, whose state no checkpoint holds: seeding it per
+    step from ``derive_seed(seed, "dropout", rank, step, k)`` makes the masks of a run resumed mid-epoch those of
+    the uninterrupted run, and leaves every other user of the global generator undisturbed.
+
+    Example:
+        >>> with seeded_random_ops(3, torch.device("cpu")):
+        ...     a = torch.rand(2)
+        >>> with seeded_random_ops(3, torch.device("cpu")):
+        ...     b = torch.rand(2)
+        >>> bool(torch.equal(a, b))
+        True
+    """
+    cuda = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda):
+        torch.manual_seed(seed)
+        yield
 
 
 def _index(n: int, generator: torch.Generator) -> int:

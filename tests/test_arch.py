@@ -118,3 +118,17 @@ def test_load_arch_errors(tmp_path: Path) -> None:
     (tmp_path / "list.json").write_text("[1]")
     with pytest.raises(ValueError, match="neither a genotype nor a mapping"):
         load_arch(tmp_path / "list.json")
+
+
+def test_atomic_writes_follow_the_umask_not_mkstemps_owner_only_mode(tmp_path) -> None:
+    import os
+    import stat
+
+    from lightning_nas.arch import atomic_write_text
+
+    previous = os.umask(0o022)
+    try:
+        path = atomic_write_text(tmp_path / "arch.json", "{}")
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644  # readable by a TensorBoard or a teammate on another account

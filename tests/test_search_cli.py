@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import csv
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from lightning_nas.cli import main
 from lightning_nas.search import LatencyTable
-from lightning_nas.spaces import DartsCellSpace
+from lightning_nas.spaces import DartsCellSpace, NasBench201Format
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = str(REPO / "configs/spos/fashion_mnist.yaml")
@@ -21,15 +25,18 @@ TINY = [
 ]
 
 
-def test_fit_then_search_writes_front_and_plot_and_lut_builds(data_root: Path, tmp_path: Path, capsys) -> None:
+@pytest.fixture(scope="module")
+def supernet(data_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The last checkpoint of a tiny SPOS supernet trained for 3 steps on Fashion-MNIST."""
+    root = tmp_path_factory.mktemp("fit")
     main(
         [
             "fit",
             "--config",
             CONFIG,
             f"--data.init_args.root={data_root}",
-            f"--trainer.default_root_dir={tmp_path}",
-            f"--trainer.logger.init_args.save_dir={tmp_path}",
+            f"--trainer.default_root_dir={root}",
+            f"--trainer.logger.init_args.save_dir={root}",
             "--trainer.max_steps=3",
             "--trainer.limit_val_batches=1",
             "--model.channels_last=false",
@@ -37,7 +44,13 @@ def test_fit_then_search_writes_front_and_plot_and_lut_builds(data_root: Path, t
             *TINY,
         ]
     )
-    checkpoint = next((tmp_path / "spos_fashion_mnist").rglob("last.ckpt"))
+    return next((root / "spos_fashion_mnist").rglob("last.ckpt"))
+
+
+def test_fit_then_search_writes_front_and_plot_and_lut_builds(
+    supernet: Path, data_root: Path, tmp_path: Path, capsys
+) -> None:
+    checkpoint = supernet
     common = ["--config", CONFIG, f"--data.init_args.root={data_root}", *TINY]
     out = tmp_path / "search"
     assert (
@@ -114,6 +127,75 @@ def test_fit_then_search_writes_front_and_plot_and_lut_builds(data_root: Path, t
         )
     assert exit_info.value.code == 2
     assert "latency_ms <= -1e+09 (smallest found:" in capsys.readouterr().err
+
+
+def test_search_on_two_processes_equals_one_process(supernet: Path, data_root: Path, tmp_path: Path) -> None:
+    """Launched with torchrun on 2 CPU processes, each rank scores its half of the held batches; the summed counts
+    give the same accuracy for every architecture as one process scoring all of them, and only rank 0 writes."""
+    flags = [
+        "search",
+        "--config",
+        CONFIG,
+        f"--data.init_args.root={data_root}",
+        *TINY,
+        "--ckpt_path",
+        str(supernet),
+        "--strategy",
+        "evolution",
+        "--population_size",
+        "3",
+        "--num_evaluations",
+        "6",
+        "--num_batches",
+        "4",
+        "--calibration_batches",
+        "1",
+        "--image_size",
+        "28",
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    run = subprocess.run(
+        [*launcher, "-m", "lightning_nas", *flags, "--output_dir", str(tmp_path / "two")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.stdout.count("Pareto front of") == 1  # rank 1 wrote and printed nothing
+    assert main([*flags, "--output_dir", str(tmp_path / "one")]) == 0
+    one, two = (json.loads((tmp_path / name / "history.json").read_text()) for name in ("one", "two"))
+    assert [t["arch"] for t in two] == [t["arch"] for t in one]  # evolution followed the same accuracies
+    assert [t["metrics"]["accuracy"] for t in two] == [t["metrics"]["accuracy"] for t in one]
+    assert [t["metrics"]["loss"] for t in two] == pytest.approx([t["metrics"]["loss"] for t in one], rel=1e-5)
+
+
+def test_search_a_tabular_benchmark(data_root: Path, tmp_path: Path, capsys) -> None:
+    """`search --table`: the NAS-Bench-201 space of a DARTS config, looked up in the 12-epoch table."""
+    table = data_root / "nasbench201" / "nb201_12epoch.csv"
+    config = str(REPO / "configs/darts/nb201_cifar10.yaml")
+    flags = ["search", "--config", config, "--table", str(table), "--strategy", "evolution", "--image_size", "32"]
+    out = tmp_path / "table"
+    assert main([*flags, "--table_metric", "cifar10_valid", "--num_evaluations", "40", "--output_dir", str(out)]) == 0
+    with table.open(newline="") as handle:
+        rows = {row["arch"]: row for row in csv.DictReader(handle)}
+    fmt = NasBench201Format()
+    history = json.loads((out / "history.json").read_text())
+    assert len(history) == 40
+    for trial in history:  # every score is the table's own value for that cell
+        row = rows[fmt.format(trial["arch"])]
+        assert trial["metrics"]["accuracy"] == float(row["cifar10_valid"])
+        assert trial["metrics"]["cifar10_test"] == float(row["cifar10_test"])
+    best = json.loads((out / "best_architecture.json").read_text())
+    assert float(rows[fmt.format(best)]["cifar10_valid"]) == max(t["metrics"]["accuracy"] for t in history)
+
+    with pytest.raises(SystemExit):
+        main([*flags, "--table_metric", "cifar10_accuracy", "--output_dir", str(out)])
+    assert "no numeric column 'cifar10_accuracy'; its columns: cifar10_valid, cifar10_test" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["search", "--config", CONFIG, "--table", str(table), "--table_metric", "cifar10_valid"])
+    assert "--table needs a space whose architectures the table spells" in capsys.readouterr().err
 
 
 def test_bad_flags_are_named(capsys) -> None:

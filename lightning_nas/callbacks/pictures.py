@@ -24,6 +24,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from lightning_nas.arch import publish_file
+
 if TYPE_CHECKING:
     import numpy as np
     from matplotlib.figure import Figure
@@ -201,7 +203,7 @@ def _save(figure: Figure, path: Path) -> Path:
     os.close(fd)
     try:
         figure.savefig(tmp, format="png", dpi=100)
-        os.replace(tmp, path)
+        publish_file(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -252,7 +254,7 @@ def _draw_with_dot(graph: Sequence[tuple[str, str, str]], path: Path, title: str
         )
         if done.returncode != 0:
             raise RuntimeError(f"`dot` failed with exit code {done.returncode}: {done.stderr.strip()}")
-        os.replace(tmp, path)
+        publish_file(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

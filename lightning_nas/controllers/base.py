@@ -67,6 +67,11 @@ class Policy(nn.Module, ABC):
     def greedy(self) -> Arch:
         """The architecture of the most likely decision at every step."""
 
+    def decision_probabilities(self) -> dict[str, dict[str, float]] | None:
+        """Per choice, a distribution over its candidates (as strings) that summarises the policy; ``None`` if the
+        policy has none (the default). What the logging callbacks plot and log as ``arch/prob/...``."""
+        return None
+
     def describe_space(self) -> str:
         """``"<space_name> with N choices (first, ..., last)"``, as error messages name a space."""
         names = [c.name for c in self.choices]

@@ -136,6 +136,25 @@ class LSTMController(Policy):
         with torch.no_grad():
             return self._run(greedy=True).arch
 
+    def decision_probabilities(self) -> dict[str, dict[str, float]]:
+        """The distribution of each decision along the greedy rollout (the one :meth:`greedy` decodes).
+
+        The controller is autoregressive, so a decision's distribution depends on the decisions before it; this
+        reports each one given the most likely earlier decisions: one decoding pass, no sampling. A ``connect``
+        choice is its Bernoulli ``{"0": 1 - p, "1": p}``. Each distribution sums to 1.
+
+        Example:
+            >>> from lightning_nas.spaces import DartsCellSpace
+            >>> controller = LSTMController.for_space(DartsCellSpace(in_channels=1, channels=4, layers=3, steps=1))
+            >>> probabilities = controller.decision_probabilities()
+            >>> sorted(probabilities["normal/node2/in1"]), round(sum(probabilities["normal/node2/op0"].values()), 9)
+            (['0', '1'], 1.0)
+        """
+        distributions: dict[str, dict[str, float]] = {}
+        with torch.no_grad():
+            self._run(greedy=True, distributions=distributions)
+        return {c.name: distributions[c.name] for c in self.choices}
+
     # ------------------------------------------------------------------------------------------- the decoding
     def _run(
         self,
@@ -143,8 +162,10 @@ class LSTMController(Policy):
         generator: torch.Generator | None = None,
         given: Mapping[str, Any] | None = None,
         greedy: bool = False,
+        distributions: dict[str, dict[str, float]] | None = None,
     ) -> PolicySample:
-        """Decode the plan, drawing from ``generator``, following ``given``, or taking the argmax (``greedy``)."""
+        """Decode the plan, drawing from ``generator``, following ``given``, or taking the argmax (``greedy``);
+        each decision's distribution goes into ``distributions`` if given."""
         h = c = torch.zeros_like(self.start)
         inputs: Tensor = self.start
         anchors: dict[str, Tensor] = {}  # node -> anchor [H]
@@ -161,6 +182,9 @@ class LSTMController(Policy):
             if step.kind == "connect":
                 logits = self._shape(self._attend(h, [keys[s] for s in step.sources]), self.tanh_constant)
                 bits = self._connect_bits(step, logits, arch, given, generator, greedy)
+                if distributions is not None:
+                    for choice_index, p in zip(step.choices, torch.sigmoid(logits.double()).tolist()):
+                        distributions[self.choices[choice_index].name] = {"0": 1.0 - p, "1": p}
                 log_probs.append((bits * F.logsigmoid(logits) + (1 - bits) * F.logsigmoid(-logits)).sum())
                 entropies.append(_bernoulli_kl_or_entropy(logits, None))
                 penalties.append(_bernoulli_kl_or_entropy(logits, self.skip_target))
@@ -174,6 +198,9 @@ class LSTMController(Policy):
                 else:
                     logits = self._shape(self._attend(h, [keys[s] for s in step.sources]), self.tanh_constant)
                 index = _pick(logits, choice, given, generator, greedy)
+                if distributions is not None:
+                    probabilities = logits.double().softmax(-1).tolist()
+                    distributions[choice.name] = {str(c): p for c, p in zip(choice.candidates, probabilities)}
                 arch[choice.name] = choice.candidates[index]
                 log_p = logits.log_softmax(-1)
                 log_probs.append(log_p[index])

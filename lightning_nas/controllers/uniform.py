@@ -54,6 +54,10 @@ class UniformPolicy(Policy):
         """Every choice's first candidate (all architectures are equally likely)."""
         return {c.name: c.candidates[0] for c in self.choices}
 
+    def decision_probabilities(self) -> dict[str, dict[str, float]]:
+        """``1 / |c|`` for every candidate of every choice ``c``."""
+        return {c.name: {str(value): 1.0 / len(c.candidates) for value in c.candidates} for c in self.choices}
+
     def _sample(self, arch: Arch) -> PolicySample:
         total = self.log_sizes.sum()
         return PolicySample(arch, -total, total, torch.zeros_like(total))

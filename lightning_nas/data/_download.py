@@ -23,6 +23,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from lightning_nas.arch import publish_file
+
 __all__ = ["DATASET_FILES", "DatasetFiles", "default_root", "download_and_verify", "ensure_dataset", "extract_tar"]
 
 ROOT_ENV = "LIGHTNING_NAS_DATA"
@@ -158,7 +160,7 @@ def download_and_verify(url: str, dest: str | Path, md5: str) -> Path:
                 out.write(chunk)
         if digest.hexdigest() != md5:
             raise ValueError(f"md5 mismatch for {url!r}: expected {md5}, got {digest.hexdigest()}; nothing was saved")
-        os.replace(partial, dest)
+        publish_file(partial, dest)
     finally:
         partial.unlink(missing_ok=True)
     return dest

@@ -9,9 +9,10 @@ import torch
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
 from torchmetrics.classification import MulticlassAccuracy
+from typing_extensions import override
 
 from lightning_nas.arch import Arch, Genotype
-from lightning_nas.spaces.base import SearchSpace
+from lightning_nas.spaces.base import CellGraph, SearchSpace
 
 __all__ = [
     "CHECKPOINT_KEY",
@@ -28,9 +29,6 @@ ArchProbabilities = dict[str, dict[str, float]]
 
 SubnetResult = tuple[Arch, dict[str, float]]
 """A sub-network and what was measured on it, e.g. ``({...}, {"val/acc": 0.91, "params": 1.2e6, "flops": 3e8})``."""
-
-CellGraph = list[tuple[str, str, str]]
-"""A cell drawn as ``(source node, target node, op label)`` edges; an empty label draws a plain arrow."""
 
 CHECKPOINT_KEY = "lightning_nas"
 """Checkpoint entry holding the method, the space and the current architecture as plain JSON values."""
@@ -52,7 +50,8 @@ class NASModule(pl.LightningModule):
       alphas; a controller: its policy);
     * :meth:`sampled_archs`: the architectures the last training step ran (sampling methods);
     * :meth:`subnet_results`: sub-networks evaluated with their metrics (elastic spaces);
-    * :meth:`cell_graphs`: the cells as edge lists to draw (from :meth:`export` when it is a genotype).
+    * :meth:`cell_graphs`: the cells as edge lists to draw (from :meth:`export` when it is a genotype, else from
+      the space's ``cell_graphs`` of :meth:`current_arch`).
 
     Args:
         space: the search space, an ``nn.Module``.
@@ -73,6 +72,7 @@ class NASModule(pl.LightningModule):
         self.channels_last = channels_last
         self.nan_policy: Literal["stop", "skip"] = nan_policy
         self.skipped_steps = 0
+        self._drop_gradients = False  # set by skip_unless_finite: the coming optimizer step must change nothing
         self.train_accuracy = MulticlassAccuracy(num_classes=space.num_classes, average="micro")
         self.val_accuracy = MulticlassAccuracy(num_classes=space.num_classes, average="micro")
         if channels_last:
@@ -106,6 +106,24 @@ class NASModule(pl.LightningModule):
         rank_zero_warn(f"{message}; update skipped ({self.skipped_steps} so far)")
         return False
 
+    def skip_unless_finite(self, loss: Tensor, name: str) -> Tensor:
+        """:meth:`check_finite` for a method under automatic optimization; returns ``loss`` unchanged.
+
+        A skipped step still runs its backward (under DDP every rank must), and :meth:`on_before_optimizer_step`
+        drops the gradients, so the optimizer changes no weight (and the AMP scaler, seeing non-finite gradients,
+        skips the step itself).
+        """
+        self._drop_gradients = not self.check_finite(loss, name)
+        return loss
+
+    @override
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        if self._drop_gradients:
+            for group in optimizer.param_groups:
+                for param in group["params"]:
+                    param.grad = None
+            self._drop_gradients = False
+
     def arch_probabilities(self) -> ArchProbabilities | None:
         """Per decision, the probability of each candidate now; ``None`` for methods without one (the default).
 
@@ -131,11 +149,12 @@ class NASModule(pl.LightningModule):
         return []
 
     def cell_graphs(self) -> dict[str, CellGraph]:
-        """The cells to draw, by name; by default those of :meth:`export` when it returns a genotype, else none."""
+        """The cells to draw, by name: those of :meth:`export` when it returns a genotype, else what the space's
+        :meth:`~lightning_nas.spaces.SearchSpace.cell_graphs` draws of :meth:`current_arch` (none by default)."""
         result = self.export()
         if isinstance(result, Genotype):
             return {cell: result.graph(cell) for cell in ("normal", "reduce")}
-        return {}
+        return self.space.cell_graphs(self.current_arch())
 
     def forward(self, x: Tensor) -> Tensor:
         if self.channels_last:

@@ -32,7 +32,7 @@ from lightning_nas.callbacks.bn_recalibration import RecalibrateBatchNorm
 from lightning_nas.functional import soft_target_cross_entropy
 from lightning_nas.methods.base import CHECKPOINT_KEY, NASModule, SubnetResult
 from lightning_nas.ops.elastic import ElasticInvertedResidual
-from lightning_nas.sampling import derive_seed, step_generator
+from lightning_nas.sampling import derive_seed, seeded_random_ops, step_generator
 from lightning_nas.spaces.elastic import ElasticSpace
 
 __all__ = ["BigNAS", "exponential_decay_with_floor", "weight_decay_groups", "zero_init_residual_blocks"]
@@ -132,7 +132,7 @@ class BigNAS(NASModule):
         momentum: SGD (Nesterov) momentum.
         weight_decay: weight decay of weights (none on batch-norm parameters and biases).
         zero_init_residual: zero the last BN gamma of every residual block at construction.
-        seed: seed of subnet sampling and of the largest subnet's dropout masks.
+        seed: seed of subnet sampling and (with the rank) of the largest subnet's dropout masks.
         calibration_images: training images for BN recalibration before validation (0: no recalibration).
         calibration_batch_size: images per recalibration batch.
         channels_last: run in channels-last memory format.
@@ -245,8 +245,8 @@ class BigNAS(NASModule):
         """
         self.space.activate(arch)
         if role == "max":
-            with torch.random.fork_rng(devices=_rng_devices(x)):
-                torch.manual_seed(derive_seed(self.seed, step, "dropout"))  # the same masks on every rank and resume
+            dropout_seed = derive_seed(self.seed, "dropout", self.global_rank, step, 0)
+            with seeded_random_ops(dropout_seed, x.device):  # resumable dropout masks (OFA's convention)
                 logits = self(x)
             return nn.functional.cross_entropy(logits, y, label_smoothing=self.label_smoothing), logits
         with _dropout_disabled(self.space):
@@ -391,10 +391,6 @@ class BigNAS(NASModule):
                 "space_config": self.space.config(),
             }
         )
-
-
-def _rng_devices(x: Tensor) -> list[int]:
-    return [x.device.index or 0] if x.device.type == "cuda" else []
 
 
 def _check_arguments(

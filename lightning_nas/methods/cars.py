@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import statistics
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from lightning.pytorch.utilities import rank_zero_info
@@ -32,7 +32,7 @@ from torch import Tensor
 from typing_extensions import override
 
 from lightning_nas.arch import Arch, atomic_write_text
-from lightning_nas.methods.base import NASModule
+from lightning_nas.methods.base import NASModule, SubnetResult
 from lightning_nas.sampling import crossover, mutate, sample_arch, step_generator
 from lightning_nas.search.base import Mode, Trial
 from lightning_nas.search.constraints import CostModel
@@ -64,6 +64,8 @@ class CARS(NASModule):
         image_size: image height and width, for counting params.
         seed: seed of the initial population, the training paths and the evolution.
         channels_last: run the supernet in channels-last memory format.
+        nan_policy: ``"stop"`` (raise, naming the loss and step) or ``"skip"`` (warn; the step changes no weight) on
+            a non-finite training loss.
 
     Example:
         >>> from lightning_nas.spaces import DartsCellSpace
@@ -85,8 +87,9 @@ class CARS(NASModule):
         image_size: int = 32,
         seed: int = 0,
         channels_last: bool = False,
+        nan_policy: Literal["stop", "skip"] = "stop",
     ) -> None:
-        super().__init__(space, channels_last=channels_last)
+        super().__init__(space, channels_last=channels_last, nan_policy=nan_policy)
         self.save_hyperparameters(ignore=["space"])
         if population_size < 2 or generation_epochs < 1:
             raise ValueError(
@@ -101,6 +104,7 @@ class CARS(NASModule):
         self.pool: list[Arch] = list(self.population)
         self.previous_accuracy: dict[str, float] = {}  # arch key -> accuracy at its last evaluation (or inherited)
         self.history: list[list[Trial]] = []  # every generation's scored pool
+        self.last_path: Arch = dict(self.pool[0])  # the pool member the last training step trained
         alpha_ids = {id(p) for p in space.arch_parameters()} if isinstance(space, DifferentiableSpace) else set()
         self._alpha_ids = alpha_ids
         self._ddp_params_and_buffers_to_ignore = [n for n, p in self.named_parameters() if id(p) in alpha_ids]
@@ -110,6 +114,11 @@ class CARS(NASModule):
     def pareto_front(self) -> list[Trial]:
         """The Pareto front on (accuracy, params) of the last scored generation."""
         return pareto_front(self.history[-1], OBJECTIVES) if self.history else []
+
+    @override
+    def sampled_archs(self) -> list[Arch]:
+        """The pool member the last training step trained."""
+        return [dict(self.last_path)]
 
     @override
     def current_arch(self) -> Arch:
@@ -123,9 +132,10 @@ class CARS(NASModule):
     def training_step(self, batch: Batch | dict[str, Batch], batch_idx: int) -> Tensor:
         x, y = batch["train"] if isinstance(batch, dict) else batch
         generator = step_generator(self.seed, self.global_step, "cars/path")
-        self.space.activate(self.pool[int(torch.randint(len(self.pool), (1,), generator=generator))])
+        self.last_path = self.pool[int(torch.randint(len(self.pool), (1,), generator=generator))]
+        self.space.activate(self.last_path)
         logits = self(x)
-        loss = torch.nn.functional.cross_entropy(logits, y)
+        loss = self.skip_unless_finite(torch.nn.functional.cross_entropy(logits, y), "training loss")
         self.train_accuracy(logits, y)
         self.log("train/loss", loss, prog_bar=True)
         self.log("train/acc", self.train_accuracy, prog_bar=True)
@@ -253,3 +263,14 @@ class CARS(NASModule):
         total_steps = max(1, int(self.trainer.estimated_stepping_batches))
         schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps)
         return [optimizer], [{"scheduler": schedule, "interval": "step"}]
+
+    # ------------------------------------------------------------------------------------ architecture logging
+    @override
+    def subnet_results(self) -> list[SubnetResult]:
+        """The last scored generation (the whole pool): each architecture with its validation accuracy
+        (``"val/acc"``) and parameter count (``"params"``), so the logger plots the pool against size."""
+        if not self.history:
+            return []
+        return [
+            (dict(t.arch), {"val/acc": t.metrics["accuracy"], "params": t.metrics["params"]}) for t in self.history[-1]
+        ]

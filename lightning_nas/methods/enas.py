@@ -34,7 +34,7 @@ from lightning_nas.arch import Arch, Genotype
 from lightning_nas.controllers import LSTMController, Policy, PolicySample, UniformPolicy
 from lightning_nas.functional import mnasnet_reward, reinforce_loss, update_baseline
 from lightning_nas.methods._child_cost import CostKind, child_cost, scoring_mode
-from lightning_nas.methods.base import NASModule
+from lightning_nas.methods.base import ArchProbabilities, NASModule
 from lightning_nas.methods.darts import _split_bilevel
 from lightning_nas.sampling import step_generator
 from lightning_nas.spaces.base import SearchSpace
@@ -82,6 +82,9 @@ class ENAS(NASModule):
         derive_samples: children sampled and scored at each validation to pick the result.
         seed: seed of every architecture draw.
         channels_last: run the supernet in channels-last memory format.
+        nan_policy: ``"stop"`` (raise, naming the loss and step) or ``"skip"`` (warn and skip that update) on a
+            non-finite training loss of the shared weights or controller loss. A non-finite reward only drops its
+            child from the controller update (with a warning), whatever the policy.
 
     Example:
         >>> from lightning_nas.spaces import DartsCellSpace
@@ -124,9 +127,10 @@ class ENAS(NASModule):
         derive_samples: int = 10,
         seed: int = 0,
         channels_last: bool = False,
+        nan_policy: Literal["stop", "skip"] = "stop",
     ) -> None:
         _check_arguments(policy, weight_steps, controller_steps, controller_samples, derive_samples, reward_cost)
-        super().__init__(space, channels_last=channels_last)
+        super().__init__(space, channels_last=channels_last, nan_policy=nan_policy)
         self.save_hyperparameters(ignore=["space"])
         self.automatic_optimization = False
         self.policy: Policy = (
@@ -161,7 +165,9 @@ class ENAS(NASModule):
         self.derived_arch: Arch | None = None
         self.derived_score: float | None = None
         self._probe_shape: tuple[int, ...] | None = None
+        self.last_children: list[Arch] = []  # the children the last training step trained or scored
         self._cost_cache: dict[str, float] = {}
+        self._last_sampled: list[Arch] = []  # the child the last training step trained (none in phase 2)
         # The controller stays out of DDP: every rank samples the same children and averages the reward, so its
         # gradients agree without communication (and phase 1 never touches it).
         self._ddp_params_and_buffers_to_ignore = [
@@ -218,13 +224,15 @@ class ENAS(NASModule):
         weight_opt = self._optimizers()[0]
         with torch.no_grad():
             arch = self.sample(step).arch
+        self._last_sampled = [arch]
         self.space.activate(arch)
+        self.last_children = [arch]
         x, y = train_batch
         with self.toggled_optimizer(weight_opt):
             logits = self(x)
             loss = self.training_loss(logits, y)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"non-finite training loss {loss.item()} at search step {step}")
+            if not self.check_finite(loss, "training loss"):
+                return loss.detach()
             weight_opt.zero_grad()  # unsampled ops keep grad None, so SGD leaves them (and their momentum) alone
             self.manual_backward(loss)
             self.clip_gradients(
@@ -240,7 +248,9 @@ class ENAS(NASModule):
     def controller_step(self, val_batch: Batch, step: int) -> None:
         """Score ``controller_samples`` children on ``val_batch`` and take one REINFORCE step of the policy."""
         x, y = val_batch
+        self._last_sampled = []  # children are scored here, not trained
         samples = [self.sample(step, k) for k in range(self.controller_samples)]
+        self.last_children = [s.arch for s in samples]
         rewards = self._reduce(torch.stack([self.child_reward(x, y, s.arch) for s in samples]))
         valid = torch.isfinite(rewards)
         if not bool(valid.all()):
@@ -252,15 +262,18 @@ class ENAS(NASModule):
                 return
         kept = [s for s, ok in zip(samples, valid.tolist()) if ok]
         rewards = rewards[valid]
-        if self.learns_policy:
-            self._reinforce(kept, rewards)
+        if self.learns_policy and not self._reinforce(kept, rewards):
+            return  # a non-finite controller loss, skipped: the baseline stays too
         self.baseline.copy_(update_baseline(self.baseline, rewards, self.baseline_decay))
         self.log("search/reward", rewards.mean(), prog_bar=True)
         self.log("search/baseline", self.baseline)
         self.log("search/entropy", torch.stack([s.entropy.detach() for s in kept]).mean())
 
-    def _reinforce(self, samples: list[PolicySample], rewards: Tensor) -> None:
-        """Adam step on ``-(R - b) log p - beta H + skip_weight * KL_skip``, averaged over the samples."""
+    def _reinforce(self, samples: list[PolicySample], rewards: Tensor) -> bool:
+        """Adam step on ``-(R - b) log p - beta H + skip_weight * KL_skip``, averaged over the samples.
+
+        Returns whether the step was taken (``False``: the loss was not finite and ``nan_policy="skip"``).
+        """
         controller_opt = self._optimizers()[1]
         loss = reinforce_loss(
             torch.stack([s.log_prob for s in samples]),
@@ -271,6 +284,8 @@ class ENAS(NASModule):
         )
         if self.skip_weight:
             loss = loss + self.skip_weight * torch.stack([s.skip_penalty for s in samples]).mean()
+        if not self.check_finite(loss, "controller loss"):
+            return False
         params = [p for p in self.policy.parameters() if p.requires_grad]
         # autograd.grad keeps the policy out of DDP's reducer and of the AMP loss scaler.
         grads = torch.autograd.grad(loss, params, allow_unused=True)
@@ -279,6 +294,7 @@ class ENAS(NASModule):
             param.grad = grad
         controller_opt.optimizer.step()  # the raw optimizer: global_step counts weight steps only
         self.log("search/controller_loss", loss.detach())
+        return True
 
     def child_reward(self, x: Tensor, y: Tensor, arch: Arch) -> Tensor:
         """Activate ``arch``, run it on ``(x, y)`` with batch statistics, and return :meth:`reward`."""
@@ -399,6 +415,24 @@ class ENAS(NASModule):
     def _reduce(self, values: Tensor) -> Tensor:
         """The mean across ranks (identity on one process)."""
         return self.trainer.strategy.reduce(values, reduce_op="mean") if self._trainer is not None else values
+
+    # ------------------------------------------------------------------------------------ architecture logging
+    @override
+    def arch_probabilities(self) -> ArchProbabilities | None:
+        """The policy's distribution per decision, keyed by the space's choice names, candidates as strings.
+
+        For the LSTM controller: each decision's softmax (a ``connect`` choice's Bernoulli) along the greedy
+        rollout, i.e. given the most likely earlier decisions (one decoding pass; see
+        :meth:`~lightning_nas.controllers.LSTMController.decision_probabilities`); for ``policy="random"``: uniform.
+        """
+        with torch.autocast(device_type=self.device.type, enabled=False):
+            return self.policy.decision_probabilities()
+
+    @override
+    def sampled_archs(self) -> list[Arch]:
+        """The child whose shared weights the last training step trained; ``[]`` after a controller step (phase 2
+        scores its children on validation data but trains none of their weights)."""
+        return list(self._last_sampled)
 
 
 def _ce(logits: Tensor, targets: Tensor) -> Tensor:

@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import lightning.pytorch as pl
 import torch
@@ -38,8 +38,8 @@ from typing_extensions import override
 from lightning_nas.arch import Arch, validate_arch
 from lightning_nas.callbacks.bn_recalibration import RecalibrateBatchNorm
 from lightning_nas.functional import soft_target_cross_entropy
-from lightning_nas.methods.base import CHECKPOINT_KEY, NASModule
-from lightning_nas.sampling import step_generator
+from lightning_nas.methods.base import CHECKPOINT_KEY, NASModule, SubnetResult
+from lightning_nas.sampling import derive_seed, seeded_random_ops, step_generator
 from lightning_nas.spaces.elastic import ElasticSpace, resize_images
 
 __all__ = ["OnceForAll", "Phase", "progressive_shrinking_phases"]
@@ -147,6 +147,8 @@ class OnceForAll(NASModule):
         calibration_images: training images for BN recalibration before validation (0: no recalibration).
         calibration_batch_size: images per recalibration batch.
         channels_last: run in channels-last memory format.
+        nan_policy: ``"stop"`` (raise, naming the subnet's loss and the step) or ``"skip"`` (warn and skip the
+            whole step) on a non-finite loss.
 
     Example:
         >>> from lightning_nas.spaces import ElasticMobileNetV3
@@ -174,10 +176,11 @@ class OnceForAll(NASModule):
         calibration_images: int = 2000,
         calibration_batch_size: int = 200,
         channels_last: bool = False,
+        nan_policy: Literal["stop", "skip"] = "stop",
     ) -> None:
         if not isinstance(space, ElasticSpace):
             raise TypeError(f"OnceForAll needs an ElasticSpace, got {type(space).__name__}")
-        super().__init__(space, channels_last=channels_last)
+        super().__init__(space, channels_last=channels_last, nan_policy=nan_policy)
         self.save_hyperparameters(ignore=["space"])
         self.automatic_optimization = False
         self.phases = progressive_shrinking_phases(
@@ -189,6 +192,9 @@ class OnceForAll(NASModule):
         self.phase_index = -1  # no phase entered yet
         self.teacher: nn.Module | None = None
         self.subnet_statistics: dict[str, dict[str, Tensor]] = {}
+        self.last_subnets: list[Arch] = []  # the subnets the last training step trained
+        self._val_counts: dict[str, tuple[Arch, Tensor]] = {}  # evaluated subnet -> (arch, [correct, images])
+        self._subnet_results: list[SubnetResult] = []  # the evaluation subnets of the last validation
 
     # ------------------------------------------------------------------------------------------------- phases
     @property
@@ -245,7 +251,7 @@ class OnceForAll(NASModule):
             self._enter_phase(self.phase_index + 1)
 
     @override
-    def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
+    def training_step(self, batch: Batch, batch_idx: int) -> Tensor | None:
         x, y = batch
         optimizer = self.optimizers()
         phase = self.phase
@@ -253,17 +259,22 @@ class OnceForAll(NASModule):
         optimizer.zero_grad()  # type: ignore[union-attr]
         teacher_logits: dict[int | None, Tensor] = {}
         total = torch.zeros((), device=x.device)
+        self.last_subnets = []
         for k in range(phase.subnets_per_step):
             # 1. sample subnet k of this step from the phase's sizes: every rank draws the same one
             arch = self.space.sample_subnet(step_generator(self.seed, self.global_step, k), phase.limits)
             self.space.activate(arch)
+            self.last_subnets.append(arch)
             # 2. its loss: cross entropy plus distillation from the frozen teacher at the same resolution
             inputs = resize_images(x, _resolution(arch))
-            logits = self(inputs)
+            dropout_seed = derive_seed(self.seed, "dropout", self.global_rank, self.global_step, k)
+            with seeded_random_ops(dropout_seed, x.device):  # resumable dropout masks
+                logits = self(inputs)
             soft = self._teacher_logits(inputs, _resolution(arch), teacher_logits)
             loss = self.training_loss(logits, y, soft)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"non-finite loss {loss.item()} at step {self.global_step} for {arch}")
+            if not self.check_finite(loss, f"training loss of subnet {k}"):
+                optimizer.zero_grad()  # type: ignore[union-attr]
+                return None  # skip the whole step: no subnet of it updates the weights
             # 3. accumulate its gradient; one optimizer step for all subnets of the step
             self.manual_backward(loss)
             total = total + loss.detach()
@@ -326,10 +337,17 @@ class OnceForAll(NASModule):
             logits = functional_call(self.space, statistics, (x,))
             loss = nn.functional.cross_entropy(logits, y)
             accuracy = (logits.argmax(1) == y).float().mean()
+            if stage == "val":
+                self._count_correct(name, arch, accuracy * len(y), len(y))
             self.log(f"{stage}/{name}/loss", loss, sync_dist=True, batch_size=len(y))
             self.log(f"{stage}/{name}/acc", accuracy, prog_bar=True, sync_dist=True, batch_size=len(y))
 
     # ------------------------------------------------------------------------------------ result and plumbing
+    @override
+    def sampled_archs(self) -> list[Arch]:
+        """The subnets the last training step trained."""
+        return [dict(arch) for arch in self.last_subnets]
+
     @override
     def current_arch(self) -> Arch:
         """The largest subnet of the current phase."""
@@ -364,14 +382,57 @@ class OnceForAll(NASModule):
     @override
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         super().on_load_checkpoint(checkpoint)
-        self.phase_index = int(checkpoint[CHECKPOINT_KEY]["phase_index"])
+        self.phase_index = self._checkpoint_phase(checkpoint[CHECKPOINT_KEY])
         if any(key.startswith("teacher.") for key in checkpoint.get("state_dict", {})) and self.teacher is None:
             self._take_teacher()  # the right shape; load_state_dict fills in the saved weights next
+
+    def _checkpoint_phase(self, meta: Mapping[str, Any]) -> int:
+        """The phase index a checkpoint was saved in, refused unless this run has that phase at that index."""
+        index, name = meta.get("phase_index"), meta.get("phase")
+        valid = ", ".join(p.name for p in self.phases)
+        if not isinstance(index, int) or not -1 <= index < len(self.phases) or self.phases[max(index, 0)].name != name:
+            raise ValueError(f"checkpoint is in phase {name!r} (index {index!r}); this run's phases are {valid}")
+        return index
 
     def _optimizer_list(self) -> list[torch.optim.Optimizer]:
         if self._trainer is None or not self.trainer.optimizers:
             return []
         return list(self.trainer.optimizers)
+
+    # ------------------------------------------------------------------------------------ architecture logging
+    @override
+    def subnet_results(self) -> list[SubnetResult]:
+        """The evaluation subnets (:meth:`evaluation_subnets`) of the last validation run, each with its accuracy
+        over the whole validation set and all ranks (``"val/acc"``, the same value as ``val/<name>/acc``), its
+        ``"params"`` and its ``"flops"`` (multiply-accumulates per image, analytic)."""
+        return [(dict(arch), dict(metrics)) for arch, metrics in self._subnet_results]
+
+    @override
+    def on_validation_epoch_start(self) -> None:
+        self._val_counts = {}
+
+    @override
+    def on_validation_epoch_end(self) -> None:
+        if not self._val_counts:
+            return
+        names = list(self._val_counts)
+        counts = torch.stack([self._val_counts[name][1] for name in names])
+        totals = self.trainer.strategy.reduce(counts, reduce_op="sum")  # every rank evaluated its own shard
+        self._subnet_results = []
+        for name, (correct, images) in zip(names, totals.tolist()):
+            arch = self._val_counts[name][0]
+            metrics = {
+                "val/acc": correct / max(images, 1.0),
+                "params": float(self.space.count_params(arch)),
+                "flops": float(self.space.count_flops(arch)),
+            }
+            self._subnet_results.append((arch, metrics))
+        self._val_counts = {}
+
+    def _count_correct(self, name: str, arch: Arch, correct: Tensor, images: int) -> None:
+        counts = self._val_counts.get(name, (arch, correct.new_zeros(2, dtype=torch.float64)))[1]
+        counts += torch.stack([correct.detach().double(), correct.new_tensor(float(images), dtype=torch.float64)])
+        self._val_counts[name] = (dict(arch), counts)
 
 
 def _resolution(arch: Mapping[str, Any]) -> int | None:

@@ -13,7 +13,7 @@ Defaults follow the paper's ImageNet supernet recipe (Sec. 4; reference code meg
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import Tensor
@@ -47,6 +47,8 @@ class SPOS(NASModule):
         max_band_tries: draws per step before giving up on ``flops_band``.
         seed: seed of the path sequence.
         channels_last: run the supernet in channels-last memory format.
+        nan_policy: ``"stop"`` (raise, naming the loss and step) or ``"skip"`` (warn; the step changes no weight) on
+            a non-finite training loss.
 
     Example:
         >>> from lightning_nas.spaces import DartsCellSpace
@@ -68,8 +70,9 @@ class SPOS(NASModule):
         max_band_tries: int = 100,
         seed: int = 0,
         channels_last: bool = False,
+        nan_policy: Literal["stop", "skip"] = "stop",
     ) -> None:
-        super().__init__(space, channels_last=channels_last)
+        super().__init__(space, channels_last=channels_last, nan_policy=nan_policy)
         self.save_hyperparameters(ignore=["space"])
         if flops_band is not None and not 0 <= flops_band[0] <= flops_band[1]:
             raise ValueError(f"flops_band must be (low, high) with 0 <= low <= high, got {flops_band}")
@@ -121,6 +124,7 @@ class SPOS(NASModule):
         # Phase 2: one SGD step of that path's weights.
         logits = self(x)
         loss = torch.nn.functional.cross_entropy(logits, y, label_smoothing=self.label_smoothing)
+        self.skip_unless_finite(loss, "training loss")
         self.train_accuracy(logits, y)
         self.log("train/loss", loss, prog_bar=True)
         self.log("train/acc", self.train_accuracy, prog_bar=True)
@@ -144,3 +148,15 @@ class SPOS(NASModule):
         total_steps = max(1, int(self.trainer.estimated_stepping_batches))
         schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: max(0.0, 1.0 - step / total_steps))
         return [optimizer], [{"scheduler": schedule, "interval": "step"}]
+
+    # ------------------------------------------------------------------------------------ architecture logging
+    @override
+    def sampled_archs(self) -> list[Arch]:
+        """The path the last training step trained.
+
+        No :meth:`arch_probabilities`: SPOS has no distribution worth plotting. Unconstrained it is uniform, a
+        constant that would log the same numbers and the same heatmap every epoch; under ``flops_band`` the
+        rejection sampler's distribution has no closed form. The logged ``sampled`` frequencies show the
+        distribution actually trained, in both cases.
+        """
+        return [dict(self.last_path)]

@@ -17,7 +17,7 @@ Every layer has ``to_static(...)``, returning plain ``nn.Conv2d`` / ``nn.BatchNo
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
@@ -293,12 +293,8 @@ class ElasticInvertedResidual(nn.Module):
         self.active_kernel, self.active_expand = self.kernel_sizes[-1], self.expand_ratios[-1]
 
     def latency_state(self) -> dict[str, int]:
-        """The active kernel size and expand ratio (what a latency table keys this block by besides its input)."""
+        """What the active setting changes in this block's compute: a latency table times each setting apart."""
         return {"kernel": self.active_kernel, "expand": self.active_expand}
-
-    def load_latency_state(self, state: Mapping[str, int]) -> None:
-        """Set the active kernel size and expand ratio from :meth:`latency_state`."""
-        self.active_kernel, self.active_expand = int(state["kernel"]), int(state["expand"])
 
     def hidden_channels(self, expand_ratio: int) -> int:
         """Hidden width of the block at ``expand_ratio``."""

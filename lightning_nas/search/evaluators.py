@@ -89,6 +89,10 @@ class SupernetEvaluator:
         space: the trained search space (its weights are not changed, except BatchNorm statistics).
         batches: held validation batches ``(images, labels)`` of normalised images on the space's device.
         calibration_batches: training images for BatchNorm recalibration (SPOS: a random training subset).
+        distributed: sum the counts over all ranks of the default process group, so each rank holds a shard of
+            the held batches and every rank returns the metrics of the whole held set. Every rank must then
+            evaluate the same architectures in the same order (a strategy with the same seed on every rank does)
+            and recalibrate on the same ``calibration_batches``.
 
     Example:
         >>> from lightning_nas.spaces import DartsCellSpace
@@ -106,10 +110,14 @@ class SupernetEvaluator:
         batches: Sequence[Batch],
         *,
         calibration_batches: Sequence[Tensor] = (),
+        distributed: bool = False,
     ) -> None:
         if not batches:
             raise ValueError("SupernetEvaluator needs at least one validation batch")
+        if distributed and not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+            raise ValueError("distributed=True needs an initialised default process group (torch.distributed)")
         self.space, self.batches, self.calibration_batches = space, list(batches), list(calibration_batches)
+        self.distributed = distributed
 
     def recalibrate(self, arch: Arch) -> None:
         """Hook run with ``arch`` active before it is scored: BatchNorm recalibration on the calibration batches."""
@@ -123,15 +131,18 @@ class SupernetEvaluator:
         try:
             self.recalibrate(arch)
             self.space.eval()
-            correct = loss = 0.0
-            count = 0
+            # correct, loss sum, count: float64 keeps the counts exact, so sharded totals equal unsharded ones
+            totals = torch.zeros(3, dtype=torch.float64, device=self.batches[0][0].device)
             for x, y in self.batches:
                 logits = self.space(x)
-                loss += float(nn.functional.cross_entropy(logits, y, reduction="sum"))
-                correct += float((logits.argmax(-1) == y).sum())
-                count += len(y)
+                totals[0] += (logits.argmax(-1) == y).sum()
+                totals[1] += nn.functional.cross_entropy(logits.float(), y, reduction="sum").double()
+                totals[2] += len(y)
+            if self.distributed:
+                torch.distributed.all_reduce(totals)
         finally:
             self.space.train(was_training)
+        correct, loss, count = totals.tolist()
         return {"accuracy": correct / count, "loss": loss / count}
 
 

@@ -9,6 +9,10 @@ measured end-to-end latency and the block sum over a few architectures as ``over
 blocks: additions, concatenations, pooling in the space's own ``forward``). The prediction for an architecture is
 ``overhead_ms + sum(table[block] for block in trace_blocks(arch))``, as in FBNet's latency table (Wu et al., 2019).
 
+A module whose compute depends on what ``activate`` set rather than on its inputs (an elastic block's kernel size
+and expand ratio) says so through a ``latency_state() -> dict`` method: the state is part of its block key, and the
+block is timed with the architecture that produced it active, so every setting gets its own entry.
+
 Tables are JSON and carry the space's identity (class and a fingerprint of its choices and weight shapes), the
 input shape and the device, so a table built on another space is refused.
 """
@@ -23,7 +27,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
@@ -34,7 +38,6 @@ from lightning_nas.search.base import Constraint
 from lightning_nas.spaces.base import SearchSpace
 
 __all__ = [
-    "ElasticBlock",
     "LatencyTable",
     "build_latency_table",
     "measure_latency",
@@ -45,34 +48,18 @@ __all__ = [
 FORMAT = "lightning_nas.latency_table/1"
 
 
-@runtime_checkable
-class ElasticBlock(Protocol):
-    """A module whose computation depends on state besides its inputs (an elastic block's active kernel and width).
-
-    The state becomes part of the block's key in a latency table, and is loaded before the block is timed.
-    """
-
-    def latency_state(self) -> dict[str, Any]:
-        """The active sizes, as JSON values."""
-        ...
-
-    def load_latency_state(self, state: Mapping[str, Any]) -> None:
-        """Make ``state`` (from :meth:`latency_state`) active."""
-        ...
-
-
 @dataclass(frozen=True)
 class Block:
-    """One outermost module call: where it is, what it takes (tensor shapes or plain values), and for an
-    :class:`ElasticBlock` its active state."""
+    """One outermost module call: where it is, what it takes (tensor shapes or plain values)."""
 
     path: str
     args: tuple[Any, ...]
-    state: tuple[tuple[str, Any], ...] = ()
+    state: dict[str, Any] | None = None  # the module's latency_state(), if it has one
 
     @property
     def key(self) -> str:
-        return f"{self.path}{list(self.args)}" + (f"{dict(self.state)}" if self.state else "")
+        state = "" if self.state is None else json.dumps(self.state, sort_keys=True)
+        return f"{self.path}{list(self.args)}{state}"
 
 
 def space_identity(space: SearchSpace) -> dict[str, str]:
@@ -102,8 +89,10 @@ def trace_blocks(space: SearchSpace, arch: Mapping[str, Any], input_shape: Seque
     def enter(module: nn.Module, args: tuple[Any, ...]) -> None:
         nonlocal depth
         if depth == 0:
-            state = tuple(sorted(module.latency_state().items())) if isinstance(module, ElasticBlock) else ()
-            blocks.append(Block(names[id(module)], tuple(_describe(a, names[id(module)]) for a in args), state))
+            path = names[id(module)]
+            latency_state = getattr(module, "latency_state", None)
+            state = latency_state() if callable(latency_state) else None
+            blocks.append(Block(path, tuple(_describe(a, path) for a in args), state))
         depth += 1
 
     def leave(module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
@@ -195,10 +184,9 @@ Call = tuple[Callable[[], Any], Callable[[], Any]]
 """An untimed set-up and the timed call."""
 
 
-def _block_call(module: nn.Module, args: tuple[Any, ...], state: tuple[tuple[str, Any], ...]) -> Call:
-    if isinstance(module, ElasticBlock):
-        return (lambda: module.load_latency_state(dict(state))), (lambda: module(*args))
-    return (lambda: None), (lambda: module(*args))
+def _block_call(space: SearchSpace, arch: Mapping[str, Any], module: nn.Module, args: tuple[Any, ...]) -> Call:
+    """Time ``module`` alone, with the architecture it was traced in active (it may set the module's state)."""
+    return (lambda: space.activate(arch)), (lambda: module(*args))
 
 
 def _arch_call(space: SearchSpace, arch: Mapping[str, Any], x: Tensor) -> Call:
@@ -374,16 +362,21 @@ def build_latency_table(
     generator = torch.Generator().manual_seed(derive_seed(seed, "latency_table"))
     # calibration and validation archs are traced first, so their blocks are always in the table
     archs: list[Arch] = [sample_arch(space.choices(), generator) for _ in range(calibration_archs + validation_archs)]
-    blocks = {b.key: b for arch in archs for b in trace_blocks(shadow, arch, input_shape)}
+    blocks: dict[str, tuple[Block, Arch]] = {}  # key -> the block and the first architecture it appeared in
+    for arch in archs:
+        for b in trace_blocks(shadow, arch, input_shape):
+            blocks.setdefault(b.key, (b, arch))
     quiet = 0
     for _ in range(max_archs):
-        new = {b.key: b for b in trace_blocks(shadow, sample_arch(space.choices(), generator), input_shape)}
-        quiet = 0 if set(new) - set(blocks) else quiet + 1
-        blocks.update(new)
+        arch = sample_arch(space.choices(), generator)
+        new = [b for b in trace_blocks(shadow, arch, input_shape) if b.key not in blocks]
+        quiet = 0 if new else quiet + 1
+        for b in new:
+            blocks.setdefault(b.key, (b, arch))
         if quiet >= patience:
             break
     modules = dict(space.named_modules())
-    calls = [_block_call(modules[b.path], _materialise(b.args, device), b.state) for b in blocks.values()]
+    calls = [_block_call(space, source, modules[b.path], _materialise(b.args, device)) for b, source in blocks.values()]
     # calibration and validation archs run end to end in the same rounds, so they see the same load as the blocks
     x = torch.randn(*input_shape, device=device)
     calls += [_arch_call(space, arch, x) for arch in archs]

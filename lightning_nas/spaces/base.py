@@ -11,7 +11,10 @@ from torch import Tensor, nn
 
 from lightning_nas.arch import Arch, Choice, validate_arch
 
-__all__ = ["DifferentiableSpace", "NodeChoice", "SearchSpace", "check_images", "reduction_layers"]
+__all__ = ["CellGraph", "DifferentiableSpace", "NodeChoice", "SearchSpace", "check_images", "reduction_layers"]
+
+CellGraph = list[tuple[str, str, str]]
+"""A cell drawn as ``(source node, target node, op label)`` edges; an empty label draws a plain arrow."""
 
 
 def check_images(x: Tensor, in_channels: int) -> None:
@@ -102,6 +105,14 @@ class SearchSpace(nn.Module, ABC):
 
         Spaces whose choices pick a node's inputs override this so that graph-aware policies (the ENAS controller)
         can attend over earlier nodes; choices left out are plain categorical decisions.
+        """
+        return {}
+
+    def cell_graphs(self, arch: Mapping[str, Any]) -> dict[str, CellGraph]:
+        """The cells of ``arch`` as edge lists to draw, by name (e.g. ``"normal"``); none by default.
+
+        Spaces whose architectures are graphs (cells, chains with skip connections) override this so that
+        :class:`~lightning_nas.callbacks.GenotypeLogger` can draw any method's architecture on them.
         """
         return {}
 

@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from lightning_nas.arch import Arch, Choice, Genotype
 from lightning_nas.ops import DARTS_OPS, FactorizedReduce, MixedOp, ReLUConvBN
-from lightning_nas.spaces.base import DifferentiableSpace, NodeChoice, check_images, reduction_layers
+from lightning_nas.spaces.base import CellGraph, DifferentiableSpace, NodeChoice, check_images, reduction_layers
 
 __all__ = ["DartsCellSpace", "derive_genotype"]
 
@@ -232,6 +232,17 @@ class DartsCellSpace(DifferentiableSpace):
 
     def export_arch(self) -> Arch:
         return self.genotype().to_arch()
+
+    def cell_graphs(self, arch: Mapping[str, Any]) -> dict[str, CellGraph]:
+        """The normal and reduction cells of ``arch`` (a choice mapping), drawn as ``Genotype.graph`` draws them.
+
+        Example:
+            >>> space = DartsCellSpace(in_channels=1, channels=4, layers=3, steps=1, ops=("none", "skip_connect"))
+            >>> space.cell_graphs(space.export_arch())["normal"][-1]
+            ('0', 'c_{k}', '')
+        """
+        genotype = Genotype.from_arch(arch, self.steps)
+        return {cell: genotype.graph(cell) for cell in ("normal", "reduce")}
 
 
 def derive_genotype(alpha_normal: Tensor, alpha_reduce: Tensor, ops: Sequence[str], steps: int) -> Genotype:

@@ -76,6 +76,15 @@ class ElasticSpace(SearchSpace):
     def count_flops(self, arch: Mapping[str, Any]) -> int:
         """Multiply-accumulates of one image through subnet ``arch``, computed without building it."""
 
+    def arch_cost(self, arch: Mapping[str, Any], image_size: int) -> dict[str, float]:
+        """Params and FLOPs of subnet ``arch`` for the search's cost model (:class:`~lightning_nas.search.CostModel`).
+
+        Elastic layers hold the largest weights and run slices of them, so counting the parameters of the modules
+        that ran would count the largest subnet's; the subnet's own counts are used instead. ``image_size`` is not
+        used: the subnet resizes every input to its own resolution.
+        """
+        return {"params": float(self.count_params(arch)), "flops": float(self.count_flops(arch))}
+
     @abstractmethod
     def reorganize_channels(self, keep_within: Sequence[int] = ()) -> None:
         """Sort elastic channels by importance so that narrower subnets keep the most important ones."""
@@ -133,14 +142,6 @@ class ElasticSpace(SearchSpace):
     def sample_subnet(self, generator: torch.Generator, limits: Limits | None = None) -> Arch:
         """A subnet with every choice drawn uniformly from its allowed values."""
         return sample_arch(self.restrict(limits), generator)
-
-    def arch_cost(self, arch: Mapping[str, Any], image_size: int) -> dict[str, float]:
-        """``{"params", "flops"}`` of subnet ``arch`` from :meth:`count_params` / :meth:`count_flops`.
-
-        What :class:`~lightning_nas.search.CostModel` counts an elastic space with (its hooks would miss the
-        elastic layers); the FLOPs are at the subnet's own resolution, so ``image_size`` is not used.
-        """
-        return {"params": float(self.count_params(arch)), "flops": float(self.count_flops(arch))}
 
     def space_path(self) -> str:
         """``module.QualName`` of the space's class, which :func:`elastic_space_from_config` imports."""

@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 from lightning_nas.arch import Arch, Choice, validate_arch
 from lightning_nas.ops import ENAS_MACRO_OPS, FactorizedReduce, build_op
-from lightning_nas.spaces.base import NodeChoice, SearchSpace, check_images
+from lightning_nas.spaces.base import CellGraph, NodeChoice, SearchSpace, check_images
 
 __all__ = ["EnasMacroNetwork", "EnasMacroSpace", "macro_choices", "macro_reduction_layers"]
 
@@ -167,6 +167,23 @@ class EnasMacroSpace(SearchSpace):
             return self.chain(x, [None] * self.layers, [list(range(i)) for i in range(self.layers)])
         ops, skips = self._active
         return self.chain(x, ops, skips)
+
+    def cell_graphs(self, arch: Mapping[str, Any]) -> dict[str, CellGraph]:
+        """The whole chain as one graph ``"macro"``: ``stem -> layer0 -> ...`` labelled with each layer's op, and an
+        edge ``layer{j} -> layer{i}`` labelled ``skip`` for every skip connection (labelled edges are drawn curved,
+        so skips that span several layers stay apart).
+
+        Example:
+            >>> space = EnasMacroSpace(channels=4, layers=2)
+            >>> space.cell_graphs({"layer0/op": "conv_3x3", "layer1/op": "max_pool_3x3", "layer1/skip0": 1})["macro"]
+            [('stem', 'layer0', 'conv_3x3'), ('layer0', 'layer1', 'max_pool_3x3'), ('layer0', 'layer1', 'skip')]
+        """
+        valid = self.validate_arch(arch)
+        graph: CellGraph = []
+        for i, skips in enumerate(_skips(valid, self.layers)):
+            graph.append(("stem" if i == 0 else f"layer{i - 1}", f"layer{i}", str(valid[f"layer{i}/op"])))
+            graph += [(f"layer{j}", f"layer{i}", "skip") for j in skips]
+        return {"macro": graph}
 
 
 class EnasMacroNetwork(nn.Module):

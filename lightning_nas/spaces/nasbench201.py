@@ -30,7 +30,7 @@ from torch import Tensor, nn
 
 from lightning_nas.arch import Arch, Choice, validate_arch
 from lightning_nas.ops import NB201_OPS, MixedOp, ReLUConvBN, build_op
-from lightning_nas.spaces.base import DifferentiableSpace, check_images
+from lightning_nas.spaces.base import CellGraph, DifferentiableSpace, check_images
 
 __all__ = ["NB201_EDGES", "NasBench201Format", "NasBench201Network", "NasBench201Space", "ResidualReduction"]
 
@@ -300,6 +300,33 @@ class NasBench201Space(DifferentiableSpace):
     def export_arch(self) -> Arch:
         strongest = self.alpha.detach().argmax(-1).tolist()
         return {choice.name: self.ops[k] for choice, k in zip(self.choices(), strongest)}
+
+    def arch_probabilities(self) -> dict[str, dict[str, float]]:
+        """The softmax of each edge's alphas, keyed by the edge's choice name (``"1<-0"``, ...), every op included.
+
+        Example:
+            >>> space = NasBench201Space(in_channels=1, channels=4, cells_per_stage=1)
+            >>> probabilities = space.arch_probabilities()
+            >>> list(probabilities)[:2], round(sum(probabilities["3<-2"].values()), 6)
+            (['1<-0', '2<-0'], 1.0)
+        """
+        weights = self.alpha.detach().double().softmax(-1).cpu().tolist()
+        return {choice.name: dict(zip(self.ops, row)) for choice, row in zip(self.choices(), weights)}
+
+    def cell_graphs(self, arch: Mapping[str, Any]) -> dict[str, CellGraph]:
+        """The one cell of ``arch``: nodes ``"0"`` (input) to ``"3"`` (output), each of the 6 edges labelled with its
+        op (``none`` included: the benchmark's cell keeps every edge, a ``none`` edge contributes zeros).
+
+        Example:
+            >>> space = NasBench201Space(in_channels=1, channels=4, cells_per_stage=1)
+            >>> arch = space.arch_format.parse("|none~0|+|none~0|none~1|+|none~0|none~1|skip_connect~2|")
+            >>> graph = space.cell_graphs(arch)
+            >>> len(graph["cell"]), graph["cell"][-1]
+            (6, ('2', '3', 'skip_connect'))
+        """
+        valid = self.validate_arch(self._as_mapping(arch))
+        edges = [(str(source), str(target), str(valid[_edge_name(target, source)])) for target, source in NB201_EDGES]
+        return {"cell": edges}
 
     def arch_string(self, arch: Mapping[str, Any] | None = None) -> str:
         """The benchmark's string of ``arch`` (default: :meth:`export_arch`)."""

@@ -18,6 +18,7 @@ from lightning_nas.search import (
     count_cost,
     measure_latency,
 )
+from lightning_nas.search.latency import trace_blocks
 from lightning_nas.spaces import DartsCellSpace, ElasticMobileNetV3
 
 
@@ -69,6 +70,44 @@ def test_latency_table_predicts_measured_latency_within_15_percent() -> None:
         assert abs(predicted - measured) <= 0.15 * measured
 
 
+def test_elastic_blocks_are_timed_per_setting_and_predict_measured_latency_within_15_percent() -> None:
+    """An elastic block is one module whatever its kernel and expand ratio: each setting must be its own entry,
+    timed with that setting active, or every subnet would be predicted with whichever setting was timed."""
+    torch.set_num_threads(1)
+    space = ElasticMobileNetV3(
+        in_channels=1,
+        num_classes=10,
+        preset="cifar",
+        kernel_sizes=(3, 7),
+        expand_ratios=(1, 6),
+        depths=(1, 2),
+        resolutions=(32,),
+        widths=(16, 16, 24, 32, 48, 64, 64, 128, 128),
+    ).eval()
+    small = space.sample_min_subnet()
+    large = {**small, "stage1/block0/kernel": 7, "stage1/block0/expand": 6}
+    keys = [{b.key for b in trace_blocks(space, arch, (2, 1, 32, 32))} for arch in (small, large)]
+    assert len(keys[0] ^ keys[1]) == 2  # the same module, two settings: two different blocks
+
+    table = build_latency_table(
+        space, (2, 1, 32, 32), warmup=2, repeats=9, patience=30, calibration_archs=3, validation_archs=4, clock="cpu"
+    )
+    predict = table.predictor(space)
+    [ms_small, ms_large] = measure_latency(space, [small, large], (2, 1, 32, 32), repeats=9, clock="cpu")
+    print(
+        f"{len(table.entries)} blocks; one block at k3/e1 vs k7/e6: predicted {predict(small):.2f} vs "
+        f"{predict(large):.2f} ms, measured {ms_small:.2f} vs {ms_large:.2f} ms"
+    )
+    assert predict(large) - predict(small) == pytest.approx(
+        table.entries[next(iter(keys[1] - keys[0]))] - table.entries[next(iter(keys[0] - keys[1]))]
+    )
+    assert predict(large) > predict(small)
+    for check in table.validation:
+        predicted, measured = check["predicted_ms"], check["measured_ms"]
+        print(f"predicted {predicted:.2f} ms, measured {measured:.2f} ms ({100 * (predicted / measured - 1):+.1f}%)")
+        assert abs(predicted - measured) <= 0.15 * measured
+
+
 def test_bad_tables_are_refused_with_clear_messages(tmp_path: Path) -> None:
     space = DartsCellSpace(in_channels=1, channels=4, layers=2, steps=1)
     table = build_latency_table(space, (1, 1, 8, 8), warmup=0, repeats=1, patience=5, calibration_archs=1)
@@ -102,16 +141,3 @@ def test_bad_tables_are_refused_with_clear_messages(tmp_path: Path) -> None:
     partial = LatencyTable.from_json({**payload, "input_shape": [1, 1, 8, 8], "entries": {"stem[]": 1.0}})
     with pytest.raises(KeyError, match="is not in the latency table"):
         partial.predictor(space)(sample_arch(space.choices(), torch.Generator()))
-
-
-def test_elastic_blocks_are_keyed_and_timed_by_their_active_sizes() -> None:
-    """An elastic block's kernel and expand ratio are module state, not inputs: the table keys each block by them
-    and loads them before timing, so a kernel-3 and a kernel-7 block get separate entries (issue 5)."""
-    space = ElasticMobileNetV3(in_channels=1, num_classes=4, preset="cifar", widths=(8,) * 7 + (16, 16))
-    table = build_latency_table(
-        space, (1, 1, 8, 8), warmup=0, repeats=1, max_archs=6, patience=2, calibration_archs=0, validation_archs=0
-    )
-    block = [key for key in table.entries if key.startswith("stages.0.0[")]
-    kernels = {key.split("'kernel': ")[1].split(",")[0] for key in block}
-    assert len(kernels) > 1, block
-    assert all(ms >= 0 for ms in table.entries.values())

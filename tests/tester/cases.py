@@ -1,6 +1,7 @@
 """The methods every shared correctness test runs on: one tiny space and tiny data per case.
 
-Add a new method here as a :class:`MethodCase`; every test in ``tests/tester`` then covers it.
+Add a new method here as a :class:`MethodCase` (append to the flat ``CASES`` list); every test in
+``tests/tester`` then covers it.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ from typing import Any
 import lightning.pytorch as pl
 
 from lightning_nas.data import SyntheticDataModule
-from lightning_nas.methods import DARTS, BigNAS
+from lightning_nas.methods import CARS, DARTS, ENAS, SPOS, BigNAS, OnceForAll
+from lightning_nas.ops import ENAS_MICRO_OPS
 from lightning_nas.spaces import DartsCellSpace, ElasticMobileNetV3, NasBench201Space
 
 
@@ -23,7 +25,7 @@ class MethodCase:
     Args:
         name: test id.
         build: returns a fresh module (same seed → same initial weights).
-        data: returns a fresh datamodule.
+        data: returns a fresh datamodule; every training epoch is 3 batches on one process.
         search_state: the method's search state beyond its weights (e.g. population, phase), for equality checks.
     """
 
@@ -44,8 +46,71 @@ def bilevel_data() -> SyntheticDataModule:
     )
 
 
+def plain_data() -> SyntheticDataModule:
+    # 48 images of 16x16 (the elastic space samples resolutions up to 16): 3 batches of 16 per epoch
+    return SyntheticDataModule(num_samples=48, num_classes=4, in_channels=1, image_size=16, batch_size=16, flip=True)
+
+
 def tiny_nb201_space() -> NasBench201Space:
     return NasBench201Space(in_channels=1, num_classes=4, channels=4, cells_per_stage=1)
+
+
+def tiny_enas() -> ENAS:
+    space = DartsCellSpace(in_channels=1, num_classes=4, channels=4, layers=3, steps=2, ops=ENAS_MICRO_OPS)
+    # two weight steps, then one controller step of two children: the 3-batch epochs mix both phases
+    return ENAS(
+        space,
+        weight_steps=2,
+        controller_steps=1,
+        controller_samples=2,
+        derive_samples=2,
+        hidden_size=16,
+        controller_lr=0.05,
+    )
+
+
+def enas_state(module: pl.LightningModule) -> Any:
+    assert isinstance(module, ENAS)
+    return {
+        "policy": dict(module.policy.state_dict()),
+        "baseline": module.baseline,
+        "search_step": module.search_step,
+        "derived": (module.derived_arch, module.derived_score),
+    }
+
+
+def spos_state(module: pl.LightningModule) -> Any:
+    assert isinstance(module, SPOS)
+    return dict(module.last_path)
+
+
+def cars_state(module: pl.LightningModule) -> Any:
+    assert isinstance(module, CARS)
+    return module.search_state()
+
+
+TINY_WIDTHS = (8, 8, 8, 16, 16, 24, 24, 48, 64)
+
+
+def tiny_ofa() -> OnceForAll:
+    space = ElasticMobileNetV3(
+        in_channels=1, num_classes=4, preset="cifar", widths=TINY_WIDTHS, resolutions=(8, 12, 16)
+    )
+    # epoch 0: full network; epoch 1: depth-1 (teacher taken, two subnets per step), where the resume tests stop;
+    # epoch 2 walks through depth-2 and expand-1 (channel sorting) into expand-2
+    return OnceForAll(
+        space,
+        phase_epochs=[1, 0, 1, 0, 0, 1],
+        phase_lrs=[0.05] * 6,
+        phase_warmup_epochs=[0] * 6,
+        subnets_per_step=[1, 1, 2, 2, 2, 2],
+        calibration_images=0,
+    )
+
+
+def ofa_state(module: pl.LightningModule) -> Any:
+    assert isinstance(module, OnceForAll)
+    return {"phase_index": module.phase_index, "phase": module.phase.name}
 
 
 def tiny_bignas() -> BigNAS:
@@ -55,14 +120,14 @@ def tiny_bignas() -> BigNAS:
     return BigNAS(space, num_random_subnets=1, warmup_epochs=1, calibration_images=16, calibration_batch_size=16)
 
 
-def elastic_data() -> SyntheticDataModule:
-    # 48 images: 3 batches of 16 per epoch, with crop + flip augmentation (seeded per batch)
-    return SyntheticDataModule(num_samples=48, num_classes=4, in_channels=1, image_size=12, batch_size=16, flip=True)
-
-
 CASES = [
     MethodCase("darts-first", lambda: DARTS(tiny_darts_space(), order="first"), bilevel_data),
     MethodCase("darts-second", lambda: DARTS(tiny_darts_space(), order="second"), bilevel_data),
     MethodCase("darts-nb201", lambda: DARTS(tiny_nb201_space(), order="second"), bilevel_data),
-    MethodCase("bignas", tiny_bignas, elastic_data, lambda module: module.sampled_archs()),
+    MethodCase("enas", tiny_enas, bilevel_data, enas_state),
+    MethodCase("spos", lambda: SPOS(tiny_darts_space(), lr=0.05, image_size=8), bilevel_data, spos_state),
+    MethodCase("spos-nb201", lambda: SPOS(tiny_nb201_space(), lr=0.05, image_size=8), plain_data, spos_state),
+    MethodCase("cars", lambda: CARS(tiny_darts_space(), population_size=4, image_size=8), bilevel_data, cars_state),
+    MethodCase("ofa", tiny_ofa, plain_data, ofa_state),
+    MethodCase("bignas", tiny_bignas, plain_data, lambda module: module.sampled_archs()),
 ]

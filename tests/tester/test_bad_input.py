@@ -14,7 +14,7 @@ from lightning_nas.arch import Choice, Genotype, load_arch, validate_arch
 from lightning_nas.cli import main
 from lightning_nas.data import FashionMNISTDataModule, SyntheticDataModule
 from lightning_nas.functional import update_baseline
-from lightning_nas.methods import DARTS, BigNAS, Retrain
+from lightning_nas.methods import CARS, DARTS, ENAS, SPOS, BigNAS, OnceForAll, Retrain
 from lightning_nas.ops import build_op, register_op
 from lightning_nas.sampling import mutate, step_generator
 from lightning_nas.search import (
@@ -36,10 +36,6 @@ CHOICES = [Choice("op", ("conv", "pool"))]
 
 def _space() -> DartsCellSpace:
     return DartsCellSpace(in_channels=1, num_classes=4, channels=4, layers=3, steps=2)
-
-
-def _elastic() -> ElasticMobileNetV3:
-    return ElasticMobileNetV3(in_channels=1, num_classes=4, preset="cifar", widths=(8,) * 7 + (16, 16))
 
 
 def _cli(tmp: Path, *flags: str) -> Callable[[], object]:
@@ -115,6 +111,13 @@ def _cases(tmp: Path) -> list[tuple[str, Callable[[], object], type[BaseExceptio
         ("bignas-random-subnets", lambda: BigNAS(_elastic(), num_random_subnets=-2), ValueError, "got -2"),
         ("bignas-no-teacher", lambda: BigNAS(_elastic(), teacher="none"), ValueError, "teacher='none'"),
         ("retrain-genotype", lambda: Retrain(arch="DARTS_V9"), FileNotFoundError, "DARTS_V9"),
+        ("enas-policy", lambda: ENAS(_space(), policy="gru"), ValueError, "'gru'"),  # type: ignore[arg-type]
+        ("enas-steps", lambda: ENAS(_space(), weight_steps=0), ValueError, "weight_steps=0"),
+        ("spos-nan-policy", lambda: SPOS(_space(), nan_policy="ignore"), ValueError, "'ignore'"),  # type: ignore[arg-type]
+        ("cars-population", lambda: CARS(_space(), population_size=1), ValueError, "population_size=1"),
+        ("ofa-space", lambda: OnceForAll(_space()), TypeError, "DartsCellSpace"),  # type: ignore[arg-type]
+        ("ofa-phase-epochs", lambda: OnceForAll(_elastic(), phase_epochs=[1, 2, 3]), ValueError, "[1, 2, 3]"),
+        ("ofa-checkpoint-phase", lambda: _ofa_checkpoint_in_phase("shrink-3"), ValueError, "'shrink-3'"),
         # data
         (
             "dataset-missing",
@@ -178,6 +181,17 @@ def _cases(tmp: Path) -> list[tuple[str, Callable[[], object], type[BaseExceptio
         ("ckpt-not-a-checkpoint", _cli(tmp, f"--ckpt_path={not_ckpt}"), SystemExit, "text.ckpt"),
         ("export-missing", lambda: main(["export", "--ckpt_path", str(ckpt_missing)]), SystemExit, "nothing.ckpt"),
     ]
+
+
+def _elastic() -> ElasticMobileNetV3:
+    return ElasticMobileNetV3(in_channels=1, num_classes=4, preset="cifar", widths=(8, 8, 8, 16, 16, 24, 24, 48, 64))
+
+
+def _ofa_checkpoint_in_phase(phase: str) -> None:
+    """Load a checkpoint entry that names a phase this run does not have."""
+    model = OnceForAll(_elastic())
+    entry = {"method": "OnceForAll", "space": "ElasticMobileNetV3", "phase": phase, "phase_index": 2}
+    model.on_load_checkpoint({"lightning_nas": entry, "state_dict": {}})
 
 
 def _bad_op_genotype() -> Genotype:

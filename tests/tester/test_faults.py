@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -12,12 +13,15 @@ from pathlib import Path
 import lightning.pytorch as pl
 import pytest
 import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from torch import Tensor
 
-from lightning_nas.cli import main
+from lightning_nas.callbacks import CheckpointOnInterrupt, GenotypeLogger
+from lightning_nas.cli import main, read_checkpoint_result
 from lightning_nas.methods import DARTS
 from tests.test_cli import _search_args
-from tests.tester.cases import CASES, MethodCase, bilevel_data, tiny_darts_space
+from tests.tester.cases import CASES, MethodCase, bilevel_data, tiny_darts_space, tiny_enas
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -155,7 +159,7 @@ def test_bad_nan_policy_is_named() -> None:
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
-def test_checkpoint_of_another_space_is_refused_naming_both(case: MethodCase, tmp_path: Path) -> None:
+def test_foreign_or_truncated_checkpoint_is_refused_by_name(case: MethodCase, tmp_path: Path) -> None:
     pl.seed_everything(0)
     module = case.build()
     trainer = _trainer(tmp_path, max_steps=1)
@@ -163,7 +167,161 @@ def test_checkpoint_of_another_space_is_refused_naming_both(case: MethodCase, tm
     path = tmp_path / "model.ckpt"
     trainer.save_checkpoint(path)
     checkpoint = torch.load(path, weights_only=True)
+    assert read_checkpoint_result(path)["method"] == type(module).__name__
     checkpoint["lightning_nas"]["space"] = "SomeOtherSpace"
     space = type(module.space).__name__  # type: ignore[union-attr]
     with pytest.raises(ValueError, match=f"space 'SomeOtherSpace'.*space '{space}'"):
         case.build().on_load_checkpoint(checkpoint)
+    checkpoint["lightning_nas"].update(space=space, method="SomeOtherMethod")
+    with pytest.raises(ValueError, match=f"method 'SomeOtherMethod'.*method '{type(module).__name__}'"):
+        case.build().on_load_checkpoint(checkpoint)
+    # a truncated copy of this method's checkpoint: one clear error naming the file
+    truncated = tmp_path / "truncated.ckpt"
+    truncated.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(ValueError, match=f"'{truncated}' is not a readable checkpoint"):
+        read_checkpoint_result(truncated)
+
+
+class NaNOutputsAt(pl.Callback):
+    """Make the space's training-mode outputs NaN during one training batch, whatever the method computes."""
+
+    def __init__(self, batch: int) -> None:
+        self.batch, self.seen, self.active = batch, -1, False
+        self.step: int | None = None  # the global step the NaN batch ran at
+        self.before: dict[str, Tensor] = {}
+        self.after: dict[str, Tensor] = {}
+        self.next: dict[str, Tensor] = {}
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        pl_module.space.register_forward_hook(self._hook)  # type: ignore[union-attr]
+
+    def _hook(self, module: torch.nn.Module, inputs: object, output: Tensor) -> Tensor | None:
+        return output * float("nan") if self.active and module.training else None
+
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: object) -> None:
+        self.seen += 1
+        self.active = self.seen == self.batch
+        if self.active:
+            self.step, self.before = trainer.global_step, _parameters(pl_module)
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: object) -> None:
+        if self.active:
+            self.after = _parameters(pl_module)
+        elif self.seen == self.batch + 1:
+            self.next = _parameters(pl_module)
+        self.active = False
+
+
+def _parameters(module: pl.LightningModule) -> dict[str, Tensor]:
+    return {name: p.detach().clone() for name, p in module.named_parameters()}
+
+
+def _with_policy(case: MethodCase, policy: str) -> pl.LightningModule:
+    module = case.build()
+    module.nan_policy = policy  # type: ignore[assignment]
+    return module
+
+
+NAN_BATCH = 1  # a weight step for every method (ENAS's first controller step is batch 2)
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
+def test_nan_loss_stops_every_method_naming_the_step_and_the_loss(case: MethodCase, tmp_path: Path) -> None:
+    pl.seed_everything(0)
+    module, nan = _with_policy(case, "stop"), NaNOutputsAt(NAN_BATCH)
+    every_step = ModelCheckpoint(dirpath=tmp_path / "ckpt", every_n_train_steps=1, save_top_k=-1)
+    with pytest.raises(FloatingPointError, match=r"non-finite [a-z ]*loss[a-z0-9 ]* at step 1 \(epoch 0\)"):
+        _trainer(tmp_path, max_steps=4, callbacks=[nan, every_step]).fit(module, datamodule=case.data())
+    assert nan.step == 1
+    assert all(torch.isfinite(p).all() for p in module.parameters())
+    # the last good checkpoint (step 1) is kept, loadable and finite; nothing was written after it
+    assert [p.name for p in (tmp_path / "ckpt").iterdir()] == ["epoch=0-step=1.ckpt"]
+    state = torch.load(tmp_path / "ckpt" / "epoch=0-step=1.ckpt", weights_only=True)
+    assert all(
+        torch.isfinite(v).all() for v in state["state_dict"].values() if isinstance(v, Tensor) and v.is_floating_point()
+    )
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
+def test_nan_loss_skipped_in_every_method_changes_no_parameter(case: MethodCase, tmp_path: Path) -> None:
+    pl.seed_everything(0)
+    module, nan = _with_policy(case, "skip"), NaNOutputsAt(NAN_BATCH)
+    with pytest.warns(UserWarning, match=r"non-finite [a-z ]*loss[a-z0-9 ]* at step 1 \(epoch 0\); update skipped"):
+        _trainer(tmp_path, max_steps=4, enable_checkpointing=False, callbacks=[nan]).fit(module, datamodule=case.data())
+    assert module.skipped_steps >= 1  # type: ignore[operator]
+    assert all(torch.isfinite(p).all() for p in module.parameters())
+    for name, value in nan.before.items():
+        assert torch.equal(nan.after[name], value), f"{name} changed on the skipped batch"
+    assert any(not torch.equal(nan.next[n], nan.after[n]) for n in nan.before)  # the next batch trains again
+
+
+@pytest.mark.parametrize("policy", ["stop", "skip"])
+def test_non_finite_enas_controller_loss_is_named(policy: str, tmp_path: Path) -> None:
+    """An infinite baseline makes the REINFORCE loss infinite at the first controller step (batch 2, step 2)."""
+    pl.seed_everything(0)
+    module = tiny_enas()
+    module.nan_policy = policy  # type: ignore[assignment]
+    module.baseline.fill_(float("inf"))
+    policy_before = {k: v.detach().clone() for k, v in module.policy.named_parameters()}
+    trainer = _trainer(tmp_path, max_steps=3, enable_checkpointing=False)
+    if policy == "stop":
+        with pytest.raises(FloatingPointError, match=r"non-finite controller loss at step 2 \(epoch 0\)"):
+            trainer.fit(module, datamodule=bilevel_data())
+        return
+    with pytest.warns(UserWarning, match=r"non-finite controller loss at step 2 \(epoch 0\); update skipped"):
+        trainer.fit(module, datamodule=bilevel_data())
+    assert all(torch.equal(v, policy_before[k]) for k, v in module.policy.named_parameters())
+    assert torch.isinf(module.baseline)  # the skipped update left the baseline alone too
+
+
+class SignalAt(pl.Callback):
+    """Send this process a signal (SIGTERM: a cluster's pre-emption) at the end of the batch that reaches ``step``."""
+
+    def __init__(self, step: int, signum: int = signal.SIGTERM) -> None:
+        self.step, self.signum, self.sent = step, signum, False
+
+    def on_train_batch_end(self, trainer: pl.Trainer, *args: object) -> None:
+        if trainer.global_step == self.step and not self.sent:
+            self.sent = True
+            os.kill(os.getpid(), self.signum)
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
+def test_sigterm_mid_epoch_leaves_a_checkpoint_and_history_for_every_method(case: MethodCase, tmp_path: Path) -> None:
+    pl.seed_everything(0)
+    module = case.build()
+    callbacks = [CheckpointOnInterrupt(), GenotypeLogger(pictures=False), SignalAt(4)]  # step 4: mid-epoch 1
+    with pytest.raises(SIGTERMException):
+        _trainer(tmp_path, max_steps=7, callbacks=callbacks).fit(module, datamodule=case.data())
+    checkpoint = tmp_path / "checkpoints" / "interrupted.ckpt"
+    assert not list(checkpoint.parent.glob(".*partial"))
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    assert state["lightning_nas"]["method"] == type(module).__name__
+    assert state["global_step"] == 4
+    history = [json.loads(line) for line in (tmp_path / "architecture_history.jsonl").read_text().splitlines()]
+    assert history
+    assert all(record["step"] <= 4 for record in history)
+
+    pl.seed_everything(0)
+    resumed = _trainer(tmp_path, max_steps=6, callbacks=[GenotypeLogger(pictures=False)])
+    resumed.fit(case.build(), datamodule=case.data(), ckpt_path=checkpoint)
+    assert resumed.global_step == 6
+    lines = (tmp_path / "architecture_history.jsonl").read_text().splitlines()
+    assert [json.loads(line) for line in lines[: len(history)]] == history  # the history continues, intact
+
+
+def test_ctrl_c_mid_epoch_leaves_a_loadable_checkpoint(tmp_path: Path) -> None:
+    """Lightning turns Ctrl-C into a graceful shutdown (``sys.exit(1)``, SIGINT ignored from then on)."""
+    case = CASES[0]
+    pl.seed_everything(0)
+    handler = signal.getsignal(signal.SIGINT)
+    try:
+        with pytest.raises(SystemExit):
+            _trainer(tmp_path, max_steps=7, callbacks=[CheckpointOnInterrupt(), SignalAt(4, signal.SIGINT)]).fit(
+                case.build(), datamodule=case.data()
+            )
+    finally:
+        signal.signal(signal.SIGINT, handler)
+    state = torch.load(tmp_path / "checkpoints" / "interrupted.ckpt", map_location="cpu", weights_only=True)
+    assert state["global_step"] == 4
+    assert read_checkpoint_result(tmp_path / "checkpoints" / "interrupted.ckpt")["method"] == "DARTS"
