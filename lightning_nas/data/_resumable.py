@@ -14,45 +14,72 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import DataLoader, DistributedSampler, Sampler
 
 from lightning_nas.sampling import derive_seed
 
 __all__ = ["ResumableDataLoader", "ResumableSampler"]
 
 
-class ResumableSampler(Sampler[int]):
+class ResumableSampler(DistributedSampler):
     """Shuffled indices, a fresh permutation per pass, that can start a pass part-way through.
+
+    Under a distributed strategy every rank draws the same permutation and takes every ``num_replicas``-th index
+    from position ``rank`` (the permutation is first padded by repeating its start to a multiple of
+    ``num_replicas``, as ``DistributedSampler`` does), so the ranks' shards are disjoint and cover the data. It is a
+    ``DistributedSampler`` so that Lightning keeps it instead of wrapping it, and a resumed DDP run continues
+    mid-epoch too.
 
     Args:
         num_items: dataset size.
         seed: run seed.
         stream: which loader this is (0 weights, 1 architecture), so loaders do not share permutations.
-        counter: the number of training batches taken so far in the whole run.
+        counter: the number of training batches taken so far in the whole run (on this rank).
         batch_size: batch size of the loader, to turn a batch position into an index position.
         drop_last: whether the loader drops the last partial batch.
+        num_replicas: number of ranks.
+        rank: this rank.
 
     Example:
         >>> sampler = ResumableSampler(6, seed=0, stream=0, counter=lambda: 0, batch_size=2, drop_last=True)
         >>> sorted(sampler) == list(range(6))
         True
+        >>> shards = [list(ResumableSampler(5, seed=0, stream=0, counter=lambda: 0, batch_size=2, drop_last=True,
+        ...                                 num_replicas=2, rank=r)) for r in (0, 1)]
+        >>> len(shards[0]), len(shards[1]), sorted(set(shards[0] + shards[1]))
+        (3, 3, [0, 1, 2, 3, 4])
     """
 
     def __init__(
-        self, num_items: int, *, seed: int, stream: int, counter: Callable[[], int], batch_size: int, drop_last: bool
+        self,
+        num_items: int,
+        *,
+        seed: int,
+        stream: int,
+        counter: Callable[[], int],
+        batch_size: int,
+        drop_last: bool,
+        num_replicas: int = 1,
+        rank: int = 0,
     ) -> None:
+        Sampler.__init__(self)  # not DistributedSampler's: it would query the process group
+        if not 0 <= rank < num_replicas:
+            raise ValueError(f"need 0 <= rank < num_replicas, got {rank=}, {num_replicas=}")
         self.num_items, self.seed, self.stream = num_items, seed, stream
         self.counter, self.batch_size, self.drop_last = counter, batch_size, drop_last
+        self.num_replicas, self.rank, self.shuffle = num_replicas, rank, True
+        self.num_samples = -(-num_items // num_replicas)  # this rank's share of one pass
+        self.total_size = self.num_samples * num_replicas
         self.epoch = 0
         self.cycle = 0
         self.epoch_start = 0
         self._resume_consumed: int | None = None
 
     def __len__(self) -> int:
-        return self.num_items
+        return self.num_samples
 
     def batches_per_pass(self) -> int:
-        full, rest = divmod(self.num_items, self.batch_size)
+        full, rest = divmod(self.num_samples, self.batch_size)
         return full if self.drop_last or rest == 0 else full + 1
 
     def set_epoch(self, epoch: int) -> None:
@@ -76,6 +103,8 @@ class ResumableSampler(Sampler[int]):
             self._resume_consumed = None
         seed = derive_seed(self.seed, "shuffle", self.stream, self.epoch, self.cycle)
         order = torch.randperm(self.num_items, generator=torch.Generator().manual_seed(seed))
+        if self.num_replicas > 1:
+            order = torch.cat([order, order[: self.total_size - self.num_items]])[self.rank :: self.num_replicas]
         yield from order[start:].tolist()
         self.cycle += 1  # only a pass that ran to the end counts; discarded iterators do not
 
@@ -91,8 +120,7 @@ class ResumableSampler(Sampler[int]):
 class ResumableDataLoader(DataLoader):
     """A ``DataLoader`` with Lightning's ``state_dict``/``load_state_dict`` protocol for mid-epoch resume.
 
-    The state lives in its :class:`ResumableSampler`. Under a distributed strategy Lightning swaps the sampler
-    for a distributed one; the loader then has no state of its own and resumes at the start of the epoch.
+    The state lives in its :class:`ResumableSampler` (one per rank under a distributed strategy).
     """
 
     def state_dict(self) -> dict[str, int]:

@@ -223,6 +223,7 @@ class ImageDataModule(pl.LightningDataModule):
             counter=self._trained_batches,
             batch_size=batch_size,
             drop_last=drop_last,
+            **self._shard(),
         )
         return ResumableDataLoader(
             dataset,
@@ -232,6 +233,15 @@ class ImageDataModule(pl.LightningDataModule):
             num_workers=workers,
             persistent_workers=persistent,
         )
+
+    def _shard(self) -> dict[str, int]:
+        """This process's ``num_replicas``/``rank`` for the training sampler: Lightning's distributed settings."""
+        trainer = self.trainer
+        kwargs = None if trainer is None else trainer.distributed_sampler_kwargs
+        # Trainer(use_distributed_sampler=False) asks for every rank to see all the data
+        if not kwargs or not getattr(trainer, "_accelerator_connector").use_distributed_sampler:
+            return {}
+        return {"num_replicas": int(kwargs.get("num_replicas", 1)), "rank": int(kwargs.get("rank", 0))}
 
     def _trained_batches(self) -> int:
         return self._train_batches

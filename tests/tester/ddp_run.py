@@ -9,6 +9,9 @@ then runs every named case in turn in one process group, so the start-up cost is
 batch every rank gathers every rank's parameters (weights, architecture parameters, controller), its search state
 and the architectures it sampled in that batch, and records any difference; at the end it compares the final
 architecture. Each rank writes ``OUT_DIR/<case>.rank<r>.pt``.
+
+A case named ``resume:<case>`` instead stops a DDP run mid-epoch and resumes it from its checkpoint, and records
+where its final weights and search state differ from an uninterrupted DDP run's (``OUT_DIR/resume-<case>.rank<r>.pt``).
 """
 
 from __future__ import annotations
@@ -27,9 +30,11 @@ if str(REPO) not in sys.path:
 import lightning.pytorch as pl  # noqa: E402
 import torch  # noqa: E402
 import torch.distributed as dist  # noqa: E402
+from lightning.pytorch.callbacks import ModelCheckpoint  # noqa: E402
 from typing_extensions import override  # noqa: E402
 
 from lightning_nas.arch import Arch  # noqa: E402
+from lightning_nas.data import SyntheticDataModule  # noqa: E402
 from lightning_nas.methods import ENAS, SPOS  # noqa: E402
 from lightning_nas.methods.base import NASModule, export_payload  # noqa: E402
 from tests.tester.cases import CASES, MethodCase, bilevel_data, tiny_darts_space, tiny_enas  # noqa: E402
@@ -157,6 +162,79 @@ def run_case(case: MethodCase, out: Path) -> None:
     torch.save(report, out / f"{case.name}.rank{trainer.global_rank}.pt")
 
 
+class _Crash(Exception):
+    pass
+
+
+class CrashAt(pl.Callback):
+    """Kill the run as the step after ``step`` starts (Lightning runs checkpoint callbacks last in a hook)."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_start(self, trainer: pl.Trainer, *args: object) -> None:
+        if trainer.global_step == self.step:
+            raise _Crash
+
+
+RESUME_PREFIX = "resume:"
+RESUME_STEPS, RESUME_STOP = 7, 4  # 3 batches per rank and epoch: the checkpoint falls inside the second epoch
+
+
+def _resume_data() -> SyntheticDataModule:
+    # twice the tester's data, so that each rank's half of a search half still makes 3 batches of 16 per epoch
+    return SyntheticDataModule(
+        num_samples=192, num_classes=4, in_channels=1, image_size=8, search=True, batch_size=16, flip=True
+    )
+
+
+def _resume_fit(case: MethodCase, root: Path, max_steps: int, ckpt_path: str | None, **kwargs: Any) -> NASModule:
+    pl.seed_everything(0)
+    module = case.build()
+    assert isinstance(module, NASModule)
+    trainer = pl.Trainer(
+        strategy="ddp_find_unused_parameters_true",
+        accelerator="cpu",
+        devices=WORLD_SIZE,
+        default_root_dir=root,
+        max_steps=max_steps,
+        limit_val_batches=1,
+        num_sanity_val_steps=0,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        deterministic=True,
+        **kwargs,
+    )
+    trainer.fit(module, datamodule=_resume_data(), ckpt_path=ckpt_path)
+    return module
+
+
+def run_resume(case: MethodCase, out: Path) -> None:
+    """Stop a DDP run mid-epoch and resume it: every rank must end where an uninterrupted DDP run ends."""
+    root = out / f"resume-{case.name}"
+    full = _resume_fit(case, root / "full", RESUME_STEPS, None, enable_checkpointing=False)
+    checkpoint = ModelCheckpoint(dirpath=root / "ckpt", every_n_train_steps=RESUME_STOP, save_top_k=-1)
+    try:  # killed as the step after RESUME_STOP starts, on both ranks: the checkpoint is the mid-epoch one
+        _resume_fit(case, root / "first", RESUME_STEPS, None, callbacks=[checkpoint, CrashAt(RESUME_STOP)])
+    except _Crash:
+        pass
+    else:
+        raise AssertionError("the first run was to be killed")
+    [saved] = sorted((root / "ckpt").glob(f"*step={RESUME_STOP}.ckpt"))
+    resumed = _resume_fit(case, root / "second", RESUME_STEPS, str(saved), enable_checkpointing=False)
+    rank = dist.get_rank()
+    # A checkpoint holds rank 0's buffers, so the other ranks resume with rank 0's BatchNorm running statistics
+    # (per rank by design, and broadcast by DDP only in forwards it wraps): compare those on rank 0 only.
+    per_rank = ("running_mean", "running_var", "num_batches_tracked")
+    states = [
+        {k: v for k, v in m.state_dict().items() if rank == 0 or not k.endswith(per_rank)} for m in (full, resumed)
+    ]
+    mismatches = differences(*states)
+    mismatches += differences(case.search_state(full), case.search_state(resumed), "search_state")
+    torch.save({"mismatches": mismatches}, out / f"{RESUME_PREFIX.rstrip(':')}-{case.name}.rank{rank}.pt")
+
+
 def launch(args: list[str]) -> int:
     """Start the ranks as ``torchrun`` would, wait for them, and return the worst exit code."""
     with socket.socket() as probe:
@@ -185,11 +263,14 @@ def main() -> int:
     if "LOCAL_RANK" not in os.environ:
         return launch(sys.argv[1:])
     by_name = {case.name: case for case in [*CASES, BROKEN, ENAS_REWARDS]}
-    unknown = sorted(set(names) - set(by_name))
+    unknown = sorted({name.removeprefix(RESUME_PREFIX) for name in names} - set(by_name))
     if unknown:
-        raise SystemExit(f"unknown cases {unknown}; known: {sorted(by_name)}")
+        raise SystemExit(f"unknown cases {unknown}; known: {sorted(by_name)} (prefix {RESUME_PREFIX!r} to resume)")
     for name in names:
-        run_case(by_name[name], out)
+        if name.startswith(RESUME_PREFIX):
+            run_resume(by_name[name.removeprefix(RESUME_PREFIX)], out)
+        else:
+            run_case(by_name[name], out)
     return 0
 
 
