@@ -38,7 +38,7 @@ def supernet(data_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
             f"--trainer.default_root_dir={root}",
             f"--trainer.logger.init_args.save_dir={root}",
             "--trainer.max_steps=3",
-            "--trainer.limit_val_batches=1",
+            "--trainer.limit_val_batches=2",
             "--model.channels_last=false",
             "--trainer.enable_model_summary=false",
             *TINY,

@@ -27,7 +27,7 @@ def ofa_run(tmp_path_factory: pytest.TempPathFactory, data_root: Path) -> Path:
             str(REPO / "configs/ofa/mnist.yaml"),
             f"--trainer.logger.init_args.save_dir={save_dir}",
             "--trainer.max_epochs=2",
-            "--trainer.limit_val_batches=1",
+            "--trainer.limit_val_batches=2",
             "--trainer.num_sanity_val_steps=0",
             "--trainer.enable_progress_bar=false",
             "--model.phase_epochs=[1,1,0,0,0,0]",

@@ -29,7 +29,7 @@ def test_the_nb201_config_reports_the_table_from_the_cli(
             "--model.space.init_args.channels=4",
             "--model.space.init_args.cells_per_stage=1",
             "--trainer.max_steps=2",
-            "--trainer.limit_val_batches=1",
+            "--trainer.limit_val_batches=2",
             "--trainer.enable_model_summary=false",
         ]
     )

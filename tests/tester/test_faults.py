@@ -58,7 +58,7 @@ def test_sigterm_mid_epoch_leaves_a_checkpoint_that_resumes(tmp_path: Path) -> N
 
 
 def _checkpoint(tmp_path: Path) -> Path:
-    main(_search_cli(tmp_path, "--trainer.max_steps=1", "--trainer.limit_val_batches=1"))
+    main(_search_cli(tmp_path, "--trainer.max_steps=1", "--trainer.limit_val_batches=2"))
     return tmp_path / "darts_digits" / "version_0" / "checkpoints" / "last.ckpt"
 
 
