@@ -232,8 +232,8 @@ def export_main(argv: Sequence[str]) -> int:
     subnet.add_argument(
         "--input_size",
         type=int,
-        help="side of the images the saved network takes (default: the "
-        "subnet's resolution; other sizes are resized inside the network)",
+        help="side of the images the saved network takes, and the only one (a static graph; default: the "
+        "subnet's resolution); when it differs from the resolution, the network resizes inside",
     )
     ns = parser.parse_args(list(argv))
     if ns.subnet is not None:

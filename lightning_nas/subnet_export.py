@@ -7,6 +7,8 @@ its architecture inside, which loads without this library::
     extra = {"architecture.json": ""}
     net = torch.export.load("subnet.pt2", extra_files=extra).module()   # eval-mode graph, any batch size
     logits = net(images)                # normalised images [B, C, S, S], S = --input_size (default: the resolution)
+
+The batch size is dynamic; the image side is fixed at export (``--input_size``), so export once per input size.
 """
 
 from __future__ import annotations
