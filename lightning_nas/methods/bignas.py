@@ -384,13 +384,7 @@ class BigNAS(NASModule):
     @override
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         super().on_save_checkpoint(checkpoint)
-        checkpoint[CHECKPOINT_KEY].update(
-            {
-                "limits": {d: list(v) for d, v in self.space.dimensions().items()},
-                "space_class": self.space.space_path(),
-                "space_config": self.space.config(),
-            }
-        )
+        checkpoint[CHECKPOINT_KEY].update(self.space.checkpoint_entry())
 
 
 def _check_arguments(

@@ -369,15 +369,8 @@ class OnceForAll(NASModule):
     @override
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         super().on_save_checkpoint(checkpoint)
-        checkpoint[CHECKPOINT_KEY].update(
-            {
-                "phase": self.phase.name,
-                "phase_index": self.phase_index,
-                "limits": {d: list(v) for d, v in self.phase.limits.items()},
-                "space_class": self.space.space_path(),
-                "space_config": self.space.config(),
-            }
-        )
+        entry = self.space.checkpoint_entry(self.phase.limits)
+        checkpoint[CHECKPOINT_KEY].update({"phase": self.phase.name, "phase_index": self.phase_index, **entry})
 
     @override
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:

@@ -147,6 +147,17 @@ class ElasticSpace(SearchSpace):
         """``module.QualName`` of the space's class, which :func:`elastic_space_from_config` imports."""
         return f"{type(self).__module__}.{type(self).__qualname__}"
 
+    def checkpoint_entry(self, limits: Mapping[str, Sequence[int]] | None = None) -> dict[str, Any]:
+        """What a method stores in its checkpoint entry so that the supernet can be rebuilt without the training
+        config (``lightning-nas export --subnet``): the space's class and constructor arguments, and the sizes the
+        run trained (``limits``: dimension -> values; default: all of them)."""
+        limits = self.dimensions() if limits is None else limits
+        return {
+            "limits": {d: list(v) for d, v in limits.items()},
+            "space_class": self.space_path(),
+            "space_config": self.config(),
+        }
+
 
 def elastic_space_from_config(class_path: str, config: Mapping[str, Any]) -> ElasticSpace:
     """Rebuild a space from :meth:`ElasticSpace.space_path` and :meth:`ElasticSpace.config` (e.g. from a checkpoint).
