@@ -79,7 +79,7 @@ def _cases(tmp: Path) -> list[tuple[str, Callable[[], object], type[BaseExceptio
                 " reduce=[('sep_conv_3x3', 0), ('sep_conv_3x3', 1)], reduce_concat=[2])"
             ),
             ValueError,
-            "7",
+            "('sep_conv_3x3', 7) feeds node 2",
         ),
         ("genotype-unknown-op", lambda: _space().activate(_bad_op_genotype()), ValueError, "conv_9x9"),
         ("arch-file-missing", lambda: load_arch(tmp / "nope.json"), FileNotFoundError, "nope.json"),
@@ -138,7 +138,7 @@ def _cases(tmp: Path) -> list[tuple[str, Callable[[], object], type[BaseExceptio
             "mutate-count",
             lambda: mutate({"op": "conv"}, CHOICES, step_generator(0, 0), num_mutations=2),
             ValueError,
-            "2",
+            "got 2",
         ),
         (
             "constraint-impossible",
@@ -164,14 +164,14 @@ def _cases(tmp: Path) -> list[tuple[str, Callable[[], object], type[BaseExceptio
         (
             "table-budget",
             lambda: run_budgeted_search(
-                RandomSearch(nb201.choices()),
+                RandomSearch(nb201.choices(), metric="acc"),
                 TabularBenchmark.load(_table(tmp, table_csv), nb201),
                 budget=1.0,
                 cost_column="cost",
                 report_metric="acc",
             ),
             ValueError,
-            "1",
+            "budget 1 is smaller than the cheapest query",
         ),
         # CLI, configs and checkpoints
         ("cli-flag", _cli(tmp, "--model.arch_lrr=0.1"), SystemExit, "arch_lrr"),
