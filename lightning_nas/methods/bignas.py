@@ -29,6 +29,7 @@ from typing_extensions import override
 
 from lightning_nas.arch import Arch
 from lightning_nas.callbacks.bn_recalibration import RecalibrateBatchNorm
+from lightning_nas.data.augment import random_crop, random_flip
 from lightning_nas.functional import soft_target_cross_entropy
 from lightning_nas.methods.base import CHECKPOINT_KEY, NASModule, SubnetResult
 from lightning_nas.ops.elastic import ElasticInvertedResidual
@@ -110,8 +111,10 @@ class BigNAS(NASModule):
     only, two random subnets per step, learning rate decaying by 0.97 every 2.4 epochs down to a floor of 5% of
     the initial one, no weight decay on BN and biases (``weight_decay`` 1e-5 on the rest), zero-initialised last BN
     gamma of residual blocks. The optimizer is SGD with Nesterov momentum 0.9. The datamodule's augmentation (if
-    any) applies to every subnet's batch; the regularisation kept for the largest subnet is dropout and label
-    smoothing.
+    any) applies to every subnet's batch. With ``augment_largest`` the largest subnet alone trains on a randomly
+    cropped and flipped copy of the batch (turn the datamodule's augmentation off then, ``--data.augment=false``);
+    its soft predictions for the students come from an extra forward pass without gradients on the batch the
+    students see, so teacher and students describe the same images.
 
     Under DDP use ``--trainer.strategy=ddp_find_unused_parameters_true`` (subnets skip blocks) and not
     ``sync_batchnorm``.
@@ -137,6 +140,10 @@ class BigNAS(NASModule):
         calibration_batch_size: images per recalibration batch.
         channels_last: run in channels-last memory format.
         nan_policy: ``"stop"`` or ``"skip"`` a step whose loss is not finite.
+        augment_largest: augment the largest subnet's batch only (random crop with ``largest_crop_padding`` zero
+            padding and random horizontal flips with probability ``largest_flip``), seeded by rank and step.
+        largest_crop_padding: padding of the largest subnet's random crop (0: no crop).
+        largest_flip: probability of the largest subnet's horizontal flip (0: no flip).
 
     Example:
         >>> from lightning_nas.spaces import ElasticMobileNetV3
@@ -168,6 +175,9 @@ class BigNAS(NASModule):
         calibration_batch_size: int = 200,
         channels_last: bool = False,
         nan_policy: Literal["stop", "skip"] = "stop",
+        augment_largest: bool = False,
+        largest_crop_padding: int = 4,
+        largest_flip: float = 0.5,
     ) -> None:
         if not isinstance(space, ElasticSpace):
             raise TypeError(f"BigNAS needs an ElasticSpace, got {type(space).__name__}")
@@ -180,6 +190,13 @@ class BigNAS(NASModule):
         self.decay_rate, self.decay_epochs, self.lr_floor = decay_rate, decay_epochs, lr_floor
         self.warmup_epochs, self.seed = warmup_epochs, seed
         self.calibration_images, self.calibration_batch_size = calibration_images, calibration_batch_size
+        if largest_crop_padding < 0 or not 0.0 <= largest_flip <= 1.0:
+            raise ValueError(
+                f"need largest_crop_padding >= 0 and 0 <= largest_flip <= 1, got {largest_crop_padding=}, "
+                f"{largest_flip=}"
+            )
+        self.augment_largest, self.largest_crop_padding = augment_largest, largest_crop_padding
+        self.largest_flip = largest_flip
         self.last_subnets: list[Arch] = []
         self.subnet_statistics: dict[str, dict[str, Tensor]] = {}
         self.results: list[SubnetResult] = []
@@ -228,12 +245,27 @@ class BigNAS(NASModule):
         for k, (role, arch) in enumerate(subnets):
             last = k == len(subnets) - 1
             with nullcontext() if last else self._no_backward_sync():
-                loss, logits = self.subnet_loss(x, y, arch, role, teacher_logits, step)
+                inputs = self.augment_for_largest(x, step) if role == "max" and self.augment_largest else x
+                loss, logits = self.subnet_loss(inputs, y, arch, role, teacher_logits, step)
                 self._backward(loss)
             if role == "max":
-                teacher_logits = logits.detach()
+                teacher_logits = logits.detach() if inputs is x else self.teacher_predictions(x, arch)
             losses.append(loss.detach())
         return torch.stack(losses)
+
+    def augment_for_largest(self, x: Tensor, step: int) -> Tensor:
+        """The largest subnet's own view of the batch: random crop and flip, seeded by (seed, rank, step)."""
+        seed = derive_seed(self.seed, "largest_augment", self.global_rank, step)
+        generator = torch.Generator(device=x.device).manual_seed(seed)
+        x = random_crop(x, self.largest_crop_padding, generator)
+        return random_flip(x, self.largest_flip, generator) if self.largest_flip > 0 else x
+
+    @torch.no_grad()
+    def teacher_predictions(self, x: Tensor, arch: Arch) -> Tensor:
+        """The largest subnet's logits on the students' (unaugmented) batch, without dropout: their soft targets."""
+        self.space.activate(arch)
+        with _dropout_disabled(self.space):
+            return self(x).detach()
 
     def subnet_loss(
         self, x: Tensor, y: Tensor, arch: Arch, role: Role, teacher_logits: Tensor | None, step: int

@@ -107,6 +107,31 @@ def test_sandwich_step_equals_the_sum_of_separate_subnet_gradients(tmp_path: Pat
     assert any(g.abs().sum() > 0 for g in total.values())
 
 
+def test_augmentation_reaches_the_largest_subnet_only(tmp_path: Path) -> None:
+    """``augment_largest``: the largest subnet trains on its own augmented view (a flip with probability 1 is the
+    mirror image, a closed form); its soft targets come from a gradient-free pass on the plain batch, which every
+    student trains on."""
+    pl.seed_everything(0)
+    model = _model(num_random_subnets=1, augment_largest=True, largest_crop_padding=0, largest_flip=1.0)
+    seen: list[tuple[dict[str, Any], torch.Tensor, bool]] = []
+    model.space.register_forward_pre_hook(
+        lambda module, args: seen.append((module.active_arch(), args[0].detach().clone(), torch.is_grad_enabled()))
+    )
+    capture = CaptureStep()
+    _trainer(tmp_path, max_steps=1, callbacks=[capture]).fit(model, datamodule=_data())
+    assert capture.batch is not None
+    x = capture.batch[0]
+    largest, smallest = model.space.sample_max_subnet(), model.space.sample_min_subnet()
+    assert [(arch == largest, grad) for arch, _, grad in seen] == [(True, True), (True, False), (False, True)] + [
+        (seen[3][0] == largest, True)
+    ]
+    assert torch.equal(seen[0][1], x.flip(-1))  # the largest subnet's own view
+    assert all(torch.equal(inputs, x) for _, inputs, _ in seen[1:])  # its soft targets and the students: plain
+    assert seen[2][0] == smallest
+    with pytest.raises(ValueError, match="largest_flip=1.5"):
+        _model(largest_flip=1.5)
+
+
 def test_distillation_loss_is_cross_entropy_to_the_teachers_soft_predictions() -> None:
     model = _model()
     student = torch.tensor([[1.0, 2.0, 0.5], [0.0, -1.0, 3.0]], requires_grad=True)
