@@ -1,9 +1,9 @@
 """Training throughput of every method with 1 and with 2 CPU processes (gloo DDP), as a table.
 
 Each method runs on a small-but-not-tiny space (DARTS cell C=8, 5 cells, 3 nodes; NAS-Bench-201 C=8; a narrow
-elastic MobileNetV3) with 16x16 images and ``--batch`` images per process and loader. After ``--warmup`` batches,
-``--steps`` batches are timed; images/s counts the weight batches of all processes (the bilevel methods also read an
-architecture batch of the same size per step; ENAS's controller batches count as batches that train no weights).
+elastic MobileNetV3 for OFA and BigNAS) with 16x16 images and ``--batch`` images per process and loader. After
+``--warmup`` batches, ``--steps`` batches are timed; images/s counts the weight batches of all processes (the
+bilevel methods also read an architecture batch of the same size per step; ENAS's controller batches count as batches that train no weights).
 Both settings run every process with one thread, so 2 processes on 2 cores can at best double the throughput; on a
 2-core machine this measures DDP's overhead (gradient all-reduce, the rank-agreement collectives), not a speed-up.
 
@@ -34,7 +34,7 @@ import lightning.pytorch as pl  # noqa: E402
 import torch  # noqa: E402
 
 from lightning_nas.data import SyntheticDataModule  # noqa: E402
-from lightning_nas.methods import CARS, DARTS, ENAS, SPOS, OnceForAll  # noqa: E402
+from lightning_nas.methods import CARS, DARTS, ENAS, SPOS, BigNAS, OnceForAll  # noqa: E402
 from lightning_nas.ops import ENAS_MICRO_OPS  # noqa: E402
 from lightning_nas.spaces import DartsCellSpace, ElasticMobileNetV3, NasBench201Space  # noqa: E402
 
@@ -49,15 +49,18 @@ def _nb201() -> NasBench201Space:
     return NasBench201Space(in_channels=3, num_classes=NUM_CLASSES, channels=8, cells_per_stage=2)
 
 
-def _ofa() -> OnceForAll:
-    space = ElasticMobileNetV3(
+def _elastic() -> ElasticMobileNetV3:
+    return ElasticMobileNetV3(
         in_channels=3,
         num_classes=NUM_CLASSES,
         preset="cifar",
         widths=(8, 8, 8, 16, 16, 24, 24, 48, 64),
         resolutions=(12, 16),
     )
-    return OnceForAll(space, phase_epochs=[0, 0, 0, 0, 0, 1], phase_warmup_epochs=[0] * 6, calibration_images=0)
+
+
+def _ofa() -> OnceForAll:
+    return OnceForAll(_elastic(), phase_epochs=[0, 0, 0, 0, 0, 1], phase_warmup_epochs=[0] * 6, calibration_images=0)
 
 
 # name -> (module factory, bilevel data?)
@@ -69,6 +72,7 @@ METHODS: dict[str, tuple[Callable[[], pl.LightningModule], bool]] = {
     "spos": (lambda: SPOS(_cell(), image_size=IMAGE_SIZE), False),
     "cars": (lambda: CARS(_cell(), population_size=4, image_size=IMAGE_SIZE), False),
     "ofa": (_ofa, False),
+    "bignas": (lambda: BigNAS(_elastic(), calibration_images=0, warmup_epochs=0), False),
 }
 
 
