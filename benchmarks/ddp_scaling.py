@@ -3,9 +3,10 @@
 Each method runs on a small-but-not-tiny space (DARTS cell C=8, 5 cells, 3 nodes; NAS-Bench-201 C=8; a narrow
 elastic MobileNetV3 for OFA and BigNAS) with 16x16 images and ``--batch`` images per process and loader. After
 ``--warmup`` batches, ``--steps`` batches are timed; images/s counts the weight batches of all processes (the
-bilevel methods also read an architecture batch of the same size per step; ENAS's controller batches count as batches that train no weights).
-Both settings run every process with one thread, so 2 processes on 2 cores can at best double the throughput; on a
-2-core machine this measures DDP's overhead (gradient all-reduce, the rank-agreement collectives), not a speed-up.
+bilevel methods also read an architecture batch of the same size per step; ENAS's controller batches count as
+batches that train no weights). Both settings run every process with one thread, so 2 processes on 2 cores can at
+best double the throughput; on a 2-core machine this measures DDP's overhead (gradient all-reduce, the
+rank-agreement collectives), not a speed-up. Short runs are noisy: use ``--steps 12`` or more for figures.
 
     python benchmarks/ddp_scaling.py                     # every method
     python benchmarks/ddp_scaling.py --methods enas,ofa --steps 5
