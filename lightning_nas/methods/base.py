@@ -7,7 +7,7 @@ from typing import Any, Literal
 import lightning.pytorch as pl
 import torch
 from lightning.pytorch.utilities import rank_zero_warn
-from torch import Tensor
+from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy
 from typing_extensions import override
 
@@ -22,6 +22,7 @@ __all__ = [
     "SubnetResult",
     "check_checkpoint_origin",
     "export_payload",
+    "weight_decay_groups",
 ]
 
 ArchProbabilities = dict[str, dict[str, float]]
@@ -32,6 +33,25 @@ SubnetResult = tuple[Arch, dict[str, float]]
 
 CHECKPOINT_KEY = "lightning_nas"
 """Checkpoint entry holding the method, the space and the current architecture as plain JSON values."""
+
+
+def weight_decay_groups(module: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """Two parameter groups: weights with ``weight_decay``; batch-norm parameters and all biases without.
+
+    Example:
+        >>> net = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2), nn.Linear(2, 2))
+        >>> [len(g["params"]) for g in weight_decay_groups(net, 1e-5)]
+        [2, 4]
+    """
+    decay: list[nn.Parameter] = []
+    no_decay: list[nn.Parameter] = []
+    for submodule in module.modules():
+        for name, parameter in submodule.named_parameters(recurse=False):
+            if not parameter.requires_grad:
+                continue
+            exempt = isinstance(submodule, nn.modules.batchnorm._BatchNorm) or name == "bias"
+            (no_decay if exempt else decay).append(parameter)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
 class NASModule(pl.LightningModule):

@@ -31,7 +31,7 @@ from lightning_nas.arch import Arch
 from lightning_nas.callbacks.bn_recalibration import RecalibrateBatchNorm
 from lightning_nas.data.augment import random_crop, random_flip
 from lightning_nas.functional import soft_target_cross_entropy
-from lightning_nas.methods.base import CHECKPOINT_KEY, NASModule, SubnetResult
+from lightning_nas.methods.base import CHECKPOINT_KEY, NASModule, SubnetResult, weight_decay_groups
 from lightning_nas.ops.elastic import ElasticInvertedResidual
 from lightning_nas.sampling import derive_seed, seeded_random_ops, step_generator
 from lightning_nas.spaces.elastic import ElasticSpace
@@ -58,25 +58,6 @@ def exponential_decay_with_floor(
     if step < warmup_steps:
         return base_lr * step / warmup_steps
     return base_lr * max(decay_rate ** ((step - warmup_steps) / decay_steps), floor)
-
-
-def weight_decay_groups(module: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """Two parameter groups: weights with ``weight_decay``; batch-norm parameters and all biases without.
-
-    Example:
-        >>> net = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2), nn.Linear(2, 2))
-        >>> [len(g["params"]) for g in weight_decay_groups(net, 1e-5)]
-        [2, 4]
-    """
-    decay: list[nn.Parameter] = []
-    no_decay: list[nn.Parameter] = []
-    for submodule in module.modules():
-        for name, parameter in submodule.named_parameters(recurse=False):
-            if not parameter.requires_grad:
-                continue
-            exempt = isinstance(submodule, nn.modules.batchnorm._BatchNorm) or name == "bias"
-            (no_decay if exempt else decay).append(parameter)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
 @torch.no_grad()

@@ -38,7 +38,7 @@ from typing_extensions import override
 from lightning_nas.arch import Arch, validate_arch
 from lightning_nas.callbacks.bn_recalibration import RecalibrateBatchNorm
 from lightning_nas.functional import soft_target_cross_entropy
-from lightning_nas.methods.base import CHECKPOINT_KEY, NASModule, SubnetResult
+from lightning_nas.methods.base import CHECKPOINT_KEY, NASModule, SubnetResult, weight_decay_groups
 from lightning_nas.sampling import derive_seed, seeded_random_ops, step_generator
 from lightning_nas.spaces.elastic import ElasticSpace, resize_images
 
@@ -355,9 +355,7 @@ class OnceForAll(NASModule):
 
     @override
     def configure_optimizers(self) -> Any:
-        decay = [p for p in self.space.parameters() if p.requires_grad and p.ndim > 1]
-        no_decay = [p for p in self.space.parameters() if p.requires_grad and p.ndim <= 1]
-        groups = [{"params": decay, "weight_decay": self.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        groups = weight_decay_groups(self.space, self.weight_decay)
         return torch.optim.SGD(groups, lr=self.phase.lr, momentum=self.momentum, nesterov=True)
 
     @override
