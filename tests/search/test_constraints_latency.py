@@ -55,13 +55,13 @@ def test_latency_table_predicts_measured_latency_within_15_percent() -> None:
     torch.set_num_threads(1)
     space = DartsCellSpace(in_channels=1, num_classes=10, channels=32, layers=4, steps=2)
     table = build_latency_table(
-        space, (4, 1, 28, 28), warmup=2, repeats=9, patience=30, calibration_archs=3, validation_archs=4, clock="cpu"
+        space, (4, 1, 28, 28), warmup=2, repeats=15, patience=30, calibration_archs=3, validation_archs=4, clock="cpu"
     )
     predict = table.predictor(space)
     print(f"{len(table.entries)} blocks, overhead {table.overhead_ms:.2f} ms")
     for check in table.validation:
         predicted, measured = predict(check["arch"]), check["measured_ms"]
-        later = measure_latency(space, [check["arch"]], (4, 1, 28, 28), repeats=9, clock="cpu")[0]
+        later = measure_latency(space, [check["arch"]], (4, 1, 28, 28), repeats=15, clock="cpu")[0]
         print(
             f"predicted {predicted:.2f} ms, measured {measured:.2f} ms ({100 * (predicted / measured - 1):+.1f}%), "
             f"measured again after the build {later:.2f} ms"
@@ -90,10 +90,10 @@ def test_elastic_blocks_are_timed_per_setting_and_predict_measured_latency_withi
     assert len(keys[0] ^ keys[1]) == 2  # the same module, two settings: two different blocks
 
     table = build_latency_table(
-        space, (2, 1, 32, 32), warmup=2, repeats=9, patience=30, calibration_archs=3, validation_archs=4, clock="cpu"
+        space, (2, 1, 32, 32), warmup=2, repeats=15, patience=30, calibration_archs=3, validation_archs=4, clock="cpu"
     )
     predict = table.predictor(space)
-    [ms_small, ms_large] = measure_latency(space, [small, large], (2, 1, 32, 32), repeats=9, clock="cpu")
+    [ms_small, ms_large] = measure_latency(space, [small, large], (2, 1, 32, 32), repeats=15, clock="cpu")
     print(
         f"{len(table.entries)} blocks; one block at k3/e1 vs k7/e6: predicted {predict(small):.2f} vs "
         f"{predict(large):.2f} ms, measured {ms_small:.2f} vs {ms_large:.2f} ms"
