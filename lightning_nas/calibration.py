@@ -16,7 +16,8 @@ keep their statistics; an elastic BN running ``c`` channels gets its first ``c``
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -26,6 +27,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 __all__ = [
     "BatchNormMoments",
     "apply_moments",
+    "batch_statistics",
     "batchnorm_moments",
     "batchnorm_state",
     "collect_calibration_images",
@@ -129,6 +131,36 @@ def recalibrate_batchnorm(
         moments = dict(zip(names, flat.split([len(moments[name]) for name in names])))
     apply_moments(model, moments)
     return moments
+
+
+@contextmanager
+def batch_statistics(model: nn.Module) -> Iterator[None]:
+    """Inside the block every BN layer normalises with its batch's own statistics and updates no running statistic.
+
+    A cheap alternative to recalibration for scoring many subnets of a supernet: each subnet is scored on its
+    own features, not on running statistics that mix every subnet trained so far. The batches must be large
+    enough to estimate the statistics (say 64 images or more). Only BN layers change mode; dropout and the
+    rest keep theirs, and every layer's mode is restored on exit.
+
+    Example:
+        >>> net = nn.Sequential(nn.Conv2d(1, 2, 1), nn.BatchNorm2d(2)).eval()
+        >>> x = torch.randn(8, 1, 4, 4) + 3.0
+        >>> with batch_statistics(net):
+        ...     y = net(x)
+        >>> bool(y.mean((0, 2, 3)).abs().max() < 1e-5), bool((net[1].running_mean == 0).all()), net[1].training
+        (True, True, False)
+    """
+    norms = [m for m in model.modules() if isinstance(m, _BatchNorm)]
+    saved = [(m.training, m.track_running_stats) for m in norms]
+    for norm in norms:
+        norm.train()
+        norm.track_running_stats = False
+    try:
+        yield
+    finally:
+        for norm, (training, tracking) in zip(norms, saved):
+            norm.train(training)
+            norm.track_running_stats = tracking
 
 
 def batchnorm_state(model: nn.Module) -> dict[str, Tensor]:

@@ -9,6 +9,7 @@ from torch import nn
 
 from lightning_nas.calibration import (
     apply_moments,
+    batch_statistics,
     batchnorm_moments,
     batchnorm_state,
     collect_calibration_images,
@@ -98,3 +99,26 @@ def test_collect_calibration_images() -> None:
         collect_calibration_images(loader, 20)
     with pytest.raises(ValueError, match="num_images must be at least 1, got 0"):
         collect_calibration_images(loader, 0)
+
+
+def test_batch_statistics_ignore_and_keep_the_running_statistics_of_an_elastic_subnet() -> None:
+    """Scoring a narrower subnet with batch statistics: the output does not depend on the running statistics
+    (garbage ones give the same logits), no running statistic changes, and every module's mode is restored."""
+    space = _space().eval()
+    arch = sample_arch(space.choices(), step_generator(0, 0, "test"))
+    space.activate(arch)
+    x = torch.randn(8, 1, 8, 8)
+    with batch_statistics(space):
+        reference = space(x)
+    norms = [m for m in space.modules() if isinstance(m, nn.BatchNorm2d)]
+    for norm in norms:
+        norm.running_mean.uniform_(-5, 5)
+        norm.running_var.uniform_(0.1, 9)
+    garbage = batchnorm_state(space)
+    with batch_statistics(space):
+        torch.testing.assert_close(space(x), reference)
+    for name, value in batchnorm_state(space).items():
+        assert torch.equal(value, garbage[name]), name
+    assert not any(m.training for m in space.modules())
+    assert all(norm.track_running_stats for norm in norms)
+    assert not torch.allclose(space(x), reference)  # outside the block the (garbage) running statistics are used

@@ -5,10 +5,13 @@ One run alternates the paper's two phases (Algorithm 1):
 1. supernet step: for ``generation_epochs`` epochs every training step trains one architecture of the pool
    (the population and its offspring), drawn uniformly with the per-step seed, so all ranks agree;
 2. evolution step (at the end of the phase, in the validation loop): every pool member is scored on the held
-   validation data with the shared weights, and ``population_size`` survivors are selected by non-dominated
-   sorting on (accuracy, params); with ``protect`` (pNSGA-III, Sec. 3.3) the fronts of (accuracy gain, params)
-   are interleaved, so large models that learn slowly but steadily escape the small-model trap. The offspring
-   of the next phase come from binary tournaments, uniform crossover and one-choice mutation.
+   validation data with the shared weights (BatchNorm on each batch's own statistics, by default), and
+   ``population_size`` survivors are selected by non-dominated sorting on (accuracy, params). Small models learn
+   fastest, so that selection alone drops the large ones early (the small-model trap, Sec. 3.3); ``protect``
+   interleaves a second ranking's fronts: (accuracy gain, params) in the paper's pNSGA-III (``"gain"``), so
+   large models that learn slowly but steadily survive, or (accuracy, larger params) (``"size"``), so the most
+   accurate large models always survive. The offspring of the next phase come from binary tournaments, uniform
+   crossover and one-choice mutation.
 
 The accuracy gain of an architecture is its accuracy now minus at its previous evaluation; offspring inherit the
 mean previous accuracy of their parents (they inherit their weights too), and the first generation starts from
@@ -21,6 +24,7 @@ is written as ``pareto_front.json`` in the log directory.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import statistics
 from pathlib import Path
@@ -32,6 +36,7 @@ from torch import Tensor
 from typing_extensions import override
 
 from lightning_nas.arch import Arch, atomic_write_text
+from lightning_nas.calibration import batch_statistics
 from lightning_nas.methods.base import NASModule, SubnetResult
 from lightning_nas.sampling import crossover, mutate, sample_arch, step_generator
 from lightning_nas.search.base import Mode, Trial
@@ -44,6 +49,11 @@ __all__ = ["CARS"]
 Batch = tuple[Tensor, Tensor]
 OBJECTIVES: dict[str, Mode] = {"accuracy": "max", "params": "min"}
 PROTECT: dict[str, Mode] = {"accuracy_gain": "max", "params": "min"}
+PROTECTIONS: dict[str, dict[str, Mode] | None] = {
+    "gain": PROTECT,  # the paper's pNSGA-III: large models whose accuracy still rises fast survive
+    "size": {"accuracy": "max", "params": "max"},  # the most accurate model of each larger size survives
+    "none": None,  # plain NSGA-II
+}
 
 
 def _key(arch: Arch) -> str:
@@ -57,11 +67,17 @@ class CARS(NASModule):
         space: any search space with ``activate(arch)``.
         population_size: survivors per generation (128 in the paper).
         generation_epochs: training epochs per generation.
-        protect: pNSGA-III protection (rank also by accuracy gain); ``False`` is plain NSGA-II selection.
+        protect: protection against the small-model trap, whose fronts are interleaved with the (accuracy, params)
+            fronts: ``"gain"`` ranks also by (accuracy gain, params), the paper's pNSGA-III; ``"size"`` ranks also by
+            (accuracy, *larger* params), so the most accurate of the large models always survive (the selection of
+            the authors' released code); ``"none"`` is plain NSGA-II.
         lr: SGD learning rate, cosine-annealed to 0 over the run.
         momentum: SGD momentum.
         weight_decay: SGD weight decay.
         image_size: image height and width, for counting params.
+        score_statistics: the BatchNorm statistics a pool member is scored with: ``"batch"`` (each validation
+            batch's own, so every path is judged on its own features; batches of 64+ images) or ``"running"`` (the
+            supernet's running statistics, which mix every path trained so far and blur the differences).
         seed: seed of the initial population, the training paths and the evolution.
         channels_last: run the supernet in channels-last memory format.
         nan_policy: ``"stop"`` (raise, naming the loss and step) or ``"skip"`` (warn; the step changes no weight) on
@@ -80,11 +96,12 @@ class CARS(NASModule):
         *,
         population_size: int = 16,
         generation_epochs: int = 1,
-        protect: bool = True,
+        protect: Literal["gain", "size", "none"] = "gain",
         lr: float = 0.05,
         momentum: float = 0.9,
         weight_decay: float = 3e-4,
         image_size: int = 32,
+        score_statistics: Literal["batch", "running"] = "batch",
         seed: int = 0,
         channels_last: bool = False,
         nan_policy: Literal["stop", "skip"] = "stop",
@@ -95,7 +112,12 @@ class CARS(NASModule):
             raise ValueError(
                 f"need population_size >= 2 and generation_epochs >= 1, got {population_size=}, {generation_epochs=}"
             )
+        if protect not in PROTECTIONS:
+            raise ValueError(f"protect must be one of {sorted(PROTECTIONS)}, got {protect!r}")
+        if score_statistics not in ("batch", "running"):
+            raise ValueError(f"score_statistics must be 'batch' or 'running', got {score_statistics!r}")
         self.population_size, self.generation_epochs, self.protect = population_size, generation_epochs, protect
+        self.score_statistics = score_statistics
         self.lr, self.momentum, self.weight_decay, self.seed = lr, momentum, weight_decay, seed
         self.costs = CostModel(space, image_size=image_size)
         self.choices = space.choices()
@@ -153,9 +175,10 @@ class CARS(NASModule):
         x, y = batch
         if self._correct is None:
             self._correct = torch.zeros(len(self.pool) + 1, device=x.device, dtype=torch.float64)
-        for k, arch in enumerate(self.pool):
-            self.space.activate(arch)
-            self._correct[k] += (self(x).argmax(-1) == y).sum()
+        with batch_statistics(self) if self.score_statistics == "batch" else contextlib.nullcontext():
+            for k, arch in enumerate(self.pool):
+                self.space.activate(arch)
+                self._correct[k] += (self(x).argmax(-1) == y).sum()
         self._correct[-1] += len(y)
 
     @override
@@ -175,7 +198,7 @@ class CARS(NASModule):
             raise ValueError(f"need one accuracy per pool member ({len(self.pool)}), got {len(accuracies)}")
         trials = [self._score(arch, accuracy) for arch, accuracy in zip(self.pool, accuracies)]
         self.history.append(trials)
-        survivors = select_survivors(trials, self.population_size, OBJECTIVES, PROTECT if self.protect else None)
+        survivors = select_survivors(trials, self.population_size, OBJECTIVES, PROTECTIONS[self.protect])
         self.population = [t.arch for t in survivors]
         self.pool = self.population + self._offspring(survivors)
         front = self.pareto_front()
@@ -196,7 +219,7 @@ class CARS(NASModule):
         generator = step_generator(self.seed, len(self.history), "cars/evolve")
         rank = {
             id(parents[i]): r
-            for r, front in enumerate(rank_trials(parents, OBJECTIVES, PROTECT if self.protect else None))
+            for r, front in enumerate(rank_trials(parents, OBJECTIVES, PROTECTIONS[self.protect]))
             for i in front
         }
 

@@ -172,15 +172,16 @@ class ElasticBatchNorm2d(nn.BatchNorm2d):
         assert self.running_mean is not None
         assert self.running_var is not None
         factor = 0.0
-        if self.training:
+        tracking = self.track_running_stats or not self.training  # not tracking in training: batch statistics only
+        if self.training and tracking:
             tracked = self.num_batches_tracked
             assert tracked is not None
             tracked.add_(1)
             factor = 1.0 / float(tracked) if self.momentum is None else self.momentum
         return F.batch_norm(
             x,
-            self.running_mean[:channels],
-            self.running_var[:channels],
+            self.running_mean[:channels] if tracking else None,
+            self.running_var[:channels] if tracking else None,
             self.weight[:channels],
             self.bias[:channels],
             self.training,

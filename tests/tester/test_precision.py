@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from lightning_nas.functional.darts import finite_difference_hvp
-from lightning_nas.methods import DARTS
+from lightning_nas.methods import CARS, DARTS
 from lightning_nas.methods.base import NASModule, export_payload
 from lightning_nas.spaces import DartsCellSpace
 from tests.tester.cases import CASES, MethodCase
@@ -66,6 +66,12 @@ def test_bf16_mixed_trains_with_finite_losses_to_the_fp32_architecture(case: Met
         start = _alphas(case.build())
         moved, expected = _alphas(module) - start, _alphas(reference) - start
         assert float(torch.nn.functional.cosine_similarity(moved, expected, dim=0)) > 0.8
+    elif isinstance(module, CARS) and isinstance(reference, CARS):
+        # the pool is scored on one batch of 16 images, where many members tie or differ by one image and rounding
+        # decides the best; the same pool must get the same scores within one image
+        assert [t.arch for t in module.history[-1]] == [t.arch for t in reference.history[-1]]
+        for low, full in zip(module.history[-1], reference.history[-1]):
+            assert abs(low.metrics["accuracy"] - full.metrics["accuracy"]) <= 1 / 16 + 1e-9
     else:
         assert export_payload(module.export()) == export_payload(reference.export())
 
