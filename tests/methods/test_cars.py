@@ -134,6 +134,10 @@ def test_bad_arguments() -> None:
         CARS(tiny_space(), population_size=1)
     with pytest.raises(ValueError, match=r"one accuracy per pool member \(3\), got 2"):
         CARS(tiny_space(), population_size=3).evolve([0.5, 0.5])
+    with pytest.raises(ValueError, match=r"protect must be one of \['gain', 'none', 'size'\], got True"):
+        CARS(tiny_space(), protect=True)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="score_statistics must be 'batch' or 'running', got 'eval'"):
+        CARS(tiny_space(), score_statistics="eval")  # type: ignore[arg-type]
 
 
 def test_size_protection_keeps_the_largest_model_that_nsga2_drops() -> None:
