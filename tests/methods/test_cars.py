@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from typing import Any
 
 import lightning.pytorch as pl
 import pytest
@@ -20,6 +21,18 @@ from lightning_nas.spaces import DartsCellSpace
 
 def tiny_space() -> DartsCellSpace:
     return DartsCellSpace(in_channels=1, num_classes=4, channels=4, layers=2, steps=2)
+
+
+def quiet_trainer(**kwargs: Any) -> pl.Trainer:
+    """A CPU trainer without logger, progress bar, model summary or sanity check."""
+    return pl.Trainer(
+        accelerator="cpu",
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        **kwargs,
+    )
 
 
 def learning_curve(size: float, epoch: int) -> float:
@@ -60,16 +73,7 @@ def kept_size_spreads(protect: str) -> list[float]:
     data = DigitsDataModule(search=True, batch_size=64, augment=False)
     space = DartsCellSpace(in_channels=1, num_classes=10, channels=8, layers=3, steps=2)
     model = CARS(space, population_size=8, image_size=8, seed=0, protect=protect)  # type: ignore[arg-type]
-    trainer = pl.Trainer(
-        max_epochs=8,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-    )
-    trainer.fit(model, datamodule=data)
+    quiet_trainer(max_epochs=8, enable_checkpointing=False).fit(model, datamodule=data)
     kept = [select_survivors(pool, 8, OBJECTIVES, PROTECTIONS[protect]) for pool in model.history]
     assert [t.arch for t in kept[-1]] == model.population  # the selection replayed from the history is the run's
     return [max(t.metrics["params"] for t in k) - min(t.metrics["params"] for t in k) for k in kept]
@@ -98,15 +102,7 @@ def test_cars_run_writes_a_valid_front_and_its_state_survives_a_checkpoint(tmp_p
     pl.seed_everything(0)
     data = SyntheticDataModule(num_samples=192, num_classes=4, in_channels=1, image_size=8, search=True, batch_size=32)
     model = CARS(tiny_space(), population_size=4, image_size=8, seed=1)
-    trainer = pl.Trainer(
-        max_epochs=2,
-        accelerator="cpu",
-        default_root_dir=tmp_path,
-        logger=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-    )
+    trainer = quiet_trainer(max_epochs=2, default_root_dir=tmp_path)
     trainer.fit(model, datamodule=data)
     assert len(model.history) == 2
     assert len(model.population) == 4
