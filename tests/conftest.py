@@ -5,8 +5,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-# Two processes on two cores oversubscribe badly with the default thread count.
-os.environ.setdefault("OMP_NUM_THREADS", "2")
+# Two processes on two cores oversubscribe badly with the default thread count. Under pytest-xdist (the
+# default, ``-n auto``) each worker takes its share of the cores, whatever the shell had set.
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if _WORKERS > 1:
+    os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // _WORKERS))
+else:
+    os.environ.setdefault("OMP_NUM_THREADS", "2")
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
