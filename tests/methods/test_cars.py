@@ -66,20 +66,20 @@ def test_protection_keeps_a_wider_spread_of_model_sizes_than_plain_nsga2(seed: i
     assert sum(s["pNSGA-III"] for s in spreads) > sum(s["NSGA-II"] for s in spreads)
 
 
-def kept_size_spreads(protect: str) -> list[float]:
+def kept_size_spreads(protect: str, root: Path) -> list[float]:
     """One real CARS run on the digits: the params spread (largest minus smallest) of the population it keeps
     at each generation."""
     pl.seed_everything(0)
     data = DigitsDataModule(search=True, batch_size=64, augment=False)
     space = DartsCellSpace(in_channels=1, num_classes=10, channels=8, layers=3, steps=2)
     model = CARS(space, population_size=8, image_size=8, seed=0, protect=protect)  # type: ignore[arg-type]
-    quiet_trainer(max_epochs=8, enable_checkpointing=False).fit(model, datamodule=data)
+    quiet_trainer(max_epochs=8, enable_checkpointing=False, default_root_dir=root).fit(model, datamodule=data)
     kept = [select_survivors(pool, 8, OBJECTIVES, PROTECTIONS[protect]) for pool in model.history]
     assert [t.arch for t in kept[-1]] == model.population  # the selection replayed from the history is the run's
     return [max(t.metrics["params"] for t in k) - min(t.metrics["params"] for t in k) for k in kept]
 
 
-def test_a_real_run_escapes_the_small_model_trap_that_plain_nsga2_falls_into() -> None:
+def test_a_real_run_escapes_the_small_model_trap_that_plain_nsga2_falls_into(tmp_path: Path) -> None:
     """The paper's small-model trap on small real data (the 8x8 digits), two runs from the same seed and data.
 
     Small cells learn fastest, so plain NSGA-II selection on (accuracy, params) drops the large models
@@ -89,7 +89,7 @@ def test_a_real_run_escapes_the_small_model_trap_that_plain_nsga2_falls_into() -
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # 8x8 images: a second thread costs more than it saves (3x slower here)
     try:
-        protected, plain = kept_size_spreads("size"), kept_size_spreads("none")
+        protected, plain = kept_size_spreads("size", tmp_path / "size"), kept_size_spreads("none", tmp_path / "none")
     finally:
         torch.set_num_threads(threads)
     print(f"params spread of the kept population per generation: CARS {protected}, NSGA-II {plain}")
