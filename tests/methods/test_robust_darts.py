@@ -267,17 +267,3 @@ def test_schedules_gdas_temperature_per_epoch_and_darts_minus_skip_weight_per_st
     assert [(step, round(beta, 9)) for _, step, beta in minus] == [(t, round(1 - t / 6, 9)) for t in range(6)]
     cosine = DARTSMinus(tiny_nb201_space(), beta_decay="cosine", beta_init=2.0)
     assert [round(cosine.skip_coefficient(t), 9) for t in (0.0, 0.5, 1.0)] == [2.0, 1.0, 0.0]
-
-
-@pytest.mark.parametrize(
-    ("method", "options", "message"),
-    [
-        (GDAS, {"tau_min": 0.0}, "tau_min"),
-        (PCDARTS, {"partial_channels": 3}, "divid"),
-        (DrNAS, {"prior": 0.0}, "prior"),
-        (DARTSMinus, {"beta_decay": "step"}, "beta_decay"),
-    ],
-)
-def test_bad_options_are_refused_naming_them(method: type, options: dict[str, object], message: str) -> None:
-    with pytest.raises(ValueError, match=message):
-        method(tiny_nb201_space(), **options)
