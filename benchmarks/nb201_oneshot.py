@@ -43,7 +43,7 @@ import os
 import statistics
 import time
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -103,7 +103,7 @@ class Run:
     """One method's search: the cell it returns, the per-epoch cells, and the wall time."""
 
     arch: Mapping[str, Any]
-    per_epoch: list[Mapping[str, Any]]
+    per_epoch: Sequence[Mapping[str, Any]]
     seconds: float
 
 

@@ -267,3 +267,18 @@ def test_schedules_gdas_temperature_per_epoch_and_darts_minus_skip_weight_per_st
     assert [(step, round(beta, 9)) for _, step, beta in minus] == [(t, round(1 - t / 6, 9)) for t in range(6)]
     cosine = DARTSMinus(tiny_nb201_space(), beta_decay="cosine", beta_init=2.0)
     assert [round(cosine.skip_coefficient(t), 9) for t in (0.0, 0.5, 1.0)] == [2.0, 1.0, 0.0]
+
+
+@pytest.mark.parametrize("method", [GDAS, PCDARTS, DrNAS, DARTSMinus], ids=lambda m: m.__name__)
+@pytest.mark.parametrize("space_builder", [tiny_nb201_space, tiny_darts_space], ids=["nb201", "darts-cell"])
+def test_every_sibling_moves_every_architecture_parameter_on_both_spaces(method: type, space_builder: type) -> None:
+    options = {"partial_channels": 2} if method is PCDARTS else {}
+    model = method(space_builder(), unrolled_lr=0.1, **options)
+    model.space.train()
+    model.space.relaxation.resample(1)
+    batch = (torch.randn(8, 1, 8, 8), torch.randint(0, 4, (8,)))
+    grads, loss = model.architecture_gradient(batch, batch)
+    assert len(grads) == len(model.space.arch_parameters()) >= 1
+    assert torch.isfinite(loss)
+    assert all(torch.isfinite(g).all() and g.abs().sum() > 0 for g in grads)
+    assert model.space.validate_arch(model.current_arch())
