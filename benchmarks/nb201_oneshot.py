@@ -296,7 +296,7 @@ def main() -> None:
     args = parser.parse_args()
     protocol = _protocol(args.protocol, args)
     if args.data == "digits":
-        protocol = dataclasses.replace(protocol, in_channels=1)
+        protocol = dataclasses.replace(protocol, in_channels=1, subset=None)  # all 1,797 images
     table = TabularBenchmark.load(args.table, NasBench201Format())
     arch_format = NasBench201Format()
     print(f"protocol {args.protocol}: {protocol}\n", flush=True)
