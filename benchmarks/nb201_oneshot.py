@@ -51,6 +51,7 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 
+from lightning_nas.data import CIFAR10JPEGDataModule, DigitsDataModule
 from lightning_nas.methods import DARTS, ENAS, GDAS, PCDARTS, SPOS, DARTSMinus, DrNAS, NASModule
 from lightning_nas.search import (
     RandomSearch,
@@ -256,15 +257,9 @@ def _protocol(name: str, args: argparse.Namespace) -> Protocol:
 
 def _datamodule(data: str, protocol: Protocol, seed: int) -> pl.LightningDataModule:
     if data == "digits":  # a smoke test of the pipeline only: the table's accuracies are CIFAR-10's
-        from lightning_nas.data import DigitsDataModule
-
         return DigitsDataModule(search=True, train_portion=0.5, batch_size=64, seed=seed)
-    try:
-        from lightning_nas.data import CIFAR10JPEGDataModule  # type: ignore[attr-defined]
-    except ImportError as error:  # the JPEG reader lives in lightning_nas.data (issue 18)
-        raise SystemExit(f"this benchmark reads CIFAR-10 from its JPEG archive: {error}") from error
     datamodule: pl.LightningDataModule = CIFAR10JPEGDataModule(
-        search=True, train_portion=0.5, batch_size=64, subset=protocol.subset, seed=seed
+        root=str(_data_root()), search=True, train_portion=0.5, batch_size=64, subset=protocol.subset, seed=seed
     )
     return datamodule
 
@@ -276,9 +271,13 @@ def _mean_std(values: list[float], digits: int = 2) -> str:
     return f"{statistics.fmean(values):.{digits}f} ± {spread:.{digits}f}"
 
 
+def _data_root() -> Path:
+    """``$LIGHTNING_NAS_DATA``, else ``../shared/data`` beside the checkout."""
+    return Path(os.environ.get("LIGHTNING_NAS_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")
+
+
 def _default_table() -> Path:
-    root = os.environ.get("LIGHTNING_NAS_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data"
-    return Path(root) / "nasbench201" / "nb201_12epoch.csv"
+    return _data_root() / "nasbench201" / "nb201_12epoch.csv"
 
 
 def main() -> None:
