@@ -23,6 +23,7 @@ from typing_extensions import override
 from lightning_nas.arch import Arch, Genotype
 from lightning_nas.functional import darts_arch_gradient
 from lightning_nas.methods.base import ArchProbabilities, NASModule
+from lightning_nas.sampling import derive_seed
 from lightning_nas.spaces.base import DifferentiableSpace
 
 __all__ = ["DARTS"]
@@ -52,6 +53,8 @@ class DARTS(NASModule):
             second order, differences an unrolled step: under bf16 autocast it is off by about 10% (first order) and
             more than 100% (second order) on the tester's tiny problem.
         channels_last: run the supernet in channels-last memory format.
+        seed: seeds the space's relaxation noise, drawn per ``(seed, step, phase)`` (none in DARTS's softmax; the
+            Gumbel and Dirichlet samples of GDAS and DrNAS).
         nan_policy: ``"stop"`` (raise, naming the loss and step) or ``"skip"`` (warn and skip the update) on a
             non-finite loss or architecture gradient.
 
@@ -82,6 +85,7 @@ class DARTS(NASModule):
         arch_warmup_epochs: int = 0,
         arch_fp32: bool = True,
         channels_last: bool = False,
+        seed: int = 0,
         nan_policy: Literal["stop", "skip"] = "stop",
     ) -> None:
         if not isinstance(space, DifferentiableSpace):
@@ -100,7 +104,7 @@ class DARTS(NASModule):
             arch_weight_decay,
         )
         self.unrolled_lr, self.hvp_eps, self.arch_warmup_epochs = unrolled_lr, hvp_eps, arch_warmup_epochs
-        self.arch_fp32 = arch_fp32
+        self.arch_fp32, self.seed = arch_fp32, seed
         # DDP must leave the alphas alone: their gradient never passes through DDP's backward hooks (it comes from
         # torch.autograd.grad), and architecture_step averages it across ranks itself.
         alpha_ids = {id(p) for p in space.arch_parameters()}
@@ -133,13 +137,27 @@ class DARTS(NASModule):
     @override
     def training_step(self, batch: dict[str, Batch], batch_idx: int) -> Tensor:
         train_batch, val_batch = _split_bilevel(batch)
+        self.schedule_relaxation()
         # Phase 1: architecture step on a validation batch (Algorithm 1, line 2).
         if self.current_epoch >= self.arch_warmup_epochs:
+            self.space.relaxation.resample(derive_seed(self.seed, self.global_step, "architecture"))
             self.architecture_step(train_batch, val_batch)
         # Phase 2: weight step on a training batch (Algorithm 1, line 3).
+        self.space.relaxation.resample(derive_seed(self.seed, self.global_step, "weights"))
         loss = self.weight_step(train_batch)
         self.lr_schedulers().step()  # type: ignore[union-attr]
         return loss
+
+    def schedule_relaxation(self) -> None:
+        """Set the relaxation's scheduled coefficients for this step (GDAS's temperature, DARTS-'s skip weight);
+        DARTS has none."""
+
+    def search_progress(self) -> float:
+        """How far the search is: ``global_step / total steps`` in ``[0, 1]`` (0 without a known length)."""
+        total = self.trainer.estimated_stepping_batches if self._trainer is not None else 0
+        if not total or total == float("inf"):
+            return 0.0
+        return min(1.0, self.global_step / float(total))
 
     def architecture_step(self, train_batch: Batch, val_batch: Batch) -> None:
         """One Adam step of the alphas along the (first- or second-order) architecture gradient."""

@@ -18,7 +18,7 @@ from lightning_nas.ops.elastic import (
     ElasticSqueezeExcite,
 )
 from lightning_nas.ops.enas_ops import ENAS_MACRO_OPS, ENAS_MICRO_OPS
-from lightning_nas.ops.mixed import MixedOp
+from lightning_nas.ops.mixed import MixedOp, PartialChannelMixedOp, channel_shuffle
 from lightning_nas.ops.mobile import InvertedResidual, SqueezeExcite, make_divisible
 from lightning_nas.ops.nb201_ops import NB201_OPS
 
@@ -35,6 +35,7 @@ __all__ = [
     "FactorizedReduce",
     "InvertedResidual",
     "MixedOp",
+    "PartialChannelMixedOp",
     "NB201_OPS",
     "OpFactory",
     "PreActivated",
@@ -43,6 +44,7 @@ __all__ = [
     "SqueezeExcite",
     "Zero",
     "build_op",
+    "channel_shuffle",
     "list_ops",
     "make_divisible",
     "register_op",

@@ -10,6 +10,8 @@ from typing import Any, Literal
 from torch import Tensor, nn
 
 from lightning_nas.arch import Arch, Choice, validate_arch
+from lightning_nas.ops.mixed import MixedOp, PartialChannelMixedOp
+from lightning_nas.ops.relaxation import EdgeWeights, Relaxation
 
 __all__ = ["CellGraph", "DifferentiableSpace", "NodeChoice", "SearchSpace", "check_images", "reduction_layers"]
 
@@ -118,11 +120,51 @@ class SearchSpace(nn.Module, ABC):
 
 
 class DifferentiableSpace(SearchSpace):
-    """A space relaxed to continuous architecture parameters (DARTS-style)."""
+    """A space relaxed to continuous architecture parameters (DARTS-style).
+
+    Spaces whose alphas are one ``[edges, ops]`` matrix per cell type of :class:`~lightning_nas.ops.MixedOp` edges
+    implement :meth:`alphas` and :meth:`edge_groups`, compute their op weights with :meth:`edge_weights`, and so take
+    any :class:`~lightning_nas.ops.relaxation.Relaxation` (:meth:`set_relaxation`: GDAS, PC-DARTS, DrNAS, DARTS-)
+    and partial channel connections (:meth:`use_partial_channels`).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.relaxation: Relaxation = Relaxation()
 
     @abstractmethod
     def arch_parameters(self) -> list[nn.Parameter]:
-        """The architecture parameters (alphas)."""
+        """The architecture parameters (alphas, and those of the relaxation)."""
+
+    def alphas(self) -> dict[str, nn.Parameter]:
+        """The alpha matrix ``[edges, ops]`` of each cell type, e.g. ``{"normal": ..., "reduce": ...}``."""
+        raise NotImplementedError(f"{type(self).__name__} does not expose per-cell alpha matrices")
+
+    def edge_groups(self) -> dict[str, list[list[int]]]:
+        """Per cell type, the edge indices (rows of its alpha matrix) of each node's incoming edges."""
+        raise NotImplementedError(f"{type(self).__name__} does not describe its edges")
+
+    def set_relaxation(self, relaxation: Relaxation) -> None:
+        """Mix the ops by ``relaxation`` from now on (call before the optimizers are built: it may add parameters)."""
+        self.alphas()  # refuse spaces without per-cell alphas
+        self.relaxation = relaxation
+
+    def edge_weights(self, key: str) -> EdgeWeights:
+        """The op weights of cell type ``key`` for this forward pass, from the relaxation."""
+        return self.relaxation(self.alphas()[key], key)
+
+    def relaxed_parameters(self) -> list[nn.Parameter]:
+        """The alphas followed by the relaxation's own parameters (PC-DARTS's betas)."""
+        return [*self.alphas().values(), *self.relaxation.parameters()]
+
+    def use_partial_channels(self, k: int) -> None:
+        """Replace every mixed op by a :class:`~lightning_nas.ops.PartialChannelMixedOp` over ``1/k`` of its channels
+        (fresh weights; call before training)."""
+        for module in list(self.modules()):
+            if isinstance(module, nn.ModuleList):
+                for index, child in enumerate(module):
+                    if isinstance(child, MixedOp) and not isinstance(child, PartialChannelMixedOp):
+                        module[index] = PartialChannelMixedOp.like(child, k)
 
     @abstractmethod
     def export_arch(self) -> Arch:

@@ -21,7 +21,7 @@ from lightning_nas.arch import Arch, Choice, Genotype
 from lightning_nas.ops import DARTS_OPS, FactorizedReduce, MixedOp, ReLUConvBN
 from lightning_nas.spaces.base import CellGraph, DifferentiableSpace, NodeChoice, check_images, reduction_layers
 
-__all__ = ["DartsCellSpace", "derive_genotype"]
+__all__ = ["DartsCellSpace", "derive_genotype", "genotype_from_weights"]
 
 
 class SearchCell(nn.Module):
@@ -56,14 +56,15 @@ class SearchCell(nn.Module):
         """The mixed op of edge ``index`` (edges of node ``i`` follow those of nodes ``0 .. i-1``)."""
         return self.edges[index]  # type: ignore[return-value]
 
-    def forward(self, s0: Tensor, s1: Tensor, weights: Tensor) -> Tensor:
+    def forward(self, s0: Tensor, s1: Tensor, weights: Tensor, chosen: Sequence[int] | None = None) -> Tensor:
+        """Every node sums its incoming edges' mixed ops (only op ``chosen[e]`` on edge ``e`` if given)."""
         states = [self.preprocess0(s0), self.preprocess1(s1)]
         relus = [torch.relu(s) for s in states]
         offset = 0
         for _ in range(self.steps):
-            node = self.edge(offset)(states[0], weights[offset], relus[0])
+            node = self.edge(offset)(states[0], weights[offset], relus[0], _pick(chosen, offset))
             for j in range(1, len(states)):
-                node = node + self.edge(offset + j)(states[j], weights[offset + j], relus[j])
+                node = node + self.edge(offset + j)(states[j], weights[offset + j], relus[j], _pick(chosen, offset + j))
             offset += len(states)
             states.append(node)
             relus.append(torch.relu(node))
@@ -80,6 +81,10 @@ class SearchCell(nn.Module):
                 + self.edge(offset + source1).run_op(op1, states[source1])
             )
         return torch.cat(states[-self.multiplier :], dim=1)
+
+
+def _pick(chosen: Sequence[int] | None, edge: int) -> int | None:
+    return None if chosen is None else chosen[edge]
 
 
 class DartsCellSpace(DifferentiableSpace):
@@ -146,9 +151,9 @@ class DartsCellSpace(DifferentiableSpace):
         check_images(x, self.in_channels)
         s0 = s1 = self.stem(x)
         if self._active is None:
-            weights = {"normal": self.alpha_normal.softmax(-1), "reduce": self.alpha_reduce.softmax(-1)}
+            weights = {key: self.edge_weights(key) for key in ("normal", "reduce")}
             for cell in self.search_cells():
-                s0, s1 = s1, cell(s0, s1, weights["reduce" if cell.reduction else "normal"])
+                s0, s1 = s1, cell(s0, s1, *weights["reduce" if cell.reduction else "normal"])
         else:
             for cell in self.search_cells():
                 s0, s1 = s1, cell.forward_discrete(s0, s1, self._active["reduce" if cell.reduction else "normal"])
@@ -159,7 +164,20 @@ class DartsCellSpace(DifferentiableSpace):
         return list(self.cells)  # type: ignore[arg-type]
 
     def arch_parameters(self) -> list[nn.Parameter]:
-        return [self.alpha_normal, self.alpha_reduce]
+        return self.relaxed_parameters()
+
+    def alphas(self) -> dict[str, nn.Parameter]:
+        return {"normal": self.alpha_normal, "reduce": self.alpha_reduce}
+
+    def edge_groups(self) -> dict[str, list[list[int]]]:
+        """Node ``i`` (``0 .. steps-1``) reads edges ``i(i+3)/2 .. i(i+3)/2 + i + 1`` of each cell type.
+
+        Example:
+            >>> DartsCellSpace(in_channels=1, channels=4, layers=3, steps=2).edge_groups()["normal"]
+            [[0, 1], [2, 3, 4]]
+        """
+        groups = [list(range(node * (node + 3) // 2, node * (node + 3) // 2 + node + 2)) for node in range(self.steps)]
+        return {"normal": groups, "reduce": [list(group) for group in groups]}
 
     def choices(self) -> list[Choice]:
         """Per cell type, node and slot: the op (any but ``none``) and the input node."""
@@ -217,8 +235,8 @@ class DartsCellSpace(DifferentiableSpace):
             (['normal/node2/edge0', 'normal/node2/edge1', 'reduce/node2/edge0', 'reduce/node2/edge1'], 1.0)
         """
         result: dict[str, dict[str, float]] = {}
-        for cell, alpha in (("normal", self.alpha_normal), ("reduce", self.alpha_reduce)):
-            weights = alpha.detach().float().softmax(-1).cpu().tolist()
+        for cell, alpha in self.alphas().items():
+            weights = self.relaxation.probabilities(alpha, cell).cpu().tolist()
             edge = 0
             for node in range(2, self.steps + 2):
                 for source in range(node):
@@ -228,7 +246,8 @@ class DartsCellSpace(DifferentiableSpace):
 
     def genotype(self) -> Genotype:
         """The genotype the current alphas select (see :func:`derive_genotype`)."""
-        return derive_genotype(self.alpha_normal, self.alpha_reduce, self.ops, self.steps)
+        strengths = {cell: self.relaxation.strengths(alpha, cell) for cell, alpha in self.alphas().items()}
+        return genotype_from_weights(strengths["normal"], strengths["reduce"], self.ops, self.steps)
 
     def export_arch(self) -> Arch:
         return self.genotype().to_arch()
@@ -257,12 +276,20 @@ def derive_genotype(alpha_normal: Tensor, alpha_reduce: Tensor, ops: Sequence[st
         >>> derive_genotype(alpha, alpha, ops, steps=1).normal
         (('sep_conv_3x3', 1), ('skip_connect', 0))
     """
+    return genotype_from_weights(
+        alpha_normal.detach().float().softmax(-1), alpha_reduce.detach().float().softmax(-1), ops, steps
+    )
+
+
+def genotype_from_weights(weights_normal: Tensor, weights_reduce: Tensor, ops: Sequence[str], steps: int) -> Genotype:
+    """:func:`derive_genotype` from op weights ``[edges, ops]`` that are already normalised (a softmax, a Dirichlet
+    mean, or PC-DARTS's ``softmax(alpha) * b_e``)."""
     candidates = [k for k, op in enumerate(ops) if op != "none"]
     if not candidates:
         raise ValueError(f"cannot derive a genotype from ops {list(ops)}: every op is 'none'")
 
-    def parse(alpha: Tensor) -> tuple[tuple[str, int], ...]:
-        weights = alpha.detach().float().softmax(-1)[:, candidates].cpu()
+    def parse(all_weights: Tensor) -> tuple[tuple[str, int], ...]:
+        weights = all_weights.detach().float()[:, candidates].cpu()
         best_weight, best_op = weights.max(-1)
         edges: list[tuple[str, int]] = []
         offset = 0
@@ -274,4 +301,6 @@ def derive_genotype(alpha_normal: Tensor, alpha_reduce: Tensor, ops: Sequence[st
         return tuple(edges)
 
     concat = tuple(range(2, steps + 2))
-    return Genotype(normal=parse(alpha_normal), normal_concat=concat, reduce=parse(alpha_reduce), reduce_concat=concat)
+    return Genotype(
+        normal=parse(weights_normal), normal_concat=concat, reduce=parse(weights_reduce), reduce_concat=concat
+    )

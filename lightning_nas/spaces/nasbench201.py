@@ -195,11 +195,17 @@ class SearchCell(nn.Module):
         """The mixed op of edge ``index`` (in :data:`NB201_EDGES` order)."""
         return self.edges[index]  # type: ignore[return-value]
 
-    def forward(self, x: Tensor, weights: Tensor) -> Tensor:
-        """Node ``i`` = sum over ``j < i`` of ``sum_k weights[edge, k] * op_k(node j)``."""
+    def forward(self, x: Tensor, weights: Tensor, chosen: Sequence[int] | None = None) -> Tensor:
+        """Node ``i`` = sum over ``j < i`` of ``sum_k weights[edge, k] * op_k(node j)`` (only op ``chosen[edge]``
+        on each edge if given)."""
         nodes, relus = [x], [torch.relu(x)]
         for incoming in _INCOMING:
-            node = _sum([self.edge(e).forward(nodes[source], weights[e], relus[source]) for e, source in incoming])
+            node = _sum(
+                [
+                    self.edge(e)(nodes[source], weights[e], relus[source], None if chosen is None else chosen[e])
+                    for e, source in incoming
+                ]
+            )
             nodes.append(node)
             relus.append(torch.relu(node))
         return nodes[-1]
@@ -272,18 +278,25 @@ class NasBench201Space(DifferentiableSpace):
     def forward(self, x: Tensor) -> Tensor:
         check_images(x, self.in_channels)
         x = self.stem(x)
-        weights = self.alpha.softmax(-1) if self._active is None else None
+        mixture = self.edge_weights("cell") if self._active is None else None
         for layer in self.layers:
             if not isinstance(layer, SearchCell):
                 x = layer(x)
-            elif self._active is not None:
-                x = layer.forward_discrete(x, self._active)
+            elif mixture is None:
+                x = layer.forward_discrete(x, self._active)  # type: ignore[arg-type]
             else:
-                x = layer(x, weights)
+                x = layer(x, *mixture)
         return self.head(x)
 
     def arch_parameters(self) -> list[nn.Parameter]:
-        return [self.alpha]
+        return self.relaxed_parameters()
+
+    def alphas(self) -> dict[str, nn.Parameter]:
+        return {"cell": self.alpha}
+
+    def edge_groups(self) -> dict[str, list[list[int]]]:
+        """The incoming edges of nodes 1, 2 and 3: ``[[0], [1, 2], [3, 4, 5]]``."""
+        return {"cell": [[edge for edge, _ in incoming] for incoming in _INCOMING]}
 
     def choices(self) -> list[Choice]:
         """One choice of op per edge, named ``"1<-0"``, ``"2<-0"``, ..., ``"3<-2"``."""
@@ -298,7 +311,7 @@ class NasBench201Space(DifferentiableSpace):
         self._active = [self.ops.index(str(valid[c.name])) for c in self.choices()]
 
     def export_arch(self) -> Arch:
-        strongest = self.alpha.detach().argmax(-1).tolist()
+        strongest = self.relaxation.probabilities(self.alpha, "cell").argmax(-1).tolist()
         return {choice.name: self.ops[k] for choice, k in zip(self.choices(), strongest)}
 
     def arch_probabilities(self) -> dict[str, dict[str, float]]:
@@ -310,7 +323,7 @@ class NasBench201Space(DifferentiableSpace):
             >>> list(probabilities)[:2], round(sum(probabilities["3<-2"].values()), 6)
             (['1<-0', '2<-0'], 1.0)
         """
-        weights = self.alpha.detach().double().softmax(-1).cpu().tolist()
+        weights = self.relaxation.probabilities(self.alpha, "cell").double().cpu().tolist()
         return {choice.name: dict(zip(self.ops, row)) for choice, row in zip(self.choices(), weights)}
 
     def cell_graphs(self, arch: Mapping[str, Any]) -> dict[str, CellGraph]:

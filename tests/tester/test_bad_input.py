@@ -14,7 +14,19 @@ from lightning_nas.arch import Choice, Genotype, load_arch, validate_arch
 from lightning_nas.cli import main
 from lightning_nas.data import FashionMNISTDataModule, SyntheticDataModule
 from lightning_nas.functional import update_baseline
-from lightning_nas.methods import CARS, DARTS, ENAS, SPOS, BigNAS, OnceForAll, Retrain
+from lightning_nas.methods import (
+    CARS,
+    DARTS,
+    ENAS,
+    GDAS,
+    PCDARTS,
+    SPOS,
+    BigNAS,
+    DARTSMinus,
+    DrNAS,
+    OnceForAll,
+    Retrain,
+)
 from lightning_nas.ops import build_op, register_op
 from lightning_nas.sampling import mutate, step_generator
 from lightning_nas.search import (
@@ -108,6 +120,19 @@ def _cases(tmp: Path) -> list[tuple[str, Callable[[], object], type[BaseExceptio
         # methods
         ("darts-order", lambda: DARTS(_space(), order="third"), ValueError, "'third'"),  # type: ignore[arg-type]
         ("darts-nan-policy", lambda: DARTS(_space(), nan_policy="ignore"), ValueError, "'ignore'"),  # type: ignore[arg-type]
+        ("gdas-temperature", lambda: GDAS(_space(), tau_min=0.0), ValueError, "tau_min=0.0"),
+        ("gdas-space", lambda: GDAS(_elastic()), TypeError, "ElasticMobileNetV3"),  # type: ignore[arg-type]
+        ("pc-darts-channels", lambda: PCDARTS(_space(), partial_channels=3), ValueError, "k=3"),
+        ("drnas-prior", lambda: DrNAS(_space(), prior=0.0), ValueError, "prior=0.0"),
+        ("darts-minus-decay", lambda: DARTSMinus(_space(), beta_decay="step"), ValueError, "'step'"),  # type: ignore[arg-type]
+        (
+            "darts-minus-no-skip",
+            lambda: DARTSMinus(
+                DartsCellSpace(in_channels=1, channels=4, layers=3, steps=2, ops=("none", "max_pool_3x3"))
+            ),
+            ValueError,
+            "'skip_connect'",
+        ),
         ("bignas-random-subnets", lambda: BigNAS(_elastic(), num_random_subnets=-2), ValueError, "got -2"),
         ("bignas-no-teacher", lambda: BigNAS(_elastic(), teacher="none"), ValueError, "teacher='none'"),
         ("retrain-genotype", lambda: Retrain(arch="DARTS_V9"), FileNotFoundError, "DARTS_V9"),
