@@ -8,6 +8,7 @@ from lightning_nas.methods.enas import ENAS
 from lightning_nas.methods.ofa import OnceForAll, Phase, progressive_shrinking_phases
 from lightning_nas.methods.retrain import Retrain, resolve_genotype
 from lightning_nas.methods.retrain_macro import RetrainMacro, resolve_macro_arch
+from lightning_nas.methods.smash import SMASH, RankedArch
 from lightning_nas.methods.spos import SPOS
 
 __all__ = [
@@ -15,7 +16,9 @@ __all__ = [
     "CARS",
     "DARTS",
     "ENAS",
+    "SMASH",
     "SPOS",
+    "RankedArch",
     "NASModule",
     "Retrain",
     "RetrainMacro",
