@@ -13,7 +13,7 @@ from torch import Tensor, nn
 from torch.func import functional_call
 from torch.nn import functional as F  # noqa: N812
 
-from lightning_nas.arch import Genotype, load_arch, save_arch
+from lightning_nas.arch import Arch, Genotype, load_arch, save_arch
 from lightning_nas.methods import SMASH, Retrain
 from lightning_nas.ops import encode_arch
 from lightning_nas.spaces import NasBench201Format, NasBench201Network
@@ -61,7 +61,8 @@ def test_every_sampled_child_runs_generated_weights_of_the_shapes_it_needs(space
                 # a convolution in scope runs its generated tensor, one out of scope its own (trained) weight
                 assert (name in generated) == (scope == "all" or pointwise), name
                 if name in generated:  # the HyperNet's output for this child, not the stored parameter
-                    assert torch.equal(used[name], weights[f"{name}.weight"]) and used[name] is not conv.weight, name
+                    assert torch.equal(used[name], weights[f"{name}.weight"]), name
+                    assert used[name] is not conv.weight, name
                 else:
                     assert used[name] is conv.weight, name
         assert generated
@@ -97,11 +98,13 @@ def test_generated_conv_is_f_conv2d_of_the_reshaped_output_and_gradients_are_exa
     # W = b + V h: dL/db is dL/dW flattened; dL/dV = dL/dW h^T; the generated convs' stored weights get nothing
     grad_w = torch.cat([_grad(weights[name]).flatten() for name in hypernet.names])
     hidden = torch.relu(hypernet.encoder(encoding * hypernet._norm)).detach()
-    assert hypernet.decoder.bias.grad is not None and hypernet.decoder.weight.grad is not None
+    assert hypernet.decoder.bias.grad is not None
+    assert hypernet.decoder.weight.grad is not None
     torch.testing.assert_close(hypernet.decoder.bias.grad, grad_w, rtol=1e-5, atol=1e-7)
     torch.testing.assert_close(hypernet.decoder.weight.grad, torch.outer(grad_w, hidden), rtol=1e-5, atol=1e-7)
     assert float(grad_w[offset : offset + size].abs().sum()) > 0
-    assert conv.weight.grad is None and not conv.weight.requires_grad
+    assert conv.weight.grad is None
+    assert not conv.weight.requires_grad
     # dL/dU through the ReLU: (V^T dL/dW) * 1[z > 0], times the scaled encoding
     pre = hypernet.encoder(encoding * hypernet._norm).detach()
     grad_hidden = (hypernet.decoder.weight.detach().T @ grad_w) * (pre > 0)
@@ -114,7 +117,7 @@ def _grad(weight: Tensor) -> Tensor:
     return torch.zeros_like(weight) if weight.grad is None else weight.grad
 
 
-def _standalone(model: SMASH, arch: dict[str, object]) -> NasBench201Network:
+def _standalone(model: SMASH, arch: Arch) -> NasBench201Network:
     """The architecture as a plain network, loaded with the supernet's free weights and the generated ones."""
     space = model.space
     net = NasBench201Network(
@@ -183,7 +186,8 @@ def test_export_round_trips_through_json_the_arch_string_and_the_checkpoint(tmp_
     assert state["lightning_nas"]["result"] == exported
     fresh = SMASH(tiny_nb201_space(), num_ranked=4)
     fresh.on_load_checkpoint(state)
-    assert fresh.ranking == model.ranking and fresh.export() == exported
+    assert fresh.ranking == model.ranking
+    assert fresh.export() == exported
 
 
 def test_darts_cell_export_is_a_genotype_that_retrain_builds(tmp_path: Path) -> None:
