@@ -19,6 +19,7 @@ from lightning_nas.data.datasets import (
     load_mnist,
     make_synthetic,
 )
+from lightning_nas.data.image_folder import load_cifar10_jpeg, read_image_folder
 from lightning_nas.data.mnist import FashionMNISTDataModule, MNISTDataModule
 from lightning_nas.data.toy import DigitsDataModule, SyntheticDataModule
 
@@ -41,10 +42,12 @@ __all__ = [
     "ensure_dataset",
     "load_cifar10",
     "load_cifar100",
+    "load_cifar10_jpeg",
     "load_digits",
     "load_fashion_mnist",
     "load_mnist",
     "make_synthetic",
     "read_cifar",
     "read_idx",
+    "read_image_folder",
 ]
