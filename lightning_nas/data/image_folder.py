@@ -510,7 +510,7 @@ def _fingerprint(path: Path, split: str | None) -> list[int]:
         stat = path.stat()
         return [stat.st_size, stat.st_mtime_ns]
     base = path / split if split is not None and (path / split).is_dir() else path
-    count, total, newest = 0, 0, path.stat().st_mtime_ns
+    count, total, newest = 0, 0, max(path.stat().st_mtime_ns, base.stat().st_mtime_ns)
     for entry in _walk(base):
         stat = entry.stat()
         newest = max(newest, stat.st_mtime_ns)
