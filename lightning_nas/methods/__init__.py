@@ -12,6 +12,7 @@ from lightning_nas.methods.ofa import OnceForAll, Phase, progressive_shrinking_p
 from lightning_nas.methods.pc_darts import PCDARTS
 from lightning_nas.methods.retrain import Retrain, resolve_genotype
 from lightning_nas.methods.retrain_macro import RetrainMacro, resolve_macro_arch
+from lightning_nas.methods.smash import SMASH, RankedArch
 from lightning_nas.methods.spos import SPOS
 
 __all__ = [
@@ -23,7 +24,9 @@ __all__ = [
     "GDAS",
     "PCDARTS",
     "ENAS",
+    "SMASH",
     "SPOS",
+    "RankedArch",
     "NASModule",
     "Retrain",
     "RetrainMacro",

@@ -18,12 +18,17 @@ from lightning_nas.ops.elastic import (
     ElasticSqueezeExcite,
 )
 from lightning_nas.ops.enas_ops import ENAS_MACRO_OPS, ENAS_MICRO_OPS
+from lightning_nas.ops.hypernet import GENERATE_SCOPES, HyperNet, encode_arch, generated_convolutions
 from lightning_nas.ops.mixed import MixedOp, PartialChannelMixedOp, channel_shuffle
 from lightning_nas.ops.mobile import InvertedResidual, SqueezeExcite, make_divisible
 from lightning_nas.ops.nb201_ops import NB201_OPS
 
 __all__ = [
     "DARTS_OPS",
+    "GENERATE_SCOPES",
+    "HyperNet",
+    "encode_arch",
+    "generated_convolutions",
     "ENAS_MACRO_OPS",
     "ENAS_MICRO_OPS",
     "DilConv",

@@ -13,7 +13,19 @@ from typing import Any
 import lightning.pytorch as pl
 
 from lightning_nas.data import SyntheticDataModule
-from lightning_nas.methods import CARS, DARTS, ENAS, GDAS, PCDARTS, SPOS, BigNAS, DARTSMinus, DrNAS, OnceForAll
+from lightning_nas.methods import (
+    CARS,
+    DARTS,
+    ENAS,
+    GDAS,
+    PCDARTS,
+    SMASH,
+    SPOS,
+    BigNAS,
+    DARTSMinus,
+    DrNAS,
+    OnceForAll,
+)
 from lightning_nas.ops import ENAS_MICRO_OPS
 from lightning_nas.spaces import DartsCellSpace, ElasticMobileNetV3, NasBench201Space
 
@@ -84,6 +96,11 @@ def spos_state(module: pl.LightningModule) -> Any:
     return dict(module.last_path)
 
 
+def smash_state(module: pl.LightningModule) -> Any:
+    assert isinstance(module, SMASH)
+    return {"last_path": dict(module.last_path), "ranking": [r.to_json() for r in module.ranking]}
+
+
 def cars_state(module: pl.LightningModule) -> Any:
     assert isinstance(module, CARS)
     return module.search_state()
@@ -127,6 +144,7 @@ CASES = [
     MethodCase("enas", tiny_enas, bilevel_data, enas_state),
     MethodCase("spos", lambda: SPOS(tiny_darts_space(), lr=0.05, image_size=8), bilevel_data, spos_state),
     MethodCase("spos-nb201", lambda: SPOS(tiny_nb201_space(), lr=0.05, image_size=8), plain_data, spos_state),
+    MethodCase("smash-nb201", lambda: SMASH(tiny_nb201_space(), num_ranked=4, lr=0.01), plain_data, smash_state),
     MethodCase("cars", lambda: CARS(tiny_darts_space(), population_size=4, image_size=8), bilevel_data, cars_state),
     MethodCase("ofa", tiny_ofa, plain_data, ofa_state),
     MethodCase("bignas", tiny_bignas, plain_data, lambda module: module.sampled_archs()),

@@ -20,6 +20,7 @@ from lightning_nas.methods import (
     ENAS,
     GDAS,
     PCDARTS,
+    SMASH,
     SPOS,
     BigNAS,
     DARTSMinus,
@@ -139,6 +140,8 @@ def _cases(tmp: Path) -> list[tuple[str, Callable[[], object], type[BaseExceptio
         ("enas-policy", lambda: ENAS(_space(), policy="gru"), ValueError, "'gru'"),  # type: ignore[arg-type]
         ("enas-steps", lambda: ENAS(_space(), weight_steps=0), ValueError, "weight_steps=0"),
         ("spos-nan-policy", lambda: SPOS(_space(), nan_policy="ignore"), ValueError, "'ignore'"),  # type: ignore[arg-type]
+        ("smash-generate", lambda: SMASH(_space(), generate="3x3"), ValueError, "'1x1', 'all'; got '3x3'"),  # type: ignore[arg-type]
+        ("smash-nan-policy", lambda: SMASH(_space(), nan_policy="ignore"), ValueError, "'ignore'"),  # type: ignore[arg-type]
         ("cars-population", lambda: CARS(_space(), population_size=1), ValueError, "population_size=1"),
         ("ofa-space", lambda: OnceForAll(_space()), TypeError, "DartsCellSpace"),  # type: ignore[arg-type]
         ("ofa-phase-epochs", lambda: OnceForAll(_elastic(), phase_epochs=[1, 2, 3]), ValueError, "[1, 2, 3]"),
