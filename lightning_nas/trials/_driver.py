@@ -40,7 +40,8 @@ class TrialDriver:
         num_trials: trials to run (``None``: until the budget is spent).
         budget: simulated cost available; a trial whose ``cost_of(arch)`` would overrun it is not run and the
             search ends, as in :func:`~lightning_nas.search.run_budgeted_search`.
-        cost_of: the simulated cost of an architecture (required with ``budget``).
+        cost_of: the simulated cost of an architecture (required with ``budget``); without it a trial's cost is
+            its wall time.
         reward: maps a trial's reported metrics to extra metrics (e.g. a MnasNet reward) before telling.
         failure_value: what a failed trial is told for each ``"max"`` objective.
 
@@ -87,10 +88,8 @@ class TrialDriver:
         if self.exhausted or (self.num_trials is not None and self.issued >= self.num_trials):
             return None
         arch = self.strategy.ask()
-        cost = 0.0
+        cost = 0.0 if self.cost_of is None else float(self.cost_of(arch))
         if self.budget is not None:
-            assert self.cost_of is not None
-            cost = float(self.cost_of(arch))
             if self.spent + cost > self.budget:
                 self.exhausted = True
                 return None
