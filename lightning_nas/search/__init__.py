@@ -3,6 +3,7 @@
 from lightning_nas.search.base import Constraint, ConstraintError, SearchStrategy, Trial, run_search
 from lightning_nas.search.coarse_to_fine import CoarseToFineSearch, reference_grid
 from lightning_nas.search.constraints import AnalyticCost, Cost, CostModel, count_cost, count_network_cost
+from lightning_nas.search.controller import PolicySearch
 from lightning_nas.search.evaluators import (
     Evaluator,
     SupernetEvaluator,
@@ -41,6 +42,7 @@ __all__ = [
     "space_identity",
     "with_metrics",
     "NSGA2",
+    "PolicySearch",
     "CoarseToFineSearch",
     "Constraint",
     "ConstraintError",

@@ -5,11 +5,13 @@ Ray is optional (``pip install "lightning-nas[trials]"``) and imported only when
 
 from lightning_nas.trials._driver import TrialDriver
 from lightning_nas.trials._records import TrialRecord, load_records
+from lightning_nas.trials.rewards import MnasNetReward
 from lightning_nas.trials.runner import TrialsResult, require_ray, run_trials
 from lightning_nas.trials.trainables import LightningTrial, ReportEpochs, RetrainFactory, TabularTrial
 
 __all__ = [
     "LightningTrial",
+    "MnasNetReward",
     "ReportEpochs",
     "RetrainFactory",
     "TabularTrial",
