@@ -23,6 +23,28 @@ from lightning_nas.trials._records import TrialRecord, load_state, save_state
 __all__ = ["StrategySearcher"]
 
 STATE_FILE = "searcher_state.pt"
+# what Ray adds to every report; the record keeps only what the trial reported
+RAY_KEYS = frozenset(
+    {
+        "timestamp",
+        "training_iteration",
+        "time_this_iter_s",
+        "time_total_s",
+        "pid",
+        "time_since_restore",
+        "iterations_since_restore",
+        "done",
+        "date",
+        "hostname",
+        "node_ip",
+        "experiment_id",
+        "trial_id",
+        "config",
+        "checkpoint_dir_name",
+        "should_checkpoint",
+        "experiment_tag",
+    }
+)
 
 
 class StrategySearcher(Searcher):
@@ -65,7 +87,7 @@ class StrategySearcher(Searcher):
         message = str(result.get("error", "")) or (
             "the trial's Ray worker failed (see the Ray trial log)" if error else ""
         )
-        metrics = {k: v for k, v in result.items() if k not in ("failed", "error")}
+        metrics = {k: v for k, v in result.items() if k not in RAY_KEYS and k not in ("failed", "error")}
         record = self.driver.complete(
             own_id, metrics, error=message, wall_time_s=float(result.get("wall_time_s", 0.0) or 0.0)
         )
