@@ -97,7 +97,7 @@ def main() -> None:
         f"{args.trials} children x 1 epoch of 8x8 digits, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}, "
         f"{os.cpu_count()} CPUs"
     )
-    print(f"| concurrency | wall s | s per trial |\n| --- | --- | --- |")
+    print("| concurrency | wall s | s per trial |\n| --- | --- | --- |")
     for concurrency, wall in walls.items():
         print(f"| {concurrency} | {wall:.1f} | {wall / args.trials:.2f} |")
     print(
