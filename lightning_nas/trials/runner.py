@@ -257,6 +257,8 @@ def run_trials(
     )
     if isinstance(trial, LightningTrial):  # a wrong factory fails here, before any trial runs
         trial.build(sample_arch(strategy.choices, torch.Generator().manual_seed(0)))
+    if isinstance(trial, TabularTrial):
+        trial.table()  # loaded here once; the workers receive it with the trial
     ray = require_ray()
     folder = Path(directory)
     saved = _prepare_directory(folder, _signature(strategy, trial, num_trials, budget), resume)

@@ -193,9 +193,6 @@ class LightningTrial:
         return {"kind": "lightning", "factory": repr(self.factory), "max_epochs": self.max_epochs}
 
 
-_TABLES: dict[tuple[str, float], TabularBenchmark] = {}
-
-
 @dataclass
 class TabularTrial:
     """A trial that looks its architecture up in a tabular benchmark, charged a simulated training time.
@@ -208,6 +205,9 @@ class TabularTrial:
         cost_column: the column charged per trial (a training time).
         cost_scale: multiplies the cost column (``12 / 200`` charges the 12-epoch proxy from a 200-epoch time).
         columns: the columns a trial reports (``None``: every numeric column).
+
+    The table is loaded once, in the driver, and travels to the workers with the trial (Ray's object store), so
+    no worker parses the file again.
     """
 
     path: str
@@ -215,13 +215,13 @@ class TabularTrial:
     cost_column: str
     cost_scale: float = 1.0
     columns: Sequence[str] | None = None
+    _table: TabularBenchmark | None = field(default=None, init=False, repr=False, compare=False)
 
     def table(self) -> TabularBenchmark:
-        """The table, loaded once per process (and again if the file changes)."""
-        key = (os.path.abspath(self.path), os.path.getmtime(self.path))
-        if key not in _TABLES:
-            _TABLES[key] = TabularBenchmark.load(self.path, self.arch_format)
-        return _TABLES[key]
+        """The table (loaded on first use)."""
+        if self._table is None:
+            self._table = TabularBenchmark.load(self.path, self.arch_format)
+        return self._table
 
     def cost_of(self, arch: Arch) -> float:
         """The simulated seconds charged for ``arch``."""

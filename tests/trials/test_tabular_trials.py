@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from lightning_nas.search import (
+    NSGA2,
     RandomSearch,
     RegularizedEvolution,
     ReinforceSearch,
@@ -131,3 +132,18 @@ def test_sigkilled_driver_resumes_without_losing_or_repeating_a_trial(
     assert [r[0] for r in after] == [f"{i:05d}" for i in range(40)]  # none lost, none twice
     assert after[: len(before)] == before
     assert after == whole  # the deterministic strategy's history equals the uninterrupted run's
+
+
+def test_nsga2_trials_give_the_non_dominated_front(nb201_path: Path, ray_cluster: str, tmp_path: Path) -> None:
+    objectives = {METRIC: "max", "params_mb": "min"}
+    strategy = NSGA2(NasBench201Format().choices(), objectives=objectives, population_size=6, seed=0)
+    trial = TabularTrial(str(nb201_path), NasBench201Format(), cost_column=COST, columns=[METRIC, "params_mb"])
+    result = run_trials(strategy, trial, tmp_path, num_trials=18, progress=False)
+
+    def dominated(a: dict, b: dict) -> bool:  # b dominates a
+        return b[METRIC] >= a[METRIC] and b["params_mb"] <= a["params_mb"] and b != a
+
+    points = [{k: r.metrics[k] for k in objectives} for r in result.records]
+    expected = sorted(r.trial_id for r, p in zip(result.records, points) if not any(dominated(p, q) for q in points))
+    assert sorted(r.trial_id for r in result.front) == expected
+    assert (tmp_path / "pareto_front.json").is_file()
