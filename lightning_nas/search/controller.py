@@ -45,8 +45,8 @@ class PolicySearch(SearchStrategy):
     Example:
         >>> from lightning_nas.search import run_search
         >>> choices = [Choice(f"c{i}", (0, 1)) for i in range(3)]
-        >>> strategy = PolicySearch(choices, batch_size=4, learning_rate=0.05, seed=0)
-        >>> _ = run_search(strategy, lambda arch: {"accuracy": float(sum(arch.values()))}, 160)
+        >>> strategy = PolicySearch(choices, batch_size=4, learning_rate=0.1, seed=0)
+        >>> _ = run_search(strategy, lambda arch: {"accuracy": float(sum(arch.values()))}, 60)
         >>> strategy.policy.greedy()
         {'c0': 1, 'c1': 1, 'c2': 1}
     """

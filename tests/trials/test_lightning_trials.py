@@ -15,7 +15,9 @@ from ray import cloudpickle
 from lightning_nas.arch import Arch, Choice
 from lightning_nas.data import SyntheticDataModule
 from lightning_nas.search import RandomSearch
-from lightning_nas.trials import LightningTrial, RetrainFactory, run_trials
+from lightning_nas.trials import LightningTrial, RetrainFactory, TrialDriver, run_trials
+from lightning_nas.trials._records import save_state
+from lightning_nas.trials.runner import _prepare_directory, _signature
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])  # Ray workers need not import the tests package
 
@@ -97,9 +99,11 @@ def test_unreachable_address_is_a_clear_error(tmp_path: Path, monkeypatch: pytes
         run_trials(RandomSearch([KIND]), trial, tmp_path, num_trials=2, address="127.0.0.1:1")
 
 
-def test_resuming_another_experiment_or_reusing_a_directory_is_refused(ray_cluster: str, tmp_path: Path) -> None:
+def test_resuming_another_experiment_or_reusing_a_directory_is_refused(tmp_path: Path) -> None:
     trial = LightningTrial(data, linear_factory, max_epochs=1)
-    run_trials(RandomSearch([OK], seed=0), trial, tmp_path, num_trials=1, progress=False)
+    # the directory a one-trial experiment leaves (refusals happen before Ray is touched)
+    _prepare_directory(tmp_path, _signature(RandomSearch([OK], seed=0), trial, 1, None), resume=False)
+    save_state(TrialDriver(RandomSearch([OK], seed=0), num_trials=1).state_dict(), tmp_path / "driver_state.pt")
     with pytest.raises(FileExistsError, match="already holds an experiment; pass resume=True"):
         run_trials(RandomSearch([OK], seed=0), trial, tmp_path, num_trials=1)
     with pytest.raises(ValueError, match="holds a different experiment .*num_trials"):

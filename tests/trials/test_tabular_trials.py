@@ -57,7 +57,7 @@ def _compare(name: str, seed: int, table: TabularBenchmark, path: Path, director
     assert sum(r.cost for r in result.records) == pytest.approx(reference.spent)
 
 
-@pytest.mark.parametrize("name", ["REA", "REINFORCE"])  # RS in the slow test: its ask/tell has no state to carry
+@pytest.mark.parametrize("name", ["REA"])  # RS and REINFORCE (and more seeds) in the slow test below
 def test_ray_run_finds_the_in_process_best_architecture(
     name: str, nb201_table: TabularBenchmark, nb201_path: Path, ray_cluster: str, tmp_path: Path
 ) -> None:
@@ -85,7 +85,7 @@ DRIVER = textwrap.dedent(
                                     metric="cifar10_valid", seed=5)
     trial = TabularTrial(path, NasBench201Format(), cost_column="cifar10_train_time_200ep_s", cost_scale=0.06,
                          columns=["cifar10_valid"])
-    run_trials(strategy, trial, directory, num_trials=40, resume=resume, address=address, progress=False)
+    run_trials(strategy, trial, directory, num_trials=24, resume=resume, address=address, progress=False)
     """
 )
 
@@ -103,7 +103,7 @@ def test_sigkilled_driver_resumes_without_losing_or_repeating_a_trial(
         NasBench201Format().choices(), population_size=10, sample_size=3, metric=METRIC, seed=5
     )
     trial = TabularTrial(str(nb201_path), NasBench201Format(), cost_column=COST, cost_scale=0.06, columns=[METRIC])
-    run_trials(strategy, trial, tmp_path / "whole", num_trials=40, address=ray_cluster, progress=False)
+    run_trials(strategy, trial, tmp_path / "whole", num_trials=24, address=ray_cluster, progress=False)
     whole = _records(tmp_path / "whole")
 
     killed = tmp_path / "killed"
@@ -118,27 +118,27 @@ def test_sigkilled_driver_resumes_without_losing_or_repeating_a_trial(
     table = killed / "trials.jsonl"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and driver.poll() is None:
-        if table.is_file() and len(table.read_text().splitlines()) >= 10:
+        if table.is_file() and len(table.read_text().splitlines()) >= 8:
             break
         time.sleep(0.05)
     assert driver.poll() is None, "the driver ended before it could be killed mid-experiment"
     os.killpg(driver.pid, signal.SIGKILL)
     driver.wait()
     before = _records(killed)
-    assert 10 <= len(before) < 40
+    assert 8 <= len(before) < 24
 
-    run_trials(strategy, trial, killed, num_trials=40, resume=True, address=ray_cluster, progress=False)
+    run_trials(strategy, trial, killed, num_trials=24, resume=True, address=ray_cluster, progress=False)
     after = _records(killed)
-    assert [r[0] for r in after] == [f"{i:05d}" for i in range(40)]  # none lost, none twice
+    assert [r[0] for r in after] == [f"{i:05d}" for i in range(24)]  # none lost, none twice
     assert after[: len(before)] == before
     assert after == whole  # the deterministic strategy's history equals the uninterrupted run's
 
 
 def test_nsga2_trials_give_the_non_dominated_front(nb201_path: Path, ray_cluster: str, tmp_path: Path) -> None:
     objectives = {METRIC: "max", "params_mb": "min"}
-    strategy = NSGA2(NasBench201Format().choices(), objectives=objectives, population_size=6, seed=0)
+    strategy = NSGA2(NasBench201Format().choices(), objectives=objectives, population_size=4, seed=0)
     trial = TabularTrial(str(nb201_path), NasBench201Format(), cost_column=COST, columns=[METRIC, "params_mb"])
-    result = run_trials(strategy, trial, tmp_path, num_trials=18, progress=False)
+    result = run_trials(strategy, trial, tmp_path, num_trials=12, progress=False)
 
     def dominated(a: dict, b: dict) -> bool:  # b dominates a
         return b[METRIC] >= a[METRIC] and b["params_mb"] <= a["params_mb"] and b != a
