@@ -47,7 +47,8 @@ _EPILOG = (
     "  lightning-nas export --ckpt_path CKPT --subnet max|min|ARCH.json [--onnx FILE]\n"
     "                                                         save an elastic subnet (BN recalibrated) for torch\n"
     "  lightning-nas search --config CFG --ckpt_path CKPT      search a trained supernet (best arch / Pareto front)\n"
-    "  lightning-nas lut --config CFG --output FILE            build a latency lookup table on this device"
+    "  lightning-nas lut --config CFG --output FILE            build a latency lookup table on this device\n"
+    "  lightning-nas trials --config RECIPE [--resume]         multi-trial search on Ray Tune (trained children)"
 )
 
 
@@ -307,6 +308,10 @@ def main(args: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if args is None else args)
     if argv and argv[0] == "export":
         return export_main(argv[1:])
+    if argv and argv[0] == "trials":
+        from lightning_nas.trials._cli import trials_main
+
+        return trials_main(argv[1:])
     if argv and argv[0] in ("search", "lut"):
         from lightning_nas._search_cli import lut_main, search_main
 

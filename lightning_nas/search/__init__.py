@@ -2,7 +2,8 @@
 
 from lightning_nas.search.base import Constraint, ConstraintError, SearchStrategy, Trial, run_search
 from lightning_nas.search.coarse_to_fine import CoarseToFineSearch, reference_grid
-from lightning_nas.search.constraints import AnalyticCost, Cost, CostModel, count_cost
+from lightning_nas.search.constraints import AnalyticCost, Cost, CostModel, count_cost, count_network_cost
+from lightning_nas.search.controller import PolicySearch
 from lightning_nas.search.evaluators import (
     Evaluator,
     SupernetEvaluator,
@@ -11,7 +12,13 @@ from lightning_nas.search.evaluators import (
     with_metrics,
 )
 from lightning_nas.search.evolution import RegularizedEvolution
-from lightning_nas.search.latency import LatencyTable, build_latency_table, measure_latency, space_identity
+from lightning_nas.search.latency import (
+    LatencyTable,
+    build_latency_table,
+    measure_latency,
+    measure_network_latency,
+    space_identity,
+)
 from lightning_nas.search.nsga2 import NSGA2, pareto_front, rank_trials, select_survivors
 from lightning_nas.search.random import RandomSearch
 from lightning_nas.search.reinforce import ReinforceSearch
@@ -28,11 +35,14 @@ __all__ = [
     "build_latency_table",
     "collect_batches",
     "count_cost",
+    "count_network_cost",
+    "measure_network_latency",
     "measure_latency",
     "recalibrate_batchnorm",
     "space_identity",
     "with_metrics",
     "NSGA2",
+    "PolicySearch",
     "CoarseToFineSearch",
     "Constraint",
     "ConstraintError",

@@ -21,7 +21,7 @@ from lightning_nas.arch import Arch
 from lightning_nas.search.base import Constraint
 from lightning_nas.spaces.base import DifferentiableSpace, SearchSpace
 
-__all__ = ["AnalyticCost", "Cost", "CostModel", "count_cost"]
+__all__ = ["AnalyticCost", "Cost", "CostModel", "count_cost", "count_network_cost"]
 
 
 class Cost(NamedTuple):
@@ -95,6 +95,38 @@ def count_cost(space: SearchSpace, arch: Mapping[str, Any], *, image_size: int) 
     skip = {id(p) for p in space.arch_parameters()} if isinstance(space, DifferentiableSpace) else set()
     params = sum(p.numel() for m in executed.values() for p in m.parameters(recurse=False) if id(p) not in skip)
     return Cost(params, flops)
+
+
+@torch.no_grad()
+def count_network_cost(network: nn.Module, input_shape: tuple[int, int, int]) -> Cost:
+    """Parameters and FLOPs (multiply-accumulates per image) of a standalone network, e.g. an exported child.
+
+    The same count as :func:`count_cost`: every parameter of the network, and the multiply-accumulates of the
+    ``Conv2d`` and ``Linear`` calls of one forward pass on a zero image of ``input_shape`` (channels, height, width).
+
+    Example:
+        >>> net = nn.Sequential(nn.Conv2d(1, 4, 3, bias=False), nn.Flatten(), nn.Linear(4 * 6 * 6, 10))
+        >>> count_network_cost(net, (1, 8, 8))  # 4*36*9 conv MACs + 144*10 linear MACs
+        Cost(params=1486, flops=2736)
+    """
+    flops = 0
+
+    def record(module: nn.Module, inputs: Any, output: Any) -> None:
+        nonlocal flops
+        flops += _macs(module, output)
+
+    handles = [module.register_forward_hook(record) for module in network.modules()]
+    was_training = network.training
+    try:
+        network.eval()
+        parameter = next(network.parameters(), None)
+        device = parameter.device if parameter is not None else torch.device("cpu")
+        network(torch.zeros(1, *input_shape, device=device))
+    finally:
+        for handle in handles:
+            handle.remove()
+        network.train(was_training)
+    return Cost(sum(p.numel() for p in network.parameters()), flops)
 
 
 class CostModel:

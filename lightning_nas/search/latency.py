@@ -41,6 +41,7 @@ __all__ = [
     "LatencyTable",
     "build_latency_table",
     "measure_latency",
+    "measure_network_latency",
     "space_identity",
     "trace_blocks",
 ]
@@ -187,6 +188,27 @@ Call = tuple[Callable[[], Any], Callable[[], Any]]
 def _block_call(space: SearchSpace, arch: Mapping[str, Any], module: nn.Module, args: tuple[Any, ...]) -> Call:
     """Time ``module`` alone, with the architecture it was traced in active (it may set the module's state)."""
     return (lambda: space.activate(arch)), (lambda: module(*args))
+
+
+@torch.no_grad()
+def measure_network_latency(
+    network: torch.nn.Module, input_shape: Sequence[int], *, warmup: int = 3, repeats: int = 20, clock: Clock = "wall"
+) -> float:
+    """Median forward latency (ms) of a standalone network (e.g. a trained child) on an input of ``input_shape``.
+
+    Example:
+        >>> measure_network_latency(torch.nn.Conv2d(1, 4, 3), (1, 1, 8, 8), repeats=3) > 0
+        True
+    """
+    parameter = next(network.parameters(), None)
+    device = parameter.device if parameter is not None else torch.device("cpu")
+    x = torch.randn(*input_shape, device=device)
+    was_training = network.training
+    network.eval()
+    try:
+        return _round_robin([((lambda: None), (lambda: network(x)))], device, warmup, repeats, clock)[0]
+    finally:
+        network.train(was_training)
 
 
 def _arch_call(space: SearchSpace, arch: Mapping[str, Any], x: Tensor) -> Call:

@@ -1,0 +1,133 @@
+"""Lightning trials through Ray: a raising and a NaN child end as failed, the experiment finishes; bad input."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+
+import lightning.pytorch as pl
+import pytest
+import torch
+from ray import cloudpickle
+
+from lightning_nas.arch import Arch, Choice
+from lightning_nas.data import SyntheticDataModule
+from lightning_nas.search import RandomSearch
+from lightning_nas.trials import LightningTrial, RetrainFactory, TrialDriver, run_trials
+from lightning_nas.trials._records import save_state
+from lightning_nas.trials.runner import _prepare_directory, _signature
+
+cloudpickle.register_pickle_by_value(sys.modules[__name__])  # Ray workers need not import the tests package
+
+KIND = Choice("kind", ("ok", "raise", "nan"))
+OK = Choice("kind", ("ok",))
+
+
+class Linear(pl.LightningModule):
+    """A linear classifier of 8x8 one-channel images whose ``kind`` makes it train, raise, or diverge."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__()
+        self.kind, self.in_channels = kind, 1
+        self.net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 4))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        if self.kind == "raise":
+            raise RuntimeError("this child cannot train")
+        loss = torch.nn.functional.cross_entropy(self(batch[0]), batch[1])
+        return loss * math.nan if self.kind == "nan" else loss
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        self.log("val/acc", (self(batch[0]).argmax(-1) == batch[1]).float().mean())
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+def linear_factory(arch: Arch) -> pl.LightningModule:
+    return Linear(str(arch["kind"]))
+
+
+def data() -> SyntheticDataModule:
+    return SyntheticDataModule(num_samples=48, num_classes=4, in_channels=1, image_size=8, batch_size=16)
+
+
+def test_raising_and_nan_children_fail_with_their_errors_and_the_experiment_finishes(
+    ray_cluster: str, tmp_path: Path
+) -> None:
+    trial = LightningTrial(data, linear_factory, max_epochs=2, input_shape=(1, 8, 8))
+    result = run_trials(RandomSearch([KIND], seed=3), trial, tmp_path, num_trials=4, concurrency=2, progress=False)
+    by_kind = {kind: [r for r in result.records if r.arch["kind"] == kind] for kind in KIND.candidates}
+    assert all(by_kind.values()), "seed 3 draws every kind in 4 trials"
+    assert sorted(r.trial_id for r in result.records) == [f"{i:05d}" for i in range(4)]
+    assert {r.status for r in by_kind["ok"]} == {"ok"}
+    assert all(r.status == "failed" and "this child cannot train" in r.error for r in by_kind["raise"])
+    assert all(r.status == "failed" and "non-finite training loss" in r.error for r in by_kind["nan"])
+    good = by_kind["ok"][0].metrics
+    # params and FLOPs of Linear(64, 4): 64*4 + 4 weights, 64*4 multiply-accumulates; two epochs reported
+    assert (good["params"], good["flops"], good["epoch"]) == (260.0, 256.0, 2.0)
+    assert result.best.arch == {"kind": "ok"}
+    lines = (tmp_path / "trials.jsonl").read_text().splitlines()
+    assert len(lines) == 4
+    assert json.loads((tmp_path / "best_arch.json").read_text()) == {"kind": "ok"}
+
+
+def test_factory_returning_no_lightning_module_is_refused_naming_the_type(tmp_path: Path) -> None:
+    trial = LightningTrial(data, lambda arch: torch.nn.Linear(2, 2))
+    with pytest.raises(TypeError, match=r"must return a lightning.pytorch.LightningModule, got torch.nn.*Linear"):
+        run_trials(RandomSearch([KIND]), trial, tmp_path, num_trials=2)
+
+
+def test_gpus_the_cluster_lacks_are_refused_before_running(ray_cluster: str, tmp_path: Path) -> None:
+    trial = LightningTrial(data, linear_factory)
+    with pytest.raises(ValueError, match=r"each trial asks for 1 GPU\(s\) but the Ray cluster has 0"):
+        run_trials(RandomSearch([KIND]), trial, tmp_path, num_trials=2, gpus_per_trial=1)
+    assert not (tmp_path / "trials.jsonl").exists()
+
+
+def test_unreachable_address_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import ray
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)  # as a fresh driver: not yet joined to any cluster
+    trial = LightningTrial(data, linear_factory)
+    with pytest.raises(ConnectionError, match="cannot reach a Ray cluster at address '127.0.0.1:1'"):
+        run_trials(RandomSearch([KIND]), trial, tmp_path, num_trials=2, address="127.0.0.1:1")
+
+
+def test_resuming_another_experiment_or_reusing_a_directory_is_refused(tmp_path: Path) -> None:
+    trial = LightningTrial(data, linear_factory, max_epochs=1)
+    # the directory a one-trial experiment leaves (refusals happen before Ray is touched)
+    _prepare_directory(tmp_path, _signature(RandomSearch([OK], seed=0), trial, 1, None), resume=False)
+    save_state(TrialDriver(RandomSearch([OK], seed=0), num_trials=1).state_dict(), tmp_path / "driver_state.pt")
+    with pytest.raises(FileExistsError, match="already holds an experiment; pass resume=True"):
+        run_trials(RandomSearch([OK], seed=0), trial, tmp_path, num_trials=1)
+    with pytest.raises(ValueError, match="holds a different experiment .*num_trials"):
+        run_trials(RandomSearch([OK], seed=0), trial, tmp_path, num_trials=3, resume=True)
+    with pytest.raises(FileNotFoundError, match="nothing to resume"):
+        run_trials(RandomSearch([OK]), trial, tmp_path / "new", num_trials=1, resume=True)
+
+
+def test_missing_ray_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    from lightning_nas.trials import require_ray
+
+    monkeypatch.setitem(sys.modules, "ray", None)
+    with pytest.raises(ImportError, match=r'pip install "lightning-nas\[trials\]"'):
+        require_ray()
+
+
+def test_default_factory_trains_the_exported_darts_network() -> None:
+    factory = RetrainFactory({"in_channels": 1, "num_classes": 4, "channels": 4, "layers": 3, "auxiliary": False})
+    arch = {}
+    for cell in ("normal", "reduce"):
+        for node in (2, 3):
+            for slot in (0, 1):
+                arch[f"{cell}/node{node}/op{slot}"] = "sep_conv_3x3"
+                arch[f"{cell}/node{node}/in{slot}"] = slot
+    module = factory(arch)
+    assert type(module).__name__ == "Retrain"
+    assert module.export().normal == (("sep_conv_3x3", 0), ("sep_conv_3x3", 1)) * 2
