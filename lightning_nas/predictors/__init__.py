@@ -1,5 +1,7 @@
 """Performance prediction: zero-cost proxies, learned predictors over encodings, learning-curve extrapolation."""
 
+from lightning_nas.predictors.encodings import Encoding, OneHotEncoding, PathEncoding
+from lightning_nas.predictors.learned import PREDICTORS, NotFittedError, Predictor, make_predictor
 from lightning_nas.predictors.networks import ALL_PROXIES, build_network, score_architecture
 from lightning_nas.predictors.proxies import (
     PROXIES,
@@ -16,6 +18,13 @@ from lightning_nas.predictors.proxies import (
 )
 
 __all__ = [
+    "PREDICTORS",
+    "Encoding",
+    "NotFittedError",
+    "OneHotEncoding",
+    "PathEncoding",
+    "Predictor",
+    "make_predictor",
     "ALL_PROXIES",
     "PROXIES",
     "ProxyError",
