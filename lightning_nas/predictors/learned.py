@@ -204,29 +204,41 @@ def _fit_xgboost(x: np.ndarray, y: np.ndarray, seed: int) -> Fitted:
 def _fit_mlp_ensemble(
     x: np.ndarray, y: np.ndarray, seed: int, members: int = 5, hidden: int = 32, steps: int = 200
 ) -> Fitted:
-    """Five MLPs (two hidden ReLU layers), full-batch Adam on standardised targets, each from its own seed."""
+    """Five MLPs (two hidden ReLU layers), full-batch Adam on standardised targets, each from its own seed.
+
+    The members train side by side as one batched network (``[members, ...]`` weights, one Adam step for all);
+    member ``k``'s initial weights come from seed ``1000 * seed + k``, its updates only from its own loss.
+    """
     y_mean, y_scale = float(y.mean()), float(y.std()) or 1.0
     inputs = torch.as_tensor(x, dtype=torch.float32)
     targets = torch.as_tensor((y - y_mean) / y_scale, dtype=torch.float32)
-    nets = []
+    layers: list[list[torch.Tensor]] = [[], [], []]
     for k in range(members):
-        generator_seed = seed * 1000 + k
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(generator_seed)
-            net = nn.Sequential(nn.Linear(x.shape[1], hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU())
-            net.append(nn.Linear(hidden, 1))
-        optimizer = torch.optim.Adam(net.parameters(), lr=0.01, weight_decay=1e-4)
-        for _ in range(steps):
-            optimizer.zero_grad()
-            loss = nn.functional.mse_loss(net(inputs).squeeze(1), targets)
-            loss.backward()
-            optimizer.step()
-        nets.append(net.eval())
+            torch.manual_seed(seed * 1000 + k)
+            member = [nn.Linear(x.shape[1], hidden), nn.Linear(hidden, hidden), nn.Linear(hidden, 1)]
+        for layer, linear in zip(layers, member):
+            layer.append(torch.cat([linear.weight.detach().T, linear.bias.detach()[None]], 0))
+    params = [torch.stack(layer).requires_grad_(True) for layer in layers]  # [members, in + 1, out]
+
+    def forward(q: torch.Tensor) -> torch.Tensor:
+        h = q.expand(members, *q.shape)
+        for i, weight in enumerate(params):
+            h = torch.baddbmm(weight[:, -1:], h, weight[:, :-1])
+            h = torch.relu(h) if i < len(params) - 1 else h
+        return h.squeeze(-1)  # [members, n]
+
+    optimizer = torch.optim.Adam(params, lr=0.01, weight_decay=1e-4)
+    for _ in range(steps):
+        optimizer.zero_grad()
+        # the sum over members of each member's mean squared error: no member's gradient depends on another's
+        loss = ((forward(inputs) - targets) ** 2).mean(1).sum()
+        loss.backward()
+        optimizer.step()
 
     @torch.no_grad()
     def predict(q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        query = torch.as_tensor(q, dtype=torch.float32)
-        outputs = torch.stack([net(query).squeeze(1) for net in nets]).double().numpy() * y_scale + y_mean
+        outputs = forward(torch.as_tensor(q, dtype=torch.float32)).double().numpy() * y_scale + y_mean
         return outputs.mean(0), outputs.std(0)
 
     return predict
