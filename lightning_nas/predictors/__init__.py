@@ -1,5 +1,6 @@
 """Performance prediction: zero-cost proxies, learned predictors over encodings, learning-curve extrapolation."""
 
+from lightning_nas.predictors.curves import CURVE_MODELS, CurvePrediction, extrapolate, should_stop
 from lightning_nas.predictors.encodings import Encoding, OneHotEncoding, PathEncoding
 from lightning_nas.predictors.learned import PREDICTORS, NotFittedError, Predictor, make_predictor
 from lightning_nas.predictors.networks import ALL_PROXIES, build_network, score_architecture
@@ -18,6 +19,10 @@ from lightning_nas.predictors.proxies import (
 )
 
 __all__ = [
+    "CURVE_MODELS",
+    "CurvePrediction",
+    "extrapolate",
+    "should_stop",
     "PREDICTORS",
     "Encoding",
     "NotFittedError",
