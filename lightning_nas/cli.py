@@ -1,4 +1,5 @@
-"""The ``lightning-nas`` command: ``fit | validate | test`` through LightningCLI, plus ``export``, ``search``, ``lut``.
+"""The ``lightning-nas`` command: ``fit | validate | test`` through LightningCLI, plus ``export``, ``search``, ``lut``,
+``proxies``.
 
 Examples::
 
@@ -47,7 +48,9 @@ _EPILOG = (
     "  lightning-nas export --ckpt_path CKPT --subnet max|min|ARCH.json [--onnx FILE]\n"
     "                                                         save an elastic subnet (BN recalibrated) for torch\n"
     "  lightning-nas search --config CFG --ckpt_path CKPT      search a trained supernet (best arch / Pareto front)\n"
-    "  lightning-nas lut --config CFG --output FILE            build a latency lookup table on this device"
+    "  lightning-nas lut --config CFG --output FILE            build a latency lookup table on this device\n"
+    "  lightning-nas proxies --config CFG --num_archs N --out scores.csv [--table TABLE]\n"
+    "                                                         zero-cost proxy scores of sampled architectures"
 )
 
 
@@ -307,6 +310,10 @@ def main(args: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if args is None else args)
     if argv and argv[0] == "export":
         return export_main(argv[1:])
+    if argv and argv[0] == "proxies":
+        from lightning_nas._proxies_cli import proxies_main
+
+        return proxies_main(argv[1:])
     if argv and argv[0] in ("search", "lut"):
         from lightning_nas._search_cli import lut_main, search_main
 
