@@ -83,6 +83,18 @@ def _loss_gradients(network: nn.Module, images: Tensor, labels: Tensor) -> list[
     return [(w, g) for w, g in zip(weights, grads) if g is not None]
 
 
+_LOSS_SALIENCIES = {"grad_norm", "snip"}
+
+
+def _saliencies(network: nn.Module, images: Tensor, labels: Tensor) -> dict[str, float]:
+    """:func:`grad_norm` and :func:`snip` from one backward pass."""
+    pairs = _loss_gradients(network, images, labels)
+    return {
+        "grad_norm": float(sum(g.norm() for _, g in pairs)),
+        "snip": float(sum((w.detach() * g).abs().sum() for w, g in pairs)),
+    }
+
+
 def grad_norm(network: nn.Module, images: Tensor, labels: Tensor) -> float:
     """``sum_l ||dL/dW_l||_2`` over the weights of ``network`` (cross-entropy loss on one batch)."""
     return float(sum(g.norm() for _, g in _loss_gradients(network, images, labels)))
@@ -230,12 +242,17 @@ def compute_proxies(
     scores: dict[str, float] = {}
     try:
         network.train()
+        shared: dict[str, float] = {}
         for name in proxies:
-            with torch.random.fork_rng(devices=[images.device] if images.device.type == "cuda" else []):
-                torch.manual_seed(seed)
-                value = PROXIES[name](network, images, labels)
-            network.load_state_dict(state)  # BatchNorm running statistics moved; put them back
-            scores[name] = check_finite(name, value, label)
+            if name not in shared:
+                with torch.random.fork_rng(devices=[images.device] if images.device.type == "cuda" else []):
+                    torch.manual_seed(seed)
+                    if name in _LOSS_SALIENCIES and len(_LOSS_SALIENCIES & set(proxies)) > 1:
+                        shared.update(_saliencies(network, images, labels))  # one backward pass for both
+                    else:
+                        shared[name] = PROXIES[name](network, images, labels)
+                network.load_state_dict(state)  # BatchNorm running statistics moved; put them back
+            scores[name] = check_finite(name, shared[name], label)
     finally:
         network.train(was_training)
     return scores

@@ -89,6 +89,8 @@ def test_grad_norm_and_snip_match_autograd() -> None:
     w1, w2 = w1.detach(), w2.detach()
     assert grad_norm(net, x, y) == pytest.approx(float(g1.norm() + g2.norm()), rel=1e-6)
     assert snip(net, x, y) == pytest.approx(float((w1 * g1).abs().sum() + (w2 * g2).abs().sum()), rel=1e-6)
+    together = compute_proxies(net, (x, y), ["snip", "grad_norm"])  # one shared backward pass
+    assert together == {"snip": pytest.approx(snip(net, x, y)), "grad_norm": pytest.approx(grad_norm(net, x, y))}
 
 
 def test_jacob_cov_matches_its_formula() -> None:
