@@ -157,7 +157,7 @@ def _fit_ridge(x: np.ndarray, y: np.ndarray, seed: int) -> Fitted:
 def _fit_gp(x: np.ndarray, y: np.ndarray, seed: int) -> Fitted:
     gaussian_process = _require("sklearn.gaussian_process")
     kernels = gaussian_process.kernels
-    kernel = kernels.ConstantKernel() * kernels.Matern(length_scale=np.ones(x.shape[1]) * 2.0, nu=2.5)
+    kernel = kernels.ConstantKernel() * kernels.Matern(length_scale=2.0, nu=2.5)  # one length scale: fast
     model = gaussian_process.GaussianProcessRegressor(
         kernel + kernels.WhiteKernel(), normalize_y=True, random_state=seed
     ).fit(x, y)
