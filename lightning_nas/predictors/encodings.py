@@ -71,6 +71,8 @@ class Encoding:
 class OneHotEncoding(Encoding):
     """One-hot of every choice, concatenated in the space's order.
 
+    With ``partial=True`` an architecture may leave choices out (PNAS's partly grown cells); their blocks are zero.
+
     Example:
         >>> enc = OneHotEncoding([Choice("a", ("x", "y")), Choice("b", (0, 1, 2))])
         >>> enc.encode({"a": "y", "b": 0}).tolist()
@@ -79,8 +81,9 @@ class OneHotEncoding(Encoding):
 
     name = "one-hot"
 
-    def __init__(self, choices: Sequence[Choice]) -> None:
+    def __init__(self, choices: Sequence[Choice], *, partial: bool = False) -> None:
         super().__init__(choices)
+        self.partial = partial
         self._offsets = np.cumsum([0] + [len(c.candidates) for c in self.choices]).tolist()
 
     @property
@@ -88,11 +91,20 @@ class OneHotEncoding(Encoding):
         return int(self._offsets[-1])
 
     def encode(self, arch: Mapping[str, Any]) -> np.ndarray:
-        valid = self._validate(arch)
+        valid = self._validate_partial(arch) if self.partial else self._validate(arch)
         vector = np.zeros(self.width)
         for offset, choice in zip(self._offsets, self.choices):
+            if choice.name not in valid:
+                continue  # an undecided choice of a partial architecture: an all-zero block
             vector[offset + choice.candidates.index(valid[choice.name])] = 1.0
         return vector
+
+    def _validate_partial(self, arch: Mapping[str, Any]) -> dict[str, Any]:
+        known = {c.name: c for c in self.choices}
+        unknown = sorted(set(arch) - set(known))
+        if unknown:
+            raise ValueError(f"{self.name} encoding: architecture is not of this space: unknown choices {unknown}")
+        return {name: known[name].validate(value) for name, value in arch.items()}
 
 
 class PathEncoding(Encoding):

@@ -14,11 +14,15 @@ from lightning_nas.search.evaluators import (
 from lightning_nas.search.evolution import RegularizedEvolution
 from lightning_nas.search.latency import LatencyTable, build_latency_table, measure_latency, space_identity
 from lightning_nas.search.nsga2 import NSGA2, pareto_front, rank_trials, select_survivors
+from lightning_nas.search.pnas import ProgressiveSearch, default_levels, nasbench201_complete
 from lightning_nas.search.random import RandomSearch
 from lightning_nas.search.reinforce import ReinforceSearch
 from lightning_nas.search.tabular import ArchFormat, TabularBenchmark, TabularSearchResult, run_budgeted_search
 
 __all__ = [
+    "ProgressiveSearch",
+    "default_levels",
+    "nasbench201_complete",
     "Bananas",
     "default_encoding",
     "ArchFormat",
