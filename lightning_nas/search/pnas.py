@@ -66,7 +66,7 @@ def nasbench201_complete(partial: Mapping[str, Any], level: int) -> Arch:
         >>> NasBench201Format().format(nasbench201_complete({"1<-0": "nor_conv_3x3"}, 1))
         '|nor_conv_3x3~0|+|none~0|none~1|+|none~0|skip_connect~1|none~2|'
     """
-    cell = {c.name: "none" for c in NasBench201Format().choices()}
+    cell: Arch = {c.name: "none" for c in NasBench201Format().choices()}
     if level < 3:
         cell[f"3<-{level}"] = "skip_connect"
     cell.update(partial)
