@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 import lightning.pytorch as pl
 import torch
 from lightning.pytorch.utilities.combined_loader import CombinedLoader
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 from typing_extensions import override
 
 from lightning_nas.data._download import default_root, ensure_dataset
@@ -35,7 +35,7 @@ from lightning_nas.data.datasets import (
 )
 from lightning_nas.sampling import derive_seed
 
-__all__ = ["FileImageDataModule", "ImageDataModule"]
+__all__ = ["FileImageDataModule", "ImageDataModule", "resumable_loader", "shard_kwargs", "split_indices"]
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 
@@ -51,6 +51,84 @@ def _check_sizes(search: bool, train_portion: float, subset: int | None, availab
             f"train_portion={train_portion} of {size} images leaves {weights} for the weights and"
             f" {size - weights} for the architecture; both need at least one"
         )
+
+
+def split_indices(
+    size: int, *, search: bool, train_portion: float, subset: int | None, seed: int
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The seeded choice of training images: sorted indices for the weights and, in search mode, for the architecture.
+
+    A permutation of ``range(size)`` from ``torch.Generator().manual_seed(seed)`` is cut to ``subset`` (if given);
+    without ``search`` it is the training set, with ``search`` its first ``floor(train_portion * n)`` entries train
+    the weights and the rest the architecture. Every datamodule (and :class:`~lightning_nas.data.BilevelDataModule`
+    around a user's datamodule) splits with this function, so one seed gives one split everywhere.
+
+    Args:
+        size: Number of training items.
+        search: Split into the two halves of bilevel search.
+        train_portion: Fraction of the (sub)set for the weights in search mode.
+        subset: Keep a seeded random subset of this many items; ``None`` keeps all.
+        seed: Seed of the permutation.
+
+    Returns:
+        ``(weights, architecture)``: sorted ``int64`` index tensors; ``architecture`` is ``None`` without ``search``.
+
+    Raises:
+        ValueError: If ``subset`` exceeds ``size`` or a search half would be empty.
+
+    Example:
+        >>> weights, architecture = split_indices(10, search=True, train_portion=0.6, subset=None, seed=0)
+        >>> len(weights), len(architecture), sorted(weights.tolist() + architecture.tolist()) == list(range(10))
+        (6, 4, True)
+    """
+    _check_sizes(search, train_portion, subset, available=size)
+    order = torch.randperm(size, generator=torch.Generator().manual_seed(seed))[:subset]
+    if not search:
+        return order.sort().values, None
+    weights = math.floor(train_portion * len(order))
+    return order[:weights].sort().values, order[weights:].sort().values
+
+
+def resumable_loader(
+    dataset: Dataset[Any],
+    *,
+    batch_size: int,
+    seed: int,
+    stream: int,
+    counter: Callable[[], int],
+    shard: dict[str, int],
+    num_workers: int = 0,
+    collate_fn: Callable[[list[Any]], Any] | None = None,
+) -> ResumableDataLoader:
+    """A shuffled training loader whose position survives a checkpoint (see :class:`ResumableSampler`).
+
+    It drops the last partial batch when the data exceeds one batch. ``stream`` tells the loaders of one run apart
+    (0 weights, 1 architecture); ``counter`` returns the number of training batches taken so far; ``shard`` is
+    :func:`shard_kwargs`.
+    """
+    size = len(dataset)  # type: ignore[arg-type]
+    drop_last = size > batch_size
+    sampler = ResumableSampler(
+        size, seed=seed, stream=stream, counter=counter, batch_size=batch_size, drop_last=drop_last, **shard
+    )
+    return ResumableDataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=sampler,
+        drop_last=drop_last,
+        num_workers=num_workers,
+        persistent_workers=num_workers > 0,
+        collate_fn=collate_fn,
+    )
+
+
+def shard_kwargs(trainer: pl.Trainer | None) -> dict[str, int]:
+    """This process's ``num_replicas``/``rank`` for a training sampler: Lightning's distributed settings."""
+    kwargs = None if trainer is None else trainer.distributed_sampler_kwargs
+    # Trainer(use_distributed_sampler=False) asks for every rank to see all the data
+    if not kwargs or not getattr(trainer, "_accelerator_connector").use_distributed_sampler:
+        return {}
+    return {"num_replicas": int(kwargs.get("num_replicas", 1)), "rank": int(kwargs.get("rank", 0))}
 
 
 class ImageDataModule(pl.LightningDataModule):
@@ -191,21 +269,16 @@ class ImageDataModule(pl.LightningDataModule):
         """Pick the (sub)set of the training split and, in search mode, split it into weight/architecture halves."""
         full = self._load_split(train=True)
         _check_sizes(self.search, self.train_portion, self.subset, available=len(full))
-        generator = torch.Generator().manual_seed(self.seed)
         if self.subset is None and not self.search:
             self.train_indices = torch.arange(len(full))
             self.train_dataset = full
             return
-        order = torch.randperm(len(full), generator=generator)[: self.subset]
-        if not self.search:
-            self.train_indices = order.sort().values
-            self.train_dataset = full.subset(self.train_indices)
-            return
-        weights = math.floor(self.train_portion * len(order))
-        self.train_indices = order[:weights].sort().values
-        self.val_indices = order[weights:].sort().values
+        self.train_indices, self.val_indices = split_indices(
+            len(full), search=self.search, train_portion=self.train_portion, subset=self.subset, seed=self.seed
+        )
         self.train_dataset = full.subset(self.train_indices)
-        self.val_dataset = full.subset(self.val_indices)
+        if self.val_indices is not None:
+            self.val_dataset = full.subset(self.val_indices)
 
     def _loader(self, dataset: InMemoryImageDataset, train: bool, stream: int = 0) -> DataLoader:
         """A shuffled training loader (``drop_last`` when the data exceeds one batch) or a sequential eval loader."""
@@ -215,33 +288,15 @@ class ImageDataModule(pl.LightningDataModule):
             return DataLoader(
                 dataset, batch_size=batch_size, shuffle=False, num_workers=workers, persistent_workers=persistent
             )
-        drop_last = len(dataset) > batch_size
-        sampler = ResumableSampler(
-            len(dataset),
+        return resumable_loader(
+            dataset,
+            batch_size=batch_size,
             seed=self.seed,
             stream=stream,
             counter=self._trained_batches,
-            batch_size=batch_size,
-            drop_last=drop_last,
-            **self._shard(),
-        )
-        return ResumableDataLoader(
-            dataset,
-            batch_size=batch_size,
-            sampler=sampler,
-            drop_last=drop_last,
+            shard=shard_kwargs(self.trainer),
             num_workers=workers,
-            persistent_workers=persistent,
         )
-
-    def _shard(self) -> dict[str, int]:
-        """This process's ``num_replicas``/``rank`` for the training sampler: Lightning's distributed settings."""
-        trainer = self.trainer
-        kwargs = None if trainer is None else trainer.distributed_sampler_kwargs
-        # Trainer(use_distributed_sampler=False) asks for every rank to see all the data
-        if not kwargs or not getattr(trainer, "_accelerator_connector").use_distributed_sampler:
-            return {}
-        return {"num_replicas": int(kwargs.get("num_replicas", 1)), "rank": int(kwargs.get("rank", 0))}
 
     def _trained_batches(self) -> int:
         return self._train_batches
