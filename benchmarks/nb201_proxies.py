@@ -29,6 +29,7 @@ from pathlib import Path
 import torch
 from scipy import stats
 
+from lightning_nas.data import load_cifar10_jpeg
 from lightning_nas.predictors import PROXIES, ProxyError, compute_proxies
 from lightning_nas.search import TabularBenchmark, count_cost
 from lightning_nas.spaces import NasBench201Format, NasBench201Network, NasBench201Space
@@ -54,11 +55,7 @@ def _batch(kind: str, size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]
     generator = torch.Generator().manual_seed(seed)
     if kind == "random":
         return torch.randn(size, 3, 32, 32, generator=generator), torch.randint(10, (size,), generator=generator)
-    try:
-        from lightning_nas.data import load_cifar10_jpeg  # type: ignore[attr-defined]
-    except ImportError:
-        raise SystemExit("load_cifar10_jpeg is not in this checkout yet (git merge reader), or pass --images random")
-    dataset = load_cifar10_jpeg(train=True)
+    dataset = load_cifar10_jpeg(_default_table().parents[1], train=True)
     picks = torch.randperm(len(dataset), generator=generator)[:size]
     images = torch.stack([dataset[int(i)][0] for i in picks]).float() / 255
     labels = torch.tensor([int(dataset[int(i)][1]) for i in picks])
