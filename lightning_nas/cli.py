@@ -1,4 +1,5 @@
-"""The ``lightning-nas`` command: ``fit | validate | test`` through LightningCLI, plus ``export``, ``search``, ``lut``.
+"""The ``lightning-nas`` command: ``fit | validate | test`` through LightningCLI, plus ``export``, ``search``, ``lut``,
+``proxies``.
 
 Examples::
 
@@ -48,7 +49,9 @@ _EPILOG = (
     "                                                         save an elastic subnet (BN recalibrated) for torch\n"
     "  lightning-nas search --config CFG --ckpt_path CKPT      search a trained supernet (best arch / Pareto front)\n"
     "  lightning-nas lut --config CFG --output FILE            build a latency lookup table on this device\n"
-    "  lightning-nas trials --config RECIPE [--resume]         multi-trial search on Ray Tune (trained children)"
+    "  lightning-nas trials --config RECIPE [--resume]         multi-trial search on Ray Tune (trained children)\n"
+    "  lightning-nas proxies --config CFG --num_archs N --out scores.csv [--table TABLE]\n"
+    "                                                         zero-cost proxy scores of sampled architectures"
 )
 
 
@@ -312,6 +315,10 @@ def main(args: Sequence[str] | None = None) -> int:
         from lightning_nas.trials._cli import trials_main
 
         return trials_main(argv[1:])
+    if argv and argv[0] == "proxies":
+        from lightning_nas._proxies_cli import proxies_main
+
+        return proxies_main(argv[1:])
     if argv and argv[0] in ("search", "lut"):
         from lightning_nas._search_cli import lut_main, search_main
 

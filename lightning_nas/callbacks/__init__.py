@@ -7,6 +7,7 @@ from lightning_nas.callbacks.collapse import CollapseGuard, count_op
 from lightning_nas.callbacks.export import ExportArchitecture, ExportsArchitecture
 from lightning_nas.callbacks.genotype_logger import GenotypeLogger, arch_scalars
 from lightning_nas.callbacks.interrupt import CheckpointOnInterrupt
+from lightning_nas.callbacks.learning_curve import LearningCurveStopping
 from lightning_nas.callbacks.tabular import TabularReport
 
 __all__ = [
@@ -16,6 +17,7 @@ __all__ = [
     "ExportArchitecture",
     "ExportsArchitecture",
     "GenotypeLogger",
+    "LearningCurveStopping",
     "RecalibrateBatchNorm",
     "TabularReport",
     "arch_scalars",

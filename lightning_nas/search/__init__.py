@@ -1,5 +1,6 @@
 """Search strategies over any space's choices: ask for an architecture, tell its score."""
 
+from lightning_nas.search.bananas import Bananas, default_encoding
 from lightning_nas.search.base import Constraint, ConstraintError, SearchStrategy, Trial, run_search
 from lightning_nas.search.coarse_to_fine import CoarseToFineSearch, reference_grid
 from lightning_nas.search.constraints import AnalyticCost, Cost, CostModel, count_cost, count_network_cost
@@ -20,11 +21,17 @@ from lightning_nas.search.latency import (
     space_identity,
 )
 from lightning_nas.search.nsga2 import NSGA2, pareto_front, rank_trials, select_survivors
+from lightning_nas.search.pnas import ProgressiveSearch, default_levels, nasbench201_complete
 from lightning_nas.search.random import RandomSearch
 from lightning_nas.search.reinforce import ReinforceSearch
 from lightning_nas.search.tabular import ArchFormat, TabularBenchmark, TabularSearchResult, run_budgeted_search
 
 __all__ = [
+    "ProgressiveSearch",
+    "default_levels",
+    "nasbench201_complete",
+    "Bananas",
+    "default_encoding",
     "ArchFormat",
     "AnalyticCost",
     "Cost",

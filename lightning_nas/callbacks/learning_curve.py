@@ -1,0 +1,97 @@
+"""Log a run's extrapolated final accuracy each epoch and stop the run once it cannot beat the best so far."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import lightning.pytorch as pl
+from typing_extensions import override
+
+from lightning_nas.predictors.curves import extrapolate, should_stop
+
+__all__ = ["LearningCurveStopping"]
+
+
+class LearningCurveStopping(pl.Callback):
+    """Extrapolate ``monitor`` to ``final_epoch`` after every validation; stop when it will not beat the best.
+
+    Each validation appends ``trainer.callback_metrics[monitor]`` to the curve and, from ``min_epochs`` on,
+    logs ``"{monitor}_predicted"`` (the predicted final value, :func:`~lightning_nas.predictors.extrapolate`)
+    and ``"{monitor}_predicted_high"`` (its interval's upper end). With ``best_so_far`` set (the best final
+    value of earlier runs; a multi-trial runner passes it to each trial) the run stops once
+    :func:`~lightning_nas.predictors.should_stop` says so; :attr:`stopped_epoch` records when.
+
+    Args:
+        monitor: the validation metric, higher is better (e.g. ``"val_acc"``).
+        final_epoch: the epoch the run would end at (``trainer.max_epochs`` if ``None``).
+        best_so_far: the value to beat; ``None`` only logs predictions.
+        min_epochs: epochs observed before the first prediction (>= 3).
+        threshold: stop when ``P(final > best_so_far)`` falls below it.
+        upper: the metric's ceiling (1.0 for accuracies in [0, 1]).
+    """
+
+    def __init__(
+        self,
+        *,
+        monitor: str = "val_acc",
+        final_epoch: int | None = None,
+        best_so_far: float | None = None,
+        min_epochs: int = 3,
+        threshold: float = 0.05,
+        upper: float | None = None,
+    ) -> None:
+        if min_epochs < 3:
+            raise ValueError(f"min_epochs must be >= 3 (a curve fit needs 3 points), got {min_epochs}")
+        self.monitor, self.final_epoch, self.best_so_far = monitor, final_epoch, best_so_far
+        self.min_epochs, self.threshold, self.upper = min_epochs, threshold, upper
+        self.curve: list[float] = []
+        self.stopped_epoch: int | None = None
+
+    @property
+    @override
+    def state_key(self) -> str:
+        return self._generate_state_key(monitor=self.monitor)
+
+    @override
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Record the epoch's value, log the prediction and decide whether to stop."""
+        if trainer.sanity_checking or self.monitor not in trainer.callback_metrics:
+            return
+        self.curve.append(float(trainer.callback_metrics[self.monitor]))
+        final = self._final_epoch(trainer)
+        if len(self.curve) < self.min_epochs or final <= len(self.curve):
+            return
+        prediction = extrapolate(self.curve, final, upper=self.upper)
+        for logger in trainer.loggers:
+            logger.log_metrics(
+                {f"{self.monitor}_predicted": prediction.mean, f"{self.monitor}_predicted_high": prediction.high},
+                step=trainer.global_step,
+            )
+        stop = should_stop(
+            self.curve,
+            self.best_so_far,
+            final,
+            min_epochs=self.min_epochs,
+            threshold=self.threshold,
+            upper=self.upper,
+        )
+        if stop:
+            trainer.should_stop = True
+            self.stopped_epoch = len(self.curve)
+
+    def _final_epoch(self, trainer: pl.Trainer) -> int:
+        if self.final_epoch is not None:
+            return self.final_epoch
+        if trainer.max_epochs is None or trainer.max_epochs < 1:
+            raise ValueError("LearningCurveStopping needs final_epoch when the trainer has no max_epochs")
+        return int(trainer.max_epochs)
+
+    @override
+    def state_dict(self) -> dict[str, Any]:
+        return {"curve": list(self.curve), "stopped_epoch": self.stopped_epoch}
+
+    @override
+    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
+        self.curve = [float(v) for v in state_dict["curve"]]
+        self.stopped_epoch = state_dict["stopped_epoch"]

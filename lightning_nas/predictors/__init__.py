@@ -1,0 +1,47 @@
+"""Performance prediction: zero-cost proxies, learned predictors over encodings, learning-curve extrapolation."""
+
+from lightning_nas.predictors.curves import CURVE_MODELS, CurvePrediction, extrapolate, should_stop
+from lightning_nas.predictors.encodings import Encoding, OneHotEncoding, PathEncoding
+from lightning_nas.predictors.learned import PREDICTORS, NotFittedError, Predictor, make_predictor
+from lightning_nas.predictors.networks import ALL_PROXIES, build_network, score_architecture
+from lightning_nas.predictors.proxies import (
+    PROXIES,
+    ProxyError,
+    compute_proxies,
+    grad_norm,
+    jacob_cov,
+    naswot,
+    naswot_kernel,
+    naswot_logdet,
+    num_params,
+    snip,
+    synflow,
+)
+
+__all__ = [
+    "CURVE_MODELS",
+    "CurvePrediction",
+    "extrapolate",
+    "should_stop",
+    "PREDICTORS",
+    "Encoding",
+    "NotFittedError",
+    "OneHotEncoding",
+    "PathEncoding",
+    "Predictor",
+    "make_predictor",
+    "ALL_PROXIES",
+    "PROXIES",
+    "ProxyError",
+    "build_network",
+    "compute_proxies",
+    "grad_norm",
+    "jacob_cov",
+    "naswot",
+    "naswot_kernel",
+    "naswot_logdet",
+    "num_params",
+    "score_architecture",
+    "snip",
+    "synflow",
+]

@@ -1,0 +1,38 @@
+"""``lightning-nas proxies``: scores a config's space on its data, writes the CSV, correlates with a table."""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+
+import pytest
+
+from lightning_nas.cli import main
+from lightning_nas.search import TabularBenchmark
+from lightning_nas.spaces import NasBench201Format
+
+CONFIG = str(Path(__file__).resolve().parents[2] / "configs" / "darts" / "nb201_digits.yaml")
+
+
+def test_proxies_command_writes_scores_and_rank_correlations(
+    tmp_path: Path, data_root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "scores.csv"
+    table_path = data_root / "nasbench201" / "nb201_12epoch.csv"
+    argv = ["proxies", "--config", CONFIG, "--num_archs", "4", "--out", str(out), "--proxies", "params", "synflow"]
+    assert main([*argv, "--table", str(table_path), "--trainer.logger=false"]) == 0
+    with out.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 4
+    assert list(rows[0]) == ["arch", "params", "synflow"]
+    table = TabularBenchmark.load(table_path, NasBench201Format())
+    for row in rows:
+        table.row(row["arch"])  # every row names a cell of the table
+        assert math.isfinite(float(row["synflow"]))
+    printed = capsys.readouterr().out
+    assert "| params |" in printed
+    assert "| synflow |" in printed
+    with pytest.raises(SystemExit):
+        main(["proxies", "--config", CONFIG, "--num_archs", "1", "--out", str(out), "--proxies", "fisherr"])
+    assert "unknown proxies ['fisherr']" in capsys.readouterr().err
