@@ -3,7 +3,8 @@
 
 Examples::
 
-    lightning-nas fit --config configs/darts/digits.yaml
+    lightning-nas fit --config configs/darts/digits.yaml   # or: --config darts/digits (a shipped recipe)
+    lightning-nas recipes                                  # list the shipped recipes
     lightning-nas export --ckpt_path runs/darts_digits/version_0/checkpoints/last.ckpt --output genotype.json
     lightning-nas fit --config configs/retrain/digits.yaml --model.arch=genotype.json
     lightning-nas export --ckpt_path runs/ofa_fashion_mnist/version_0/checkpoints/last.ckpt --subnet min \
@@ -39,6 +40,7 @@ from lightning_nas.callbacks import (
     run_dir,
 )
 from lightning_nas.methods.base import CHECKPOINT_KEY, NASModule, check_checkpoint_origin
+from lightning_nas.recipes import RecipeNotFoundError, recipes_main, resolve_config_args
 
 __all__ = ["NASCLI", "SaveRunConfig", "main", "read_checkpoint_result"]
 
@@ -51,7 +53,9 @@ _EPILOG = (
     "  lightning-nas lut --config CFG --output FILE            build a latency lookup table on this device\n"
     "  lightning-nas trials --config RECIPE [--resume]         multi-trial search on Ray Tune (trained children)\n"
     "  lightning-nas proxies --config CFG --num_archs N --out scores.csv [--table TABLE]\n"
-    "                                                         zero-cost proxy scores of sampled architectures"
+    "                                                         zero-cost proxy scores of sampled architectures\n"
+    "  lightning-nas recipes [NAME]                            list the shipped recipes, or print one\n"
+    "--config takes a file or a shipped recipe's name (darts/digits)"
 )
 
 
@@ -309,6 +313,13 @@ def _json(payload: dict[str, Any]) -> str:
 def main(args: Sequence[str] | None = None) -> int:
     """Entry point of ``lightning-nas`` and ``python -m lightning_nas``."""
     argv = list(sys.argv[1:] if args is None else args)
+    if argv and argv[0] == "recipes":
+        return recipes_main(argv[1:])
+    try:
+        argv = resolve_config_args(argv)  # a recipe name (darts/digits) -> the shipped file
+    except RecipeNotFoundError as err:
+        print(f"lightning-nas: error: --config: {err}", file=sys.stderr)
+        return 2
     if argv and argv[0] == "export":
         return export_main(argv[1:])
     if argv and argv[0] == "trials":
@@ -323,5 +334,7 @@ def main(args: Sequence[str] | None = None) -> int:
         from lightning_nas._search_cli import lut_main, search_main
 
         return (search_main if argv[0] == "search" else lut_main)(argv[1:])
+    if args is None:
+        sys.argv[1:] = argv  # LightningCLI reads the command line itself (and warns when given both)
     NASCLI(args=None if args is None else argv)
     return 0

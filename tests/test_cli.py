@@ -109,7 +109,7 @@ def test_unknown_op_in_config_is_named(tmp_path: Path) -> None:
 
 
 def test_console_script_runs() -> None:
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}  # this checkout, whatever the cwd
     result = subprocess.run(
         [sys.executable, "-m", "lightning_nas", "--help"], capture_output=True, text=True, env=env, check=False
     )

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import lightning.pytorch as pl
@@ -30,8 +31,27 @@ def _search_cli(tmp_path: Path, *extra: str) -> list[str]:
     return _search_args(tmp_path, "--trainer.enable_progress_bar=false", *extra)
 
 
+@pytest.fixture
+def launch_signals() -> Iterator[None]:
+    """The signal handlers of an interactive launch, whatever the suite was started with, restored afterwards.
+
+    ``nohup pytest &`` or a CI runner can start the suite with SIGINT (or SIGTERM) ignored, and child processes
+    inherit that; these tests send the signals and need Python's default reactions: SIGINT raises
+    ``KeyboardInterrupt`` and SIGTERM is left to Lightning's handler.
+    """
+    saved = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    try:
+        yield
+    finally:
+        for signum, handler in saved.items():
+            signal.signal(signum, handler)
+
+
+@pytest.mark.usefixtures("launch_signals")
 def test_sigterm_mid_epoch_leaves_a_checkpoint_that_resumes(tmp_path: Path) -> None:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(REPO)}
     args = _search_cli(tmp_path, "--trainer.max_steps=-1", "--trainer.max_epochs=50", "--trainer.log_every_n_steps=1")
     process = subprocess.Popen(
         [sys.executable, "-m", "lightning_nas", *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
@@ -286,6 +306,7 @@ class SignalAt(pl.Callback):
             os.kill(os.getpid(), self.signum)
 
 
+@pytest.mark.usefixtures("launch_signals")
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
 def test_sigterm_mid_epoch_leaves_a_checkpoint_and_history_for_every_method(case: MethodCase, tmp_path: Path) -> None:
     pl.seed_everything(0)
@@ -310,18 +331,15 @@ def test_sigterm_mid_epoch_leaves_a_checkpoint_and_history_for_every_method(case
     assert [json.loads(line) for line in lines[: len(history)]] == history  # the history continues, intact
 
 
+@pytest.mark.usefixtures("launch_signals")
 def test_ctrl_c_mid_epoch_leaves_a_loadable_checkpoint(tmp_path: Path) -> None:
     """Lightning turns Ctrl-C into a graceful shutdown (``sys.exit(1)``, SIGINT ignored from then on)."""
     case = CASES[0]
     pl.seed_everything(0)
-    handler = signal.getsignal(signal.SIGINT)
-    try:
-        with pytest.raises(SystemExit):
-            _trainer(tmp_path, max_steps=7, callbacks=[CheckpointOnInterrupt(), SignalAt(4, signal.SIGINT)]).fit(
-                case.build(), datamodule=case.data()
-            )
-    finally:
-        signal.signal(signal.SIGINT, handler)
+    with pytest.raises(SystemExit):
+        _trainer(tmp_path, max_steps=7, callbacks=[CheckpointOnInterrupt(), SignalAt(4, signal.SIGINT)]).fit(
+            case.build(), datamodule=case.data()
+        )
     state = torch.load(tmp_path / "checkpoints" / "interrupted.ckpt", map_location="cpu", weights_only=True)
     assert state["global_step"] == 4
     assert read_checkpoint_result(tmp_path / "checkpoints" / "interrupted.ckpt")["method"] == "DARTS"
