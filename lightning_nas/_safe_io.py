@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib
 import io
+import json
 import os
 import pickle
 import sys
@@ -22,7 +23,7 @@ from typing import IO, Any
 
 import torch
 
-__all__ = ["UnsafeFileError", "load_checkpoint", "load_plain_pickle", "resolve_named_class"]
+__all__ = ["UnsafeFileError", "load_checkpoint", "load_plain_pickle", "read_json", "resolve_named_class"]
 
 
 class UnsafeFileError(ValueError):
@@ -53,20 +54,49 @@ def load_checkpoint(path: str | Path, *, mmap: bool = True) -> Any:
                 raise
             return torch.load(source, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        raise UnsafeFileError(_refusal(source, "checkpoint", _first_line(err))) from None
+        if _names_an_object(err):
+            raise UnsafeFileError(_refusal(source, "checkpoint", _first_line(err))) from None
+        raise ValueError(
+            f"{str(source)!r} is not a readable checkpoint (UnpicklingError: {_first_line(err)})"
+        ) from None
     except Exception as err:  # torch raises several types for truncated or foreign files
         raise ValueError(f"{str(source)!r} is not a readable checkpoint ({type(err).__name__}: {err})") from None
 
 
+def read_json(path: str | os.PathLike[str], what: str) -> Any:
+    """Parse a JSON file (architectures, latency tables, tabular benchmarks): data only, nothing in it runs.
+
+    Args:
+        path: the file.
+        what: what the file is, for messages (e.g. ``"latency table"``).
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: the file is not UTF-8 text or not valid JSON, naming it.
+    """
+    source = Path(path)
+    if not source.is_file():
+        raise FileNotFoundError(f"{what} {str(source)!r} does not exist")
+    try:
+        return json.loads(source.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as err:
+        raise ValueError(
+            f"{what} {str(source)!r} is not UTF-8 text, so not JSON ({err.reason} at byte {err.start})"
+        ) from None
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{what} {str(source)!r} is not valid JSON: {err}") from None
+
+
 #: The globals the official CIFAR python batches need: numpy arrays (``numpy.core`` before numpy 2,
-#: ``numpy._core`` after) and their dtypes; everything else in them is dicts, lists, bytes and ints.
+#: ``numpy._core`` after), their dtypes, and ``_codecs.encode`` (how protocol 2 spells bytes; torch's
+#: ``weights_only`` unpickler allows it too); everything else in them is dicts, lists, bytes and ints.
 _PLAIN_GLOBALS = frozenset(
     {
         (module, name)
         for module in ("numpy.core.multiarray", "numpy._core.multiarray")
         for name in ("_reconstruct", "scalar")
     }
-    | {("numpy", "ndarray"), ("numpy", "dtype")}
+    | {("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")}
 )
 
 
@@ -144,6 +174,13 @@ def _refusal(source: Path, what: str, detail: str) -> str:
         f"{what} {str(source)!r} holds objects beyond tensors and plain values ({detail}); it is refused and was "
         "never loaded, since loading it could run code"
     )
+
+
+def _names_an_object(err: BaseException) -> bool:
+    # torch's restricted unpickler raises UnpicklingError both for a pickle that asks for a function or class it
+    # does not allow (refused) and for bytes that are no pickle at all (unreadable)
+    text = str(err).lower()
+    return "operand" not in text and any(word in text for word in ("global", "reduce", "class", "allowlist"))
 
 
 def _first_line(err: BaseException) -> str:
