@@ -76,6 +76,8 @@ def _commands(evil: Path, tmp: Path) -> dict[str, list[str]]:
             str(REPO / "configs/darts/digits.yaml"),
             "--ckpt_path",
             str(evil),
+            "--model.space.init_args.layers=3",
+            "--model.space.init_args.channels=4",
             "--num_evaluations",
             "1",
             "--output_dir",
