@@ -180,7 +180,7 @@ def soak(kills: int, planned_steps: int, workdir: Path, seed: int) -> list[Kill]
     for index in range(kills):
         before = set((workdir / "runs" / "soak").glob("version_*"))
         targeted = index % 3 == 2
-        delay = rng.uniform(0.2, 1.0) * duration
+        delay = rng.uniform(0.15, 0.95) * duration
         process = _start(config, None)
         in_flight = _kill(process, workdir, before, delay, targeted)
         victim = _newest_run(workdir, before)
@@ -197,6 +197,11 @@ def _resume(
     config: Path, workdir: Path, victim: Path | None, saved: int | None, planned: int, planned_epochs: list[int]
 ) -> tuple[int | None, list[str]]:
     last = victim / "checkpoints" / "last.ckpt" if victim is not None else None
+    if saved == planned and victim is not None:  # killed after its last step: nothing left to resume
+        finished: list[str] = []
+        if _history_epochs(victim / "architecture_history.jsonl", finished) != planned_epochs:
+            finished.append(f"the finished history's epochs are not {planned_epochs}")
+        return saved, finished
     before = set((workdir / "runs" / "soak").glob("version_*"))
     process = _start(config, last if saved is not None and last is not None and last.exists() else None)
     _, err = process.communicate()
