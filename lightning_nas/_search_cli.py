@@ -22,6 +22,7 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader
 
+from lightning_nas._safe_io import load_checkpoint
 from lightning_nas.arch import Arch, atomic_write_text
 from lightning_nas.methods.base import check_checkpoint_origin
 from lightning_nas.search import (
@@ -80,7 +81,7 @@ def _init_distributed() -> tuple[int, int, torch.device]:
 def _supernet_evaluator(
     model: Any, datamodule: Any, ns: argparse.Namespace, rank: int, world: int, device: torch.device
 ) -> SupernetEvaluator:
-    checkpoint = torch.load(ns.ckpt_path, map_location="cpu", weights_only=False)
+    checkpoint = load_checkpoint(ns.ckpt_path, mmap=False)
     check_checkpoint_origin(checkpoint, method=type(model).__name__, space=type(model.space).__name__)
     model.load_state_dict(checkpoint["state_dict"])
     model.space.to(device)

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lightning_nas._safe_io import read_json
+
 __all__ = [
     "Arch",
     "Choice",
@@ -135,13 +137,7 @@ def load_arch(path: str | os.PathLike[str]) -> Arch | Genotype:
         ValueError: the file is not valid JSON or not an architecture.
     """
     source = Path(path)
-    if not source.is_file():
-        raise FileNotFoundError(f"architecture file {str(source)!r} does not exist")
-    text = source.read_text(encoding="utf-8")
-    try:
-        payload = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{str(source)!r} is not valid JSON: {err}") from None
+    payload = read_json(source, "architecture file")
     if isinstance(payload, dict) and "normal" in payload:
         return Genotype.from_json(payload)
     if not isinstance(payload, dict) or not all(isinstance(v, (str, int)) for v in payload.values()):

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,20 +27,23 @@ import torch
 from jsonargparse import Namespace
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from lightning.pytorch.loggers import WandbLogger
+from lightning.pytorch.plugins.io import TorchCheckpointIO
 from typing_extensions import override
 
 import lightning_nas.data  # noqa: F401  (registers the datamodules for --data=ShortName)
 import lightning_nas.methods  # noqa: F401  (registers the methods for --model=ShortName)
 import lightning_nas.spaces  # noqa: F401
+from lightning_nas._safe_io import load_checkpoint, resolve_named_class
 from lightning_nas.arch import Genotype, atomic_write_text
 from lightning_nas.callbacks import (
+    AtomicCheckpointIO,
     CheckpointOnInterrupt,
     ExportArchitecture,
     GenotypeLogger,
     check_wandb_ready,
     run_dir,
 )
-from lightning_nas.methods.base import CHECKPOINT_KEY, NASModule, check_checkpoint_origin
+from lightning_nas.methods.base import CHECKPOINT_KEY, NASModule, check_batches, check_checkpoint_origin
 from lightning_nas.recipes import RecipeNotFoundError, recipes_main, resolve_config_args
 
 __all__ = ["NASCLI", "SaveRunConfig", "main", "read_checkpoint_result"]
@@ -67,7 +71,11 @@ class NASCLI(LightningCLI):
     :class:`~lightning_nas.callbacks.CheckpointOnInterrupt` callback (``--interrupt_checkpoint.*``) and a
     :class:`~lightning_nas.callbacks.GenotypeLogger` (``--genotype_logger.*``, e.g.
     ``--genotype_logger.pictures=false``; it records search methods only, so ``Retrain`` runs are unaffected).
-    A ``--ckpt_path`` that is missing, unreadable or from another method or space is refused before anything runs.
+    A ``--ckpt_path`` that is missing, unreadable, from another method or space, or holding objects beyond tensors
+    and plain values (see :mod:`lightning_nas._safe_io`) is refused before anything runs; the Trainer's own loads
+    (``--ckpt_path last``) use ``weights_only=True`` too, and checkpoints are written atomically
+    (:class:`~lightning_nas.callbacks.AtomicCheckpointIO`). A method given the wrong kind of batches (its
+    ``BATCHES`` against ``--data.search``) is refused before fitting, naming the flag to change.
     The config is saved in the run's own directory (see :class:`SaveRunConfig`). A W&B logger is checked before
     anything starts (see :func:`~lightning_nas.callbacks.check_wandb_ready`), so a missing package or login is an
     error, not a hang.
@@ -105,6 +113,7 @@ class NASCLI(LightningCLI):
         if ckpt_path is not None and ckpt_path not in ("last", "best", "hpc", "registry"):
             try:
                 meta = read_checkpoint_result(ckpt_path)
+                _check_class_paths(load_checkpoint(ckpt_path).get("hyper_parameters"), ckpt_path)
             except (OSError, ValueError) as err:
                 self.parser.error(f"--ckpt_path: {err}")
             model = self.config[subcommand].get("model")
@@ -119,6 +128,22 @@ class NASCLI(LightningCLI):
 
     def before_fit(self) -> None:
         self._check_ckpt_path()
+        if self.datamodule is not None and isinstance(getattr(self.datamodule, "search", None), bool):
+            try:
+                check_batches(self.model, bilevel=self.datamodule.search)
+            except TypeError as err:
+                self.parser.error(str(err))
+
+    @override
+    def _prepare_subcommand_kwargs(self, subcommand: str) -> dict[str, Any]:
+        # the Trainer loads --ckpt_path (and "last"/"best") itself: tensors and plain values only, whatever torch's
+        # default or the environment says
+        kwargs = super()._prepare_subcommand_kwargs(subcommand)
+        if "weights_only" in self._subcommand_method_arguments.get(subcommand, ()):
+            if kwargs.get("weights_only") is False:
+                self.parser.error("--weights_only=false is refused: checkpoints load tensors and plain values only")
+            kwargs["weights_only"] = True
+        return kwargs
 
     def before_validate(self) -> None:
         self._check_ckpt_path()
@@ -139,6 +164,15 @@ class NASCLI(LightningCLI):
                 )
         except (OSError, ValueError) as err:
             self.parser.error(f"--ckpt_path: {err}")
+
+    @override
+    def instantiate_trainer(self, **kwargs: Any) -> pl.Trainer:
+        trainer = super().instantiate_trainer(**kwargs)
+        # checkpoints are written whole (temporary file + rename) and read with weights_only=True; a plugin the
+        # config names is kept
+        if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:
+            trainer.strategy.checkpoint_io = AtomicCheckpointIO()
+        return trainer
 
     @override
     def before_instantiate_classes(self) -> None:
@@ -199,20 +233,30 @@ def read_checkpoint_result(ckpt_path: str | Path) -> dict[str, Any]:
 
     Raises:
         FileNotFoundError: no file at ``ckpt_path``.
+        UnsafeFileError: the file holds objects beyond tensors and plain values (refused, never loaded).
         ValueError: the file is not a readable checkpoint, or was not written by a lightning_nas method.
     """
     path = Path(ckpt_path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
-    try:
-        # memory-mapped: only the small metadata entry is read, whatever the checkpoint's size
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception as err:  # torch raises several types for truncated or foreign files
-        raise ValueError(f"{str(path)!r} is not a readable checkpoint ({type(err).__name__}: {err})") from None
+    # memory-mapped: only the small metadata entry is read, whatever the checkpoint's size
+    checkpoint = load_checkpoint(path)
     meta = checkpoint.get(CHECKPOINT_KEY) if isinstance(checkpoint, dict) else None
     if not isinstance(meta, dict) or "result" not in meta:
         raise ValueError(f"{str(path)!r} was not written by a lightning_nas method (no {CHECKPOINT_KEY!r} entry)")
     return meta
+
+
+def _check_class_paths(value: Any, source: str | os.PathLike[str]) -> None:
+    """Refuse a checkpoint whose hyperparameters name a class outside lightning_nas and the modules already imported
+    (LightningCLI would import it while merging them into the config)."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if key in ("class_path", "_class_path") and isinstance(item, str) and "." in item:
+                resolve_named_class(item, source)
+            else:
+                _check_class_paths(item, source)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            _check_class_paths(item, source)
 
 
 def export_main(argv: Sequence[str]) -> int:

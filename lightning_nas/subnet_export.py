@@ -24,6 +24,7 @@ import torch
 import yaml
 from torch import Tensor, nn
 
+from lightning_nas._safe_io import load_checkpoint
 from lightning_nas.arch import Arch, validate_arch
 from lightning_nas.calibration import collect_calibration_images, normalised_batches, recalibrate_batchnorm
 from lightning_nas.methods.base import CHECKPOINT_KEY
@@ -38,16 +39,18 @@ def load_elastic_checkpoint(path: str | Path) -> tuple[ElasticSpace, dict[str, A
     """The supernet of an elastic method's checkpoint (weights and BN statistics loaded) and its metadata.
 
     Raises:
+        UnsafeFileError: the file holds objects beyond tensors and plain values, or names a space class outside
+            lightning_nas and the modules already imported (refused, never loaded).
         ValueError: the checkpoint holds no elastic space (e.g. a DARTS search).
     """
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    checkpoint = load_checkpoint(path, mmap=False)
     meta = checkpoint.get(CHECKPOINT_KEY, {})
     if "space_class" not in meta:
         raise ValueError(
             f"{str(path)!r} is a {meta.get('method')} checkpoint on {meta.get('space')}, not an elastic supernet; "
             "--subnet needs a OnceForAll (or other elastic method) checkpoint"
         )
-    space = elastic_space_from_config(meta["space_class"], meta["space_config"])
+    space = elastic_space_from_config(meta["space_class"], meta["space_config"], source=path)
     prefix = "space."
     state = {k[len(prefix) :]: v for k, v in checkpoint["state_dict"].items() if k.startswith(prefix)}
     space.load_state_dict(state)

@@ -114,6 +114,7 @@ class GenotypeLogger(pl.Callback):
         self._draw = pictures
         self._table_rows: list[list[Any]] = []
         self._table_columns: list[str] = []
+        self._restored = False  # this fit's state came from a checkpoint
 
     @property
     @override
@@ -135,6 +136,7 @@ class GenotypeLogger(pl.Callback):
         self.lines, self.last_epoch = [str(line) for line in state_dict["lines"]], int(state_dict["last_epoch"])
         self.last_step, self.num_samples = int(state_dict["last_step"]), int(state_dict["num_samples"])
         self.sample_counts = {name: dict(counts) for name, counts in state_dict["sample_counts"].items()}
+        self._restored = True
 
     # --------------------------------------------------------------------------------------------------- hooks
     @override
@@ -143,6 +145,7 @@ class GenotypeLogger(pl.Callback):
             return
         # A new fit starts empty; a resumed one gets its state from the checkpoint after this hook.
         self.lines, self.last_epoch, self.last_step, self.sample_counts, self.num_samples = [], -1, -1, {}, 0
+        self._restored = False
         directory = run_dir(trainer)  # collective: every rank asks
         self.history = JsonLines(directory / self.history_filename)
         self.picture_dir = directory / "pictures"
@@ -160,8 +163,9 @@ class GenotypeLogger(pl.Callback):
             for line in self.lines:
                 self._add_table_row(json.loads(line))
         finished = trainer.current_epoch - 1
-        if self.lines and self.last_epoch < finished:
-            # Resumed from a checkpoint taken after this epoch's last batch but before its line was written.
+        if (self.lines or self._restored) and self.last_epoch < finished:
+            # Resumed from a checkpoint taken after this epoch's last batch but before its line was written (also
+            # the first epoch's: a step checkpoint at its last batch holds no line yet; found by the kill -9 soak).
             self._record(trainer, pl_module, event="epoch_end", epoch=finished)
 
     @override

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import gzip
 import math
-import pickle
 import sys
 from pathlib import Path
 from typing import Literal
 
 import torch
+
+from lightning_nas._safe_io import load_plain_pickle
 
 __all__ = ["CIFAR_FOLDERS", "read_cifar", "read_idx"]
 
@@ -118,9 +119,9 @@ def read_cifar(
     key ``b"labels"``), CIFAR-100 in ``<root>/cifar-100-python/`` (``train``, ``test``, label key
     ``b"fine_labels"``). Each row of ``b"data"`` holds 3072 bytes: the 32x32 red plane, then green, then blue.
 
-    Warning:
-        The batches are Python pickles, and unpickling runs code chosen by whoever wrote the file. Only give this
-        function the official CIFAR files (or files you made yourself).
+    The batches are Python pickles; they are read by :func:`~lightning_nas._safe_io.load_plain_pickle`, which
+    rebuilds dicts, lists, bytes, numbers and numpy arrays only, so a file that names anything else is refused
+    (``UnsafeFileError``) and nothing in it runs.
 
     Args:
         root: The data root that holds the dataset folder.
@@ -160,9 +161,8 @@ def read_cifar(
 
 
 def _read_cifar_batch(path: Path, label_key: bytes) -> tuple[torch.Tensor, torch.Tensor]:
-    """Unpickle one CIFAR batch file (trusted input only) into ``uint8`` images and ``int64`` labels."""
-    with path.open("rb") as stream:
-        batch = pickle.load(stream, encoding="bytes")
+    """Unpickle one CIFAR batch file (plain values and numpy arrays only) into ``uint8`` images and ``int64`` labels."""
+    batch = load_plain_pickle(path, "CIFAR batch")
     if not isinstance(batch, dict) or b"data" not in batch or label_key not in batch:
         raise ValueError(f"{str(path)!r} is not a CIFAR batch: it needs the keys b'data' and {label_key!r}")
     data = torch.as_tensor(batch[b"data"])

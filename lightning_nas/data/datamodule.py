@@ -261,13 +261,19 @@ class ImageDataModule(pl.LightningDataModule):
         if self.train_dataset is None and (stage == "fit" or (stage == "validate" and self.search)):
             self._setup_train()
         if self.test_dataset is None and (stage in ("test", "predict") or not self.search):
-            self.test_dataset = self._load_split(train=False)
+            self.test_dataset = self._load_checked(train=False)
         if not self.search:
             self.val_dataset = self.test_dataset
 
+    def _load_checked(self, train: bool) -> InMemoryImageDataset:
+        """A split from :meth:`_load_split`, its labels checked once against ``num_classes`` before any training."""
+        dataset = self._load_split(train=train)
+        dataset.check_labels(self.num_classes)
+        return dataset
+
     def _setup_train(self) -> None:
         """Pick the (sub)set of the training split and, in search mode, split it into weight/architecture halves."""
-        full = self._load_split(train=True)
+        full = self._load_checked(train=True)
         _check_sizes(self.search, self.train_portion, self.subset, available=len(full))
         if self.subset is None and not self.search:
             self.train_indices = torch.arange(len(full))

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from lightning_nas.data._download import default_root, ensure_dataset
-from lightning_nas.data._readers import read_cifar, read_idx
+from lightning_nas.data._readers import CIFAR_FOLDERS, read_cifar, read_idx
 
 __all__ = [
     "DatasetSpec",
@@ -60,6 +60,7 @@ class InMemoryImageDataset(Dataset[tuple[torch.Tensor, int]]):
     Args:
         images: ``uint8`` tensor of shape ``[N, C, H, W]``.
         labels: ``int64`` tensor of shape ``[N]``.
+        source: where the samples were read from (a file or folder), named by :meth:`check_labels`.
 
     Raises:
         TypeError: If the dtypes are not ``uint8`` / ``int64``.
@@ -72,7 +73,7 @@ class InMemoryImageDataset(Dataset[tuple[torch.Tensor, int]]):
         (4, (1, 8, 8), 3)
     """
 
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor) -> None:
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, source: str = "in-memory data") -> None:
         if images.dtype != torch.uint8 or labels.dtype != torch.int64:
             raise TypeError(f"expected uint8 images and int64 labels, got {images.dtype} and {labels.dtype}")
         if images.ndim != 4 or labels.shape != (images.shape[0],):
@@ -81,6 +82,7 @@ class InMemoryImageDataset(Dataset[tuple[torch.Tensor, int]]):
             )
         self.images = images
         self.labels = labels
+        self.source = source
 
     def __len__(self) -> int:
         return self.images.shape[0]
@@ -97,7 +99,23 @@ class InMemoryImageDataset(Dataset[tuple[torch.Tensor, int]]):
         Returns:
             The selected samples.
         """
-        return InMemoryImageDataset(self.images[indices], self.labels[indices])
+        return InMemoryImageDataset(self.images[indices], self.labels[indices], self.source)
+
+    def check_labels(self, num_classes: int) -> None:
+        """Refuse a label outside ``0 .. num_classes - 1``, naming :attr:`source`, the value and the valid range.
+
+        Raises:
+            ValueError: the first out-of-range label, its position and how many labels are out of range.
+        """
+        if len(self) == 0:
+            return
+        bad = ((self.labels < 0) | (self.labels >= num_classes)).nonzero().flatten()
+        if bad.numel():
+            first = int(bad[0])
+            raise ValueError(
+                f"{self.source}: label {int(self.labels[first])} at position {first} is outside the valid range "
+                f"0..{num_classes - 1} of this {num_classes}-class dataset ({bad.numel()} labels out of range)"
+            )
 
 
 def _load_idx_pair(name: str, root: str | Path | None, train: bool, download: bool) -> InMemoryImageDataset:
@@ -105,8 +123,14 @@ def _load_idx_pair(name: str, root: str | Path | None, train: bool, download: bo
     folder = ensure_dataset(name, root=root, download=download)
     prefix = "train" if train else "t10k"
     images = read_idx(_idx_path(folder, f"{prefix}-images-idx3-ubyte"))
-    labels = read_idx(_idx_path(folder, f"{prefix}-labels-idx1-ubyte"))
-    return InMemoryImageDataset(images.unsqueeze(1), labels.long())
+    label_file = _idx_path(folder, f"{prefix}-labels-idx1-ubyte")
+    labels = read_idx(label_file)
+    if labels.is_floating_point() or labels.ndim != 1 or labels.shape[0] != images.shape[0]:
+        raise ValueError(
+            f"{str(label_file)!r} holds {labels.dtype} labels of shape {tuple(labels.shape)}; expected one integer "
+            f"label per image, shape ({images.shape[0]},)"
+        )
+    return InMemoryImageDataset(images.unsqueeze(1), labels.long(), source=repr(str(label_file)))
 
 
 def _idx_path(folder: Path, name: str) -> Path:
@@ -148,7 +172,7 @@ def load_fashion_mnist(
 def load_cifar10(root: str | Path | None = None, *, train: bool = True, download: bool = False) -> InMemoryImageDataset:
     """Load CIFAR-10 (50000 / 10000 images, 3x32x32) from ``<root>/cifar-10-batches-py``.
 
-    The batches are pickles: only use the official files (see :func:`read_cifar`'s warning).
+    The batches are pickles read with plain values and numpy arrays only: a batch naming anything else is refused.
 
     Args:
         root: Data root; ``None`` means ``$LIGHTNING_NAS_DATA`` or ``~/.cache/lightning_nas``.
@@ -160,7 +184,7 @@ def load_cifar10(root: str | Path | None = None, *, train: bool = True, download
     """
     ensure_dataset("cifar10", root=root, download=download)
     images, labels = read_cifar(default_root(root), "cifar10", train)
-    return InMemoryImageDataset(images, labels)
+    return InMemoryImageDataset(images, labels, source=_cifar_source(root, "cifar10", train))
 
 
 def load_cifar100(
@@ -168,7 +192,7 @@ def load_cifar100(
 ) -> InMemoryImageDataset:
     """Load CIFAR-100 (50000 / 10000 images, 3x32x32, 100 fine labels) from ``<root>/cifar-100-python``.
 
-    The batches are pickles: only use the official files (see :func:`read_cifar`'s warning).
+    The batches are pickles read with plain values and numpy arrays only: a batch naming anything else is refused.
 
     Args:
         root: Data root; ``None`` means ``$LIGHTNING_NAS_DATA`` or ``~/.cache/lightning_nas``.
@@ -180,7 +204,11 @@ def load_cifar100(
     """
     ensure_dataset("cifar100", root=root, download=download)
     images, labels = read_cifar(default_root(root), "cifar100", train)
-    return InMemoryImageDataset(images, labels)
+    return InMemoryImageDataset(images, labels, source=_cifar_source(root, "cifar100", train))
+
+
+def _cifar_source(root: str | Path | None, which: str, train: bool) -> str:
+    return f"{which} {'training' if train else 'test'} batches in {str(default_root(root) / CIFAR_FOLDERS[which])!r}"
 
 
 def load_digits() -> InMemoryImageDataset:
@@ -207,7 +235,8 @@ def load_digits() -> InMemoryImageDataset:
         ) from error
     bunch = sklearn_load_digits()
     images = torch.as_tensor(bunch.images, dtype=torch.float64).mul(255.0 / 16.0).round().to(torch.uint8)
-    return InMemoryImageDataset(images.unsqueeze(1), torch.as_tensor(bunch.target, dtype=torch.int64))
+    labels = torch.as_tensor(bunch.target, dtype=torch.int64)
+    return InMemoryImageDataset(images.unsqueeze(1), labels, source="scikit-learn digits")
 
 
 def make_synthetic(

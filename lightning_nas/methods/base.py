@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import lightning.pytorch as pl
 import torch
@@ -32,6 +32,10 @@ SubnetResult = tuple[Arch, dict[str, float]]
 """A sub-network and what was measured on it, e.g. ``({...}, {"val/acc": 0.91, "params": 1.2e6, "flops": 3e8})``."""
 
 CHECKPOINT_KEY = "lightning_nas"
+
+#: The training batches a method takes: ``"bilevel"`` ``{"train": (x, y), "val": (x, y)}`` pairs (a datamodule
+#: with ``search=True``), ``"plain"`` ``(x, y)`` batches (``search=False``), or ``"either"``.
+Batches = Literal["bilevel", "plain", "either"]
 """Checkpoint entry holding the method, the space and the current architecture as plain JSON values."""
 
 
@@ -73,12 +77,17 @@ class NASModule(pl.LightningModule):
     * :meth:`cell_graphs`: the cells as edge lists to draw (from :meth:`export` when it is a genotype, else from
       the space's ``cell_graphs`` of :meth:`current_arch`).
 
+    A subclass sets :attr:`BATCHES` to the training batches it takes (:data:`Batches`); :meth:`setup` refuses a
+    datamodule whose ``search`` flag gives the other kind, naming the flag to change.
+
     Args:
         space: the search space, an ``nn.Module``.
         channels_last: run convolutions in the channels-last memory format (much faster on CPUs and tensor cores).
         nan_policy: what a non-finite loss does: ``"stop"`` raises ``FloatingPointError`` naming the loss and the
             step (the last good checkpoint stays as it was), ``"skip"`` warns and skips that update.
     """
+
+    BATCHES: ClassVar[Batches] = "either"
 
     def __init__(
         self, space: SearchSpace, *, channels_last: bool = False, nan_policy: Literal["stop", "skip"] = "stop"
@@ -183,7 +192,7 @@ class NASModule(pl.LightningModule):
 
     def setup(self, stage: str) -> None:
         datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
-        _check_data_matches(datamodule, self.space.num_classes, self.space.in_channels)
+        _check_data_matches(datamodule, self.space.num_classes, self.space.in_channels, self)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint[CHECKPOINT_KEY] = {
@@ -228,10 +237,14 @@ def export_payload(result: Arch | Genotype) -> dict[str, Any]:
     return result.to_json() if isinstance(result, Genotype) else dict(result)
 
 
-def _check_data_matches(datamodule: Any, num_classes: int, in_channels: int) -> None:
-    """Refuse data whose class count or channel count differs from the model's."""
+def _check_data_matches(datamodule: Any, num_classes: int, in_channels: int, method: object) -> None:
+    """Refuse data whose class count or channel count differs from the model's, or whose batches (the datamodule's
+    ``search`` flag) are not the kind ``method.BATCHES`` declares."""
     if datamodule is None:
         return
+    search = getattr(datamodule, "search", None)
+    if isinstance(search, bool):
+        check_batches(method, bilevel=search)
     data_classes = getattr(datamodule, "num_classes", None)
     if data_classes is not None and data_classes != num_classes:
         raise ValueError(
@@ -244,3 +257,24 @@ def _check_data_matches(datamodule: Any, num_classes: int, in_channels: int) -> 
             f"the data has {data_channels} image channels but the model was built with in_channels={in_channels}; "
             f"set --model.space.in_channels={data_channels} (or the model's in_channels)"
         )
+
+
+def check_batches(method: object, *, bilevel: bool) -> None:
+    """Refuse bilevel pairs for a ``"plain"`` method and plain batches for a ``"bilevel"`` one (``method.BATCHES``).
+
+    Raises:
+        TypeError: one line naming the method, the batches it got and the flag to change.
+    """
+    needs: Batches = getattr(method, "BATCHES", "either")
+    if needs == "either" or (needs == "bilevel") == bilevel:
+        return
+    name = type(method).__name__
+    if needs == "bilevel":
+        raise TypeError(
+            f"{name} trains on bilevel {{'train': batch, 'val': batch}} pairs but the data gives plain batches "
+            "(search=False); use a datamodule with search=True (--data.search=true)"
+        )
+    raise TypeError(
+        f"{name} trains on plain (images, labels) batches but the data gives bilevel {{'train', 'val'}} pairs "
+        "(search=True); use a datamodule with search=False (--data.search=false)"
+    )

@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import lightning.pytorch as pl
 import torch
@@ -31,7 +31,7 @@ from lightning_nas.arch import Arch
 from lightning_nas.callbacks.bn_recalibration import RecalibrateBatchNorm
 from lightning_nas.data.augment import random_crop, random_flip
 from lightning_nas.functional import soft_target_cross_entropy
-from lightning_nas.methods.base import CHECKPOINT_KEY, NASModule, SubnetResult, weight_decay_groups
+from lightning_nas.methods.base import CHECKPOINT_KEY, Batches, NASModule, SubnetResult, weight_decay_groups
 from lightning_nas.ops.elastic import ElasticInvertedResidual
 from lightning_nas.sampling import derive_seed, seeded_random_ops, step_generator
 from lightning_nas.spaces.elastic import ElasticSpace
@@ -132,6 +132,8 @@ class BigNAS(NASModule):
         >>> [role for role, _ in model.sandwich_subnets(0)]
         ['max', 'min', 'random']
     """
+
+    BATCHES: ClassVar[Batches] = "plain"
 
     space: ElasticSpace
 

@@ -28,7 +28,7 @@ import contextlib
 import json
 import statistics
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 from lightning.pytorch.utilities import rank_zero_info
@@ -37,7 +37,7 @@ from typing_extensions import override
 
 from lightning_nas.arch import Arch, atomic_write_text
 from lightning_nas.calibration import batch_statistics
-from lightning_nas.methods.base import NASModule, SubnetResult
+from lightning_nas.methods.base import Batches, NASModule, SubnetResult
 from lightning_nas.sampling import crossover, mutate, sample_arch, step_generator
 from lightning_nas.search.base import Mode, Trial
 from lightning_nas.search.constraints import CostModel
@@ -89,6 +89,8 @@ class CARS(NASModule):
         >>> len(model.population), len(model.pool)
         (4, 4)
     """
+
+    BATCHES: ClassVar[Batches] = "either"
 
     def __init__(
         self,

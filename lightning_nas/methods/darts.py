@@ -12,7 +12,7 @@ Hyperparameters default to the paper's CIFAR-10 search (Sec. 3.2; reference code
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 from lightning.pytorch.core.optimizer import LightningOptimizer
@@ -22,7 +22,7 @@ from typing_extensions import override
 
 from lightning_nas.arch import Arch, Genotype
 from lightning_nas.functional import darts_arch_gradient
-from lightning_nas.methods.base import ArchProbabilities, NASModule
+from lightning_nas.methods.base import ArchProbabilities, Batches, NASModule, check_batches
 from lightning_nas.sampling import derive_seed
 from lightning_nas.spaces.base import DifferentiableSpace
 
@@ -64,6 +64,8 @@ class DARTS(NASModule):
         >>> model.genotype.steps
         2
     """
+
+    BATCHES: ClassVar[Batches] = "bilevel"
 
     space: DifferentiableSpace
 
@@ -136,7 +138,7 @@ class DARTS(NASModule):
     # ------------------------------------------------------------------------------------------------- training
     @override
     def training_step(self, batch: dict[str, Batch], batch_idx: int) -> Tensor:
-        train_batch, val_batch = _split_bilevel(batch)
+        train_batch, val_batch = _split_bilevel(batch, self)
         self.schedule_relaxation()
         # Phase 1: architecture step on a validation batch (Algorithm 1, line 2).
         if self.current_epoch >= self.arch_warmup_epochs:
@@ -271,10 +273,8 @@ class DARTS(NASModule):
         return scores + (f"genotype = {result}" if isinstance(result, Genotype) else f"arch = {result}")
 
 
-def _split_bilevel(batch: Any) -> tuple[Batch, Batch]:
+def _split_bilevel(batch: Any, method: NASModule) -> tuple[Batch, Batch]:
+    """The two halves of a bilevel batch; loaders given without a datamodule are checked here, batch by batch."""
     if not (isinstance(batch, dict) and {"train", "val"} <= set(batch)):
-        raise TypeError(
-            "bilevel search trains on {'train': batch, 'val': batch} pairs, got a "
-            f"{type(batch).__name__}; use a datamodule with search=True (--data.search=true)"
-        )
+        check_batches(method, bilevel=False)
     return batch["train"], batch["val"]

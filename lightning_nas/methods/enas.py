@@ -20,7 +20,7 @@ at https://github.com/melodyguan/enas/tree/00787a5f5162814ce8f62a603b76738d240df
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 from lightning.pytorch.core.optimizer import LightningOptimizer
@@ -34,7 +34,7 @@ from lightning_nas.arch import Arch, Genotype
 from lightning_nas.controllers import LSTMController, Policy, PolicySample, UniformPolicy
 from lightning_nas.functional import mnasnet_reward, reinforce_loss, update_baseline
 from lightning_nas.methods._child_cost import CostKind, child_cost, scoring_mode
-from lightning_nas.methods.base import ArchProbabilities, NASModule
+from lightning_nas.methods.base import ArchProbabilities, Batches, NASModule
 from lightning_nas.methods.darts import _split_bilevel
 from lightning_nas.sampling import step_generator
 from lightning_nas.spaces.base import SearchSpace
@@ -93,6 +93,8 @@ class ENAS(NASModule):
         >>> type(model.policy).__name__, model.export().steps
         ('LSTMController', 2)
     """
+
+    BATCHES: ClassVar[Batches] = "bilevel"
 
     baseline: Tensor
     search_step: Tensor
@@ -202,7 +204,7 @@ class ENAS(NASModule):
     # ------------------------------------------------------------------------------------------------- training
     @override
     def training_step(self, batch: dict[str, Batch], batch_idx: int) -> Tensor | None:
-        train_batch, val_batch = _split_bilevel(batch)
+        train_batch, val_batch = _split_bilevel(batch, self)
         step = int(self.search_step)
         loss = None
         if step % (self.weight_steps + self.controller_steps) < self.weight_steps:

@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import lightning.pytorch as pl
 import torch
@@ -38,7 +38,7 @@ from typing_extensions import override
 from lightning_nas.arch import Arch, validate_arch
 from lightning_nas.callbacks.bn_recalibration import RecalibrateBatchNorm
 from lightning_nas.functional import soft_target_cross_entropy
-from lightning_nas.methods.base import CHECKPOINT_KEY, NASModule, SubnetResult, weight_decay_groups
+from lightning_nas.methods.base import CHECKPOINT_KEY, Batches, NASModule, SubnetResult, weight_decay_groups
 from lightning_nas.sampling import derive_seed, seeded_random_ops, step_generator
 from lightning_nas.spaces.elastic import ElasticSpace, resize_images
 
@@ -157,6 +157,8 @@ class OnceForAll(NASModule):
         >>> [p.subnets_per_step for p in model.phases], model.phase.name
         ([1, 1, 2, 2, 4, 4], 'full')
     """
+
+    BATCHES: ClassVar[Batches] = "plain"
 
     space: ElasticSpace
 

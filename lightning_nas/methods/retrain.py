@@ -8,7 +8,7 @@ weight decay 3e-4), auxiliary towers of weight 0.4, drop-path 0.2 growing linear
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import lightning.pytorch as pl
 import torch
@@ -17,7 +17,13 @@ from torchmetrics.classification import MulticlassAccuracy
 from typing_extensions import override
 
 from lightning_nas.arch import Genotype, load_arch
-from lightning_nas.methods.base import CHECKPOINT_KEY, _check_data_matches, check_checkpoint_origin, export_payload
+from lightning_nas.methods.base import (
+    CHECKPOINT_KEY,
+    Batches,
+    _check_data_matches,
+    check_checkpoint_origin,
+    export_payload,
+)
 from lightning_nas.ops import list_ops
 from lightning_nas.spaces.darts_network import DartsNetwork
 from lightning_nas.spaces.genotypes import PUBLISHED_GENOTYPES
@@ -59,8 +65,11 @@ class TrainFromScratch(pl.LightningModule):
     the whole run, accuracy metrics, evaluation, and a checkpoint entry naming the trainer and its network.
 
     Subclasses build ``self.network``, implement ``forward`` and :meth:`export`, and may override
-    :meth:`training_loss`.
+    :meth:`training_loss`. They train on plain ``(images, labels)`` batches (``BATCHES = "plain"``): a datamodule
+    with ``search=True`` is refused at setup.
     """
+
+    BATCHES: ClassVar[Batches] = "plain"
 
     CHECKPOINT_METHOD: str
     CHECKPOINT_NETWORK: str
@@ -94,7 +103,7 @@ class TrainFromScratch(pl.LightningModule):
 
     @override
     def setup(self, stage: str) -> None:
-        _check_data_matches(getattr(self.trainer, "datamodule", None), self.num_classes, self.in_channels)
+        _check_data_matches(getattr(self.trainer, "datamodule", None), self.num_classes, self.in_channels, self)
 
     @override
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:

@@ -13,14 +13,14 @@ Defaults follow the paper's ImageNet supernet recipe (Sec. 4; reference code meg
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 from torch import Tensor
 from typing_extensions import override
 
 from lightning_nas.arch import Arch
-from lightning_nas.methods.base import NASModule
+from lightning_nas.methods.base import Batches, NASModule
 from lightning_nas.sampling import sample_arch, step_generator
 from lightning_nas.search.constraints import CostModel
 from lightning_nas.spaces.base import DifferentiableSpace, SearchSpace
@@ -56,6 +56,8 @@ class SPOS(NASModule):
         >>> model.sample_path(step=7) == model.sample_path(step=7) != model.sample_path(step=8)
         True
     """
+
+    BATCHES: ClassVar[Batches] = "either"
 
     def __init__(
         self,

@@ -32,6 +32,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
+from lightning_nas._safe_io import read_json
 from lightning_nas.arch import Arch, atomic_write_text
 from lightning_nas.sampling import derive_seed, sample_arch
 from lightning_nas.search.base import Constraint
@@ -270,12 +271,7 @@ class LatencyTable:
     def load(cls, path: str | Path) -> LatencyTable:
         """Read a table; raises ``ValueError`` naming what is wrong with an empty or malformed file."""
         source = Path(path)
-        if not source.is_file():
-            raise FileNotFoundError(f"latency table {str(source)!r} does not exist")
-        try:
-            payload = json.loads(source.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as err:
-            raise ValueError(f"latency table {str(source)!r} is not valid JSON: {err}") from None
+        payload = read_json(source, "latency table")
         return cls.from_json(payload, origin=str(source))
 
     @classmethod

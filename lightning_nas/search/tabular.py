@@ -12,7 +12,6 @@ best-so-far architecture's value of a separate report metric (test accuracy).
 from __future__ import annotations
 
 import csv
-import json
 import math
 import os
 from collections.abc import Iterator, Mapping, Sequence
@@ -20,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from lightning_nas._safe_io import read_json
 from lightning_nas.arch import Arch, Choice
 from lightning_nas.search.base import SearchStrategy
 
@@ -116,8 +116,13 @@ class TabularBenchmark:
             raise FileNotFoundError(f"table file {str(file)!r} does not exist")
         suffix = file.suffix.lower()
         if suffix == ".csv":
-            with file.open(newline="", encoding="utf-8") as handle:
-                records: list[dict[str, Any]] = list(csv.DictReader(handle))
+            try:
+                with file.open(newline="", encoding="utf-8") as handle:
+                    records: list[dict[str, Any]] = list(csv.DictReader(handle))
+            except UnicodeDecodeError as err:
+                raise ValueError(
+                    f"table file {str(file)!r} is not UTF-8 text ({err.reason} at byte {err.start})"
+                ) from None
         elif suffix == ".json":
             records = _json_records(file)
         else:
@@ -307,10 +312,7 @@ def _numbers(values: Sequence[Any]) -> list[float] | None:
 
 
 def _json_records(file: Path) -> list[dict[str, Any]]:
-    try:
-        payload = json.loads(file.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise ValueError(f"table file {str(file)!r} is not valid JSON: {err}") from None
+    payload = read_json(file, "table file")
     if isinstance(payload, dict) and all(isinstance(v, list) for v in payload.values()):
         lengths = {len(v) for v in payload.values()}
         if len(lengths) != 1:

@@ -8,7 +8,7 @@ keeps more of the shared weights. Methods that train such spaces restrict the di
 
 from __future__ import annotations
 
-import importlib
+import os
 from abc import abstractmethod
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -17,6 +17,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F  # noqa: N812
 
+from lightning_nas._safe_io import resolve_named_class
 from lightning_nas.arch import Arch, Choice
 from lightning_nas.sampling import sample_arch
 from lightning_nas.spaces.base import SearchSpace
@@ -159,10 +160,21 @@ class ElasticSpace(SearchSpace):
         }
 
 
-def elastic_space_from_config(class_path: str, config: Mapping[str, Any]) -> ElasticSpace:
+def elastic_space_from_config(
+    class_path: str, config: Mapping[str, Any], source: str | os.PathLike[str] = "<config>"
+) -> ElasticSpace:
     """Rebuild a space from :meth:`ElasticSpace.space_path` and :meth:`ElasticSpace.config` (e.g. from a checkpoint).
 
+    The class is resolved with :func:`~lightning_nas._safe_io.resolve_named_class`: a checkpoint may name spaces
+    of lightning_nas or of modules already imported, and cannot make this import anything else.
+
+    Args:
+        class_path: ``module.Class`` of the space.
+        config: its constructor arguments.
+        source: the file both came from, for messages.
+
     Raises:
+        UnsafeFileError: the class's module is outside lightning_nas and not imported.
         ValueError: the class cannot be imported or is not an :class:`ElasticSpace`.
 
     Example:
@@ -171,11 +183,7 @@ def elastic_space_from_config(class_path: str, config: Mapping[str, Any]) -> Ela
         >>> elastic_space_from_config(space.space_path(), space.config()).num_classes
         4
     """
-    module_name, _, class_name = class_path.rpartition(".")
-    try:
-        cls = getattr(importlib.import_module(module_name), class_name)
-    except (ImportError, AttributeError, ValueError):
-        raise ValueError(f"cannot import the elastic space class {class_path!r}") from None
-    if not (isinstance(cls, type) and issubclass(cls, ElasticSpace)):
+    cls = resolve_named_class(class_path, source)
+    if not issubclass(cls, ElasticSpace):
         raise ValueError(f"{class_path!r} is not an ElasticSpace")
     return cls(**config)
