@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
-from lightning.pytorch.utilities import rank_zero_warn
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from typing_extensions import override
 
 from lightning_nas.arch import Genotype, save_arch
@@ -111,6 +111,7 @@ class GenotypeLogger(pl.Callback):
         self.history: JsonLines | None = None
         self.picture_dir: Path | None = None
         self.final_path: Path | None = None
+        self.last_pictures: dict[str, Path] = {}  # the pictures drawn last, printed at the end of fit
         self._draw = pictures
         self._table_rows: list[list[Any]] = []
         self._table_columns: list[str] = []
@@ -149,6 +150,7 @@ class GenotypeLogger(pl.Callback):
         directory = run_dir(trainer)  # collective: every rank asks
         self.history = JsonLines(directory / self.history_filename)
         self.picture_dir = directory / "pictures"
+        self.last_pictures = {}
         if not isinstance(pl_module, NASModule):
             return
         self._draw = self.pictures and self._can_draw(pl_module)
@@ -198,6 +200,9 @@ class GenotypeLogger(pl.Callback):
         if not trainer.is_global_zero:
             return
         save_arch(pl_module.export(), self.final_path)
+        if self.last_pictures:
+            listed = "\n".join(f"  {path}" for path in self.last_pictures.values())
+            rank_zero_info(f"lightning-nas: pictures of the architecture found (last drawn):\n{listed}")
         if self.log_artifacts:
             files = [self.final_path, self.history.path]
             _loggers.log_artifacts(trainer.loggers, "architecture", "architecture", files)
@@ -242,7 +247,8 @@ class GenotypeLogger(pl.Callback):
         last = record["event"] == "fit_end" or record["epoch"] + 1 >= (trainer.max_epochs or 0) > 0
         if self._draw and (last or record["epoch"] % self.pictures_every_n_epochs == 0):
             tag = f"epoch{record['epoch']:03d}" + ("_final" if record["event"] == "fit_end" else "")
-            for key, path in self._pictures(pl_module, probabilities, tag, f"epoch {record['epoch']}").items():
+            self.last_pictures = self._pictures(pl_module, probabilities, tag, f"epoch {record['epoch']}")
+            for key, path in self.last_pictures.items():
                 _loggers.log_image(loggers, key, path, step)
 
     def _pictures(

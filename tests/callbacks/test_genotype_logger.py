@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -111,13 +112,19 @@ def test_history_after_interrupted_and_resumed_run(tmp_path: Path, validate: boo
     assert len(set(steps)) == 4
 
 
-def test_darts_run_logs_scalars_pictures_and_final_architecture(tmp_path: Path) -> None:
+def test_darts_run_logs_scalars_pictures_and_final_architecture(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     pl.seed_everything(0)
     model = _darts()
-    _trainer(tmp_path, [GenotypeLogger(cell_renderer="matplotlib"), ModelCheckpoint()], max_epochs=2).fit(
-        model, datamodule=_data()
-    )
+    genotype_logger = GenotypeLogger(cell_renderer="matplotlib")
+    with caplog.at_level(logging.INFO):
+        _trainer(tmp_path, [genotype_logger, ModelCheckpoint()], max_epochs=2).fit(model, datamodule=_data())
     run = tmp_path / "run" / "version_0"
+    # The end of fit says where the last pictures (those of the final architecture) are.
+    last = [run / "pictures" / f"{kind}_epoch001.png" for kind in ("cell_normal", "cell_reduce", "probabilities")]
+    assert sorted(genotype_logger.last_pictures.values()) == sorted(last)
+    assert all(f"  {path}" in caplog.text for path in last), caplog.text
     records = [json.loads(line) for line in (run / HISTORY).read_text().splitlines()]
     assert [r["epoch"] for r in records] == [0, 1]
     final = json.loads((run / "checkpoints" / "final_architecture.json").read_text())
