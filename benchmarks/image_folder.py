@@ -28,7 +28,8 @@ def main() -> None:
             start = time.perf_counter()
             again = read_image_folder_data(archive, split, cache_dir=cache)
             cached = time.perf_counter() - start
-            assert again.from_cache and not first.from_cache
+            assert again.from_cache
+            assert not first.from_cache
             count = len(first.dataset)
             print(
                 f"{split}: {count} images; first start {decoded:.2f} s ({count / decoded:.0f} images/s incl. reading"
