@@ -92,6 +92,8 @@ def main() -> None:
                 scores[name].append(math.nan)
                 skipped[name] += 1
         scores["flops"].append(float(count_cost(counter, NasBench201Format().parse(cell), image_size=32).flops))
+        if (k + 1) % 100 == 0:
+            print(f"{k + 1} cells scored, {(time.perf_counter() - start) / (k + 1):.3f} s each", flush=True)
     elapsed = time.perf_counter() - start
     truth = [table.value(cell, args.metric) for cell in cells]
 

@@ -7,6 +7,7 @@ loader does run it), then that no command or API of the package does.
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import sys
@@ -197,4 +198,21 @@ def test_configs_with_python_tags_are_refused(tmp_path: Path) -> None:
         with pytest.raises(SystemExit) as exit_info:
             main(command)
         assert exit_info.value.code == 2
+    assert not marker.exists()
+
+
+def test_a_planted_multi_trial_state_is_refused_on_resume(tmp_path: Path) -> None:
+    """``run_trials(resume=True)`` / ``lightning-nas trials --resume`` read the experiment's driver state: a planted
+    entry there is refused, naming the file, before anything of the experiment runs."""
+    from lightning_nas.trials.runner import EXPERIMENT_FILE, STATE_FILE, _prepare_directory
+
+    marker = tmp_path / "PAYLOAD_RAN"
+    signature = {"strategy": "RandomSearch", "num_trials": 3}
+    (tmp_path / EXPERIMENT_FILE).write_text(json.dumps(signature))
+    torch.save({"finished": [], "notes": _Payload(marker)}, tmp_path / STATE_FILE)
+    torch.load(tmp_path / STATE_FILE, weights_only=False)  # live
+    assert marker.is_dir()
+    marker.rmdir()
+    with pytest.raises(UnsafeFileError, match=STATE_FILE):
+        _prepare_directory(tmp_path, signature, resume=True)
     assert not marker.exists()

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from lightning_nas._safe_io import load_checkpoint
 from lightning_nas.arch import publish_file
 from lightning_nas.data._download import default_root
 from lightning_nas.data.datasets import InMemoryImageDataset
@@ -533,7 +534,7 @@ def _load_cache(cache_file: Path, key: dict[str, Any], fingerprint: list[int]) -
     if not cache_file.is_file():
         return None
     try:
-        payload = torch.load(cache_file, map_location="cpu", weights_only=True)
+        payload = load_checkpoint(cache_file, mmap=False)
         meta = payload["meta"]
         if meta["key"] != key or list(meta["fingerprint"]) != fingerprint:
             log.info("the source changed since %s was written; decoding again", cache_file)

@@ -140,7 +140,10 @@ def jacob_cov(network: nn.Module, images: Tensor) -> float:
     flat = jacobian.reshape(images.shape[0], -1).double()
     if images.shape[0] < 2:
         raise ValueError(f"jacob_cov needs a batch of at least 2 images, got {images.shape[0]}")
-    eigenvalues = torch.linalg.eigvalsh(torch.corrcoef(flat))
+    correlation = torch.corrcoef(flat)
+    if not torch.isfinite(correlation).all():  # an image with a constant Jacobian (a cell that cuts the input off)
+        return math.nan
+    eigenvalues = torch.linalg.eigvalsh(correlation)
     k = 1e-5
     return float(-(torch.log(eigenvalues + k) + 1.0 / (eigenvalues + k)).sum())
 

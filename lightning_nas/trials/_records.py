@@ -1,7 +1,7 @@
 """The driver's record of an experiment: one row per finished trial, written atomically as JSONL and CSV.
 
 The record is the truth a resumed driver rebuilds from; a trial writes nothing the driver cannot rebuild. Files
-are read back with :mod:`json` only (and strategy state with ``torch.load(weights_only=True)``), never unpickled.
+are read back with :mod:`json` only (and strategy state with the package's safe loader), never unpickled.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 import torch
 
+from lightning_nas._safe_io import load_checkpoint
 from lightning_nas.arch import Arch, atomic_write_text, publish_file
 
 __all__ = ["TrialRecord", "load_records", "save_state", "load_state", "write_records"]
@@ -121,8 +122,8 @@ def save_state(state: Mapping[str, Any], path: Path) -> None:
 
 
 def load_state(path: Path) -> dict[str, Any]:
-    """Load a state written by :func:`save_state` without executing code (``weights_only=True``)."""
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    """Load a state written by :func:`save_state` without executing code (the package's safe loader)."""
+    state = load_checkpoint(path, mmap=False)
     if not isinstance(state, dict):
         raise ValueError(f"{path} does not hold a driver state (got {type(state).__name__})")
     return state

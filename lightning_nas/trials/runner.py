@@ -26,6 +26,7 @@ from typing import Any, Literal
 
 import torch
 
+from lightning_nas._safe_io import read_json
 from lightning_nas.arch import atomic_write_text, save_arch
 from lightning_nas.sampling import sample_arch
 from lightning_nas.search.base import SearchStrategy, Trial
@@ -91,7 +92,7 @@ def _prepare_directory(directory: Path, signature: dict[str, Any], resume: bool)
     if resume:
         if not experiment.is_file() or not state.is_file():
             raise FileNotFoundError(f"nothing to resume in {directory}: no {EXPERIMENT_FILE} and {STATE_FILE} there")
-        saved = json.loads(experiment.read_text(encoding="utf-8"))
+        saved = read_json(experiment, "experiment file")
         if saved != json.loads(json.dumps(signature)):
             diff = sorted(k for k in signature if saved.get(k) != json.loads(json.dumps(signature[k])))
             raise ValueError(

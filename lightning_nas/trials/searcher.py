@@ -4,7 +4,7 @@ Ray asks :meth:`StrategySearcher.suggest` for a trial's config whenever a slot i
 :meth:`StrategySearcher.on_trial_complete` when the trial ends; both go to a
 :class:`~lightning_nas.trials._driver.TrialDriver`, whose whole state (the strategy's population, controller
 weights and baseline, generator state; the running and finished trials) is what :meth:`save` writes for Ray's
-experiment checkpoints and :meth:`restore` reads back (``torch.load(weights_only=True)``). This module imports Ray.
+experiment checkpoints and :meth:`restore` reads back (the package's safe loader). This module imports Ray.
 """
 
 from __future__ import annotations

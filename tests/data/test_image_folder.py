@@ -178,9 +178,14 @@ def test_folder_and_archive_give_the_pixels_pillow_decodes(kind: str, tmp_path: 
 
 def test_changing_the_archive_rebuilds_the_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     archive = _write_tar(tmp_path / "a.tar", _tiny_files())
-    calls = []
+    calls: list[int] = []
     decode = image_folder._decode
-    monkeypatch.setattr(image_folder, "_decode", lambda *args: calls.append(1) or decode(*args))
+
+    def counting(*args: Any) -> Any:
+        calls.append(1)
+        return decode(*args)
+
+    monkeypatch.setattr(image_folder, "_decode", counting)
     first = read_image_folder_data(archive, "test", cache_dir=tmp_path)
     assert not first.from_cache
     assert len(calls) == 4

@@ -120,6 +120,11 @@ def test_non_finite_proxy_is_named_never_ranked() -> None:
     same = torch.ones(4, 2)  # every image gives the same code: NASWOT's kernel is singular
     with pytest.raises(ProxyError, match="proxy 'naswot' of architecture cell-A is -inf"):
         compute_proxies(net, (same, torch.zeros(4, dtype=torch.long)), ["naswot"], label="cell-A")
+    cut = nn.Sequential(nn.Linear(2, 3), nn.ReLU(), nn.Linear(3, 2))
+    with torch.no_grad():
+        cut[0].weight.zero_()  # the output does not depend on the input: every Jacobian is zero
+    with pytest.raises(ProxyError, match="proxy 'jacob_cov' of architecture cell-B is nan"):
+        compute_proxies(cut, (torch.randn(4, 2), torch.zeros(4, dtype=torch.long)), ["jacob_cov"], label="cell-B")
     with torch.no_grad():
         net[0].weight.fill_(float("nan"))
     with pytest.raises(ProxyError, match="'grad_norm'"):
