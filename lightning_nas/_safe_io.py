@@ -123,8 +123,7 @@ def load_plain_pickle(path: str | Path, what: str = "file") -> Any:
     Example:
         >>> import tempfile
         >>> path = Path(tempfile.mkdtemp()) / "batch"
-        >>> path.write_bytes(pickle.dumps({b"labels": [3, 1]}))
-        29
+        >>> _ = path.write_bytes(pickle.dumps({b"labels": [3, 1]}))
         >>> load_plain_pickle(path)
         {b'labels': [3, 1]}
     """

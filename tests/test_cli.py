@@ -14,7 +14,8 @@ from lightning_nas.arch import Genotype
 from lightning_nas.cli import NASCLI, main
 
 REPO = Path(__file__).resolve().parents[1]
-CONFIGS = sorted(c for c in (REPO / "configs").rglob("*.yaml") if "sweeps" not in c.parts)  # sweeps: test_sweeps.py
+# sweeps: tests/test_sweeps.py; multi-trial recipes (not LightningCLI configs): tests/trials/test_cli.py
+CONFIGS = sorted(c for c in (REPO / "configs").rglob("*.yaml") if not {"sweeps", "trials"} & set(c.parts))
 
 _QUICK = ["--trainer.max_steps=3", "--trainer.limit_val_batches=2", "--trainer.enable_model_summary=false"]
 

@@ -59,7 +59,7 @@ class Relaxation(nn.Module):
 
     def probabilities(self, alpha: Tensor, key: str) -> Tensor:
         """The deterministic distribution over each edge's ops (no gradient), which the architecture is read from."""
-        return alpha.detach().float().softmax(-1)
+        return _at_least_float(alpha.detach()).softmax(-1)
 
     def strengths(self, alpha: Tensor, key: str) -> Tensor:
         """Per edge and op, the weight a genotype ranks edges by (default :meth:`probabilities`)."""
@@ -185,7 +185,7 @@ class DirichletRelaxation(Relaxation):
         return gamma / gamma.sum(-1, keepdim=True), None
 
     def probabilities(self, alpha: Tensor, key: str) -> Tensor:
-        concentration = self.concentration(alpha.detach().float())
+        concentration = self.concentration(_at_least_float(alpha.detach()))
         return concentration / concentration.sum(-1, keepdim=True)
 
 
@@ -219,3 +219,8 @@ class AuxiliarySkip(Relaxation):
         skip = torch.zeros_like(alpha)
         skip[..., self.skip_index] = self.beta
         return alpha.softmax(-1) + skip, None
+
+
+def _at_least_float(tensor: Tensor) -> Tensor:
+    """``tensor`` in float32, or in its own dtype when that is wider (double probabilities stay double)."""
+    return tensor.to(torch.promote_types(tensor.dtype, torch.float32))

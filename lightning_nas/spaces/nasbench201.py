@@ -323,7 +323,7 @@ class NasBench201Space(DifferentiableSpace):
             >>> list(probabilities)[:2], round(sum(probabilities["3<-2"].values()), 6)
             (['1<-0', '2<-0'], 1.0)
         """
-        weights = self.relaxation.probabilities(self.alpha, "cell").double().cpu().tolist()
+        weights = self.relaxation.probabilities(self.alpha.double(), "cell").cpu().tolist()
         return {choice.name: dict(zip(self.ops, row)) for choice, row in zip(self.choices(), weights)}
 
     def cell_graphs(self, arch: Mapping[str, Any]) -> dict[str, CellGraph]:
