@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,11 @@ def test_three_sigkills_lose_nothing(tmp_path: Path) -> None:
     assert spec is not None
     assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    sys.modules[spec.name] = module  # its dataclasses look their module up while the script is executed
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        del sys.modules[spec.name]
     results = module.soak(kills=3, planned_steps=12, workdir=tmp_path, seed=0)
     assert [kill.problems for kill in results] == [(), (), ()]
     assert [kill.resumed_step for kill in results] == [12, 12, 12]
