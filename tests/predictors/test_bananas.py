@@ -18,21 +18,9 @@ from lightning_nas.search import (
     run_budgeted_search,
 )
 from lightning_nas.spaces import NasBench201Format
+from tests.predictors._ask_tell import additive_value, ask_and_tell
 
 CHOICES = [Choice(f"c{i}", (0, 1, 2)) for i in range(6)]
-
-
-def _value(arch: dict) -> float:
-    return float(sum((k + 1) * v for k, v in enumerate(arch.values())))
-
-
-def _run(strategy: Bananas, steps: int) -> list[dict]:
-    asked = []
-    for _ in range(steps):
-        arch = strategy.ask()
-        strategy.tell(arch, {"accuracy": _value(arch)})
-        asked.append(arch)
-    return asked
 
 
 @pytest.mark.parametrize("acquisition", ["its", "ucb"])
@@ -40,15 +28,15 @@ def test_resume_mid_batch_continues_exactly(acquisition: str) -> None:
     def build(seed: int) -> Bananas:
         return Bananas(CHOICES, predictor="ridge", acquisition=acquisition, num_init=5, batch_size=4, seed=seed)
 
-    expected = _run(build(0), 17)
+    expected = ask_and_tell(build(0), 17)
     first = build(0)
-    head = _run(first, 11)  # 5 random + 1.5 batches: the queue holds 2 proposals
+    head = ask_and_tell(first, 11)  # 5 random + 1.5 batches: the queue holds 2 proposals
     assert len(first.queue) == 2
     resumed = build(123)
     resumed.load_state_dict(first.state_dict())
-    assert head + _run(resumed, 6) == expected
+    assert head + ask_and_tell(resumed, 6) == expected
     # the additive target is learnt: the best of 17 queries is the optimum 2 * (1 + ... + 6)
-    assert max(_value(a) for a in expected) == 42.0
+    assert max(additive_value(a) for a in expected) == 42.0
 
 
 def test_default_encoding_is_the_path_encoding_on_nasbench201_only() -> None:

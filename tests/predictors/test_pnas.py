@@ -15,22 +15,10 @@ from lightning_nas.search import (
     run_budgeted_search,
 )
 from lightning_nas.spaces import NasBench201Format, NasBench201Network
+from tests.predictors._ask_tell import additive_value, ask_and_tell
 
 FORMAT = NasBench201Format()
 CHOICES = [Choice(f"n{i}/op{j}", (0, 1, 2)) for i in range(3) for j in range(2)]
-
-
-def _value(arch: dict) -> float:
-    return float(sum((k + 1) * v for k, v in enumerate(arch.values())))
-
-
-def _run(strategy: ProgressiveSearch, steps: int) -> list[dict]:
-    asked = []
-    for _ in range(steps):
-        arch = strategy.ask()
-        strategy.tell(arch, {"accuracy": _value(arch)})
-        asked.append(arch)
-    return asked
 
 
 def test_nasbench201_grows_node_by_node_and_partial_cells_end_at_their_node() -> None:
@@ -44,13 +32,13 @@ def test_nasbench201_grows_node_by_node_and_partial_cells_end_at_their_node() ->
 
 def test_beam_keeps_the_surrogate_top_k_per_level() -> None:
     strategy = ProgressiveSearch(CHOICES, beam_size=3, predictor="ridge", seed=0)
-    asked = _run(strategy, 9)
+    asked = ask_and_tell(strategy, 9)
     assert [lv for _, lv, _ in strategy.records] == [1, 1, 1, 2, 2, 2, 3, 3, 3]
     # level 1 decides n0 (9 combinations, 3 sampled); undecided choices are evaluated at their first candidate
     assert all(arch["n1/op0"] == arch["n1/op1"] == arch["n2/op0"] == 0 for arch in asked[:3])
     # the surrogate has seen only n0's choices, so it ranks level 2's expansions by their n0 part: the beam is the
     # best level-1 cell's expansions
-    best_first = max(asked[:3], key=_value)
+    best_first = max(asked[:3], key=additive_value)
     assert all((arch["n0/op0"], arch["n0/op1"]) == (best_first["n0/op0"], best_first["n0/op1"]) for arch in asked[3:6])
 
 
@@ -58,12 +46,12 @@ def test_resume_mid_level_continues_exactly() -> None:
     def build(seed: int) -> ProgressiveSearch:
         return ProgressiveSearch(CHOICES, beam_size=3, predictor="ridge", seed=seed)
 
-    expected = _run(build(0), 14)  # through the three levels and into refinement
+    expected = ask_and_tell(build(0), 14)  # through the three levels and into refinement
     first = build(0)
-    head = _run(first, 7)
+    head = ask_and_tell(first, 7)
     resumed = build(5)
     resumed.load_state_dict(first.state_dict())
-    assert head + _run(resumed, 7) == expected
+    assert head + ask_and_tell(resumed, 7) == expected
 
 
 def test_levels_must_cover_every_choice_once() -> None:
