@@ -349,7 +349,7 @@ def build_latency_table(
     repeats: int = 15,
     max_archs: int = 500,
     patience: int = 50,
-    calibration_archs: int = 3,
+    calibration_archs: int = 7,
     validation_archs: int = 3,
     seed: int = 0,
     clock: Clock = "wall",
@@ -363,7 +363,8 @@ def build_latency_table(
         repeats: timed calls per block; the table keeps the median.
         max_archs: at most this many random architectures are traced to find the blocks.
         patience: tracing stops once this many architectures in a row bring no new block.
-        calibration_archs: random architectures whose end-to-end latency sets ``overhead_ms``.
+        calibration_archs: random architectures whose end-to-end latency sets ``overhead_ms`` (the median gap
+            between measured and summed latency; with fewer than about 5 that median follows the timing noise).
         validation_archs: further random architectures measured end to end in the same rounds and stored with
             their predictions in :attr:`LatencyTable.validation`, a record of the table's accuracy.
         seed: seed of the traced architectures.

@@ -58,7 +58,7 @@ def test_latency_table_predicts_measured_latency_within_15_percent() -> None:
     torch.set_num_threads(1)
     space = DartsCellSpace(in_channels=1, num_classes=10, channels=32, layers=4, steps=2)
     table = build_latency_table(
-        space, (4, 1, 28, 28), warmup=2, repeats=15, patience=30, calibration_archs=3, validation_archs=4, clock="cpu"
+        space, (4, 1, 28, 28), warmup=3, repeats=41, patience=30, calibration_archs=7, validation_archs=4, clock="cpu"
     )
     predict = table.predictor(space)
     print(f"{len(table.entries)} blocks, overhead {table.overhead_ms:.2f} ms")
@@ -96,7 +96,7 @@ def test_elastic_blocks_are_timed_per_setting_and_predict_measured_latency_withi
     assert len(keys[0] ^ keys[1]) == 2  # the same module, two settings: two different blocks
 
     table = build_latency_table(
-        space, (2, 1, 32, 32), warmup=2, repeats=15, patience=30, calibration_archs=3, validation_archs=4, clock="cpu"
+        space, (2, 1, 32, 32), warmup=3, repeats=41, patience=30, calibration_archs=7, validation_archs=4, clock="cpu"
     )
     predict = table.predictor(space)
     [ms_small, ms_large] = measure_latency(space, [small, large], (2, 1, 32, 32), repeats=15, clock="cpu")
