@@ -25,6 +25,7 @@ from torch.utils.data import DataLoader
 from lightning_nas._safe_io import load_checkpoint
 from lightning_nas.arch import Arch, atomic_write_text
 from lightning_nas.methods.base import check_checkpoint_origin
+from lightning_nas.predictors.learned import PREDICTORS
 from lightning_nas.search import (
     NSGA2,
     CoarseToFineSearch,
@@ -46,7 +47,7 @@ from lightning_nas.spaces.base import SearchSpace
 
 __all__ = ["lut_main", "search_main"]
 
-STRATEGIES = ("random", "evolution", "nsga2", "coarse_to_fine")
+STRATEGIES = ("random", "evolution", "nsga2", "coarse_to_fine", "bananas", "pnas")
 
 
 def _build(config: str, overrides: Sequence[str]) -> tuple[Any, Any]:
@@ -133,6 +134,16 @@ def _strategy(ns: argparse.Namespace, space: SearchSpace, constraints: list[Cons
         return CoarseToFineSearch(
             choices, levels=ns.levels, num_mutations=ns.num_mutations, constraints=constraints, seed=ns.seed
         )
+    if ns.strategy == "bananas":
+        from lightning_nas.search.bananas import Bananas
+
+        return Bananas(choices, predictor=ns.predictor, constraints=constraints, seed=ns.seed)
+    if ns.strategy == "pnas":
+        from lightning_nas.search.pnas import ProgressiveSearch
+
+        return ProgressiveSearch(
+            choices, beam_size=ns.beam_size, predictor=ns.predictor, constraints=constraints, seed=ns.seed
+        )
     if ns.strategy == "evolution":
         sample = min(ns.sample_size, ns.population_size)
         return RegularizedEvolution(
@@ -183,6 +194,10 @@ def _search_parser() -> argparse.ArgumentParser:
     parser.add_argument("--sample_size", type=int, default=5, help="tournament size of regularized evolution")
     parser.add_argument("--levels", type=int, default=3, help="coarse_to_fine: grid levels per dimension")
     parser.add_argument("--num_mutations", type=int, default=1, help="coarse_to_fine: choices changed per mutation")
+    parser.add_argument(
+        "--predictor", choices=PREDICTORS, default="mlp_ensemble", help="bananas / pnas: the surrogate model"
+    )
+    parser.add_argument("--beam_size", type=int, default=10, help="pnas: cells kept per level")
     parser.add_argument("--objectives", default="accuracy:max,params:min", help="NSGA-II objectives, name:max|min")
     parser.add_argument("--max_params", type=float, help="constraint: at most this many parameters")
     parser.add_argument("--max_flops", type=float, help="constraint: at most this many multiply-adds per image")

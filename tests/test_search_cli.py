@@ -198,6 +198,29 @@ def test_search_a_tabular_benchmark(data_root: Path, tmp_path: Path, capsys) -> 
     assert "--table needs a space whose architectures the table spells" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("name", ["bananas", "pnas"])
+def test_predictor_guided_strategies_search_a_table_as_in_process(name: str, data_root: Path, tmp_path: Path) -> None:
+    """`search --strategy bananas|pnas`: the CLI asks and tells the same strategy the Python API builds, so its
+    history equals an in-process loop over the table with the same seed, and every score is the table's."""
+    from lightning_nas.search import Bananas, ProgressiveSearch
+
+    table = data_root / "nasbench201" / "nb201_12epoch.csv"
+    out = tmp_path / name
+    config = str(REPO / "configs/darts/nb201_cifar10.yaml")
+    flags = ["--table", str(table), "--table_metric", "cifar10_valid", "--num_evaluations", "24"]
+    assert main(["search", "--config", config, *flags, "--strategy", name, "--output_dir", str(out)]) == 0
+    history = json.loads((out / "history.json").read_text())
+    with table.open(newline="") as handle:
+        valid = {row["arch"]: float(row["cifar10_valid"]) for row in csv.DictReader(handle)}
+    fmt = NasBench201Format()
+    strategy = (Bananas if name == "bananas" else ProgressiveSearch)(fmt.choices(), seed=0)
+    for _ in range(24):
+        arch = strategy.ask()
+        strategy.tell(arch, {"accuracy": valid[fmt.format(arch)]})
+    assert [fmt.format(t["arch"]) for t in history] == [fmt.format(t.arch) for t in strategy.history]
+    assert [t["metrics"]["accuracy"] for t in history] == [valid[fmt.format(t["arch"])] for t in history]
+
+
 def test_bad_flags_are_named(capsys) -> None:
     with pytest.raises(SystemExit):
         main(["search", "--config", CONFIG, "--ckpt_path", "x.ckpt", "--strategy", "annealing"])

@@ -1,7 +1,7 @@
 """Performance prediction: zero-cost proxies, learned predictors over encodings, learning-curve extrapolation."""
 
 from lightning_nas.predictors.curves import CURVE_MODELS, CurvePrediction, extrapolate, should_stop
-from lightning_nas.predictors.encodings import Encoding, OneHotEncoding, PathEncoding
+from lightning_nas.predictors.encodings import CellAdjacencyEncoding, Encoding, OneHotEncoding, PathEncoding
 from lightning_nas.predictors.learned import PREDICTORS, NotFittedError, Predictor, make_predictor
 from lightning_nas.predictors.networks import ALL_PROXIES, build_network, score_architecture
 from lightning_nas.predictors.proxies import (
@@ -24,6 +24,7 @@ __all__ = [
     "extrapolate",
     "should_stop",
     "PREDICTORS",
+    "CellAdjacencyEncoding",
     "Encoding",
     "NotFittedError",
     "OneHotEncoding",

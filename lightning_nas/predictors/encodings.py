@@ -1,7 +1,11 @@
-"""Architecture encodings for learned predictors: one-hot of the choices (any space) and NAS-Bench-201 paths.
+"""Architecture encodings for learned predictors: one-hot of the choices (any space), NAS-Bench-201 paths and
+DARTS-cell adjacency.
 
 - :class:`OneHotEncoding`: one block per choice, a 1 at the chosen candidate (for a cell space whose choices are
   edge ops, as NAS-Bench-201's, this is its adjacency-with-ops encoding);
+- :class:`CellAdjacencyEncoding`: the adjacency-with-ops encoding of DARTS-style cells, whose nodes each pick two
+  (input, op) pairs: one count per (cell, node, input, op), so swapping a node's two pairs (the same cell, as the
+  node sums them) gives the same vector, which the one-hot of the choices does not;
 - :class:`PathEncoding`: BANANAS's path encoding (White et al., AAAI 2021, Sec. 3) of a NAS-Bench-201 cell: one
   bit per input-to-output path and sequence of ops along it; ``none`` edges cut paths.
 
@@ -19,7 +23,7 @@ import numpy as np
 from lightning_nas.arch import Choice, validate_arch
 from lightning_nas.spaces.nasbench201 import NasBench201Format
 
-__all__ = ["Encoding", "OneHotEncoding", "PathEncoding"]
+__all__ = ["CellAdjacencyEncoding", "Encoding", "OneHotEncoding", "PathEncoding"]
 
 
 class Encoding:
@@ -154,4 +158,71 @@ class PathEncoding(Encoding):
             ops = tuple(str(valid[f"{target}<-{source}"]) for source, target in path)
             if "none" not in ops:
                 vector[self._index[(p, ops)]] = 1.0
+        return vector
+
+
+class CellAdjacencyEncoding(Encoding):
+    """Adjacency-with-ops encoding of DARTS-style cells (``<cell>/node<j>/op<k>`` and ``<cell>/node<j>/in<k>``).
+
+    Each (cell, node, input, op) gets one entry: how many of the node's (input, op) pairs are that one (0, 1 or 2).
+    The width is the sum over nodes of ``inputs x ops``; for the DARTS space (2 cells, nodes with 2..5 inputs,
+    7 ops) that is ``2 x 14 x 7 = 196``.
+
+    Args:
+        choices: the cell space's choices; every choice must be a node's ``op<k>`` or ``in<k>``, each ``op<k>``
+            with its ``in<k>``.
+
+    Example:
+        >>> ops = ("skip_connect", "sep_conv_3x3")
+        >>> choices = [Choice("normal/node2/op0", ops), Choice("normal/node2/in0", (0, 1)),
+        ...            Choice("normal/node2/op1", ops), Choice("normal/node2/in1", (0, 1))]
+        >>> enc = CellAdjacencyEncoding(choices)
+        >>> arch = {"normal/node2/op0": "sep_conv_3x3", "normal/node2/in0": 1,
+        ...         "normal/node2/op1": "skip_connect", "normal/node2/in1": 1}
+        >>> enc.encode(arch).tolist()  # rows: input 0, input 1; columns: skip_connect, sep_conv_3x3
+        [0.0, 0.0, 1.0, 1.0]
+    """
+
+    name = "cell-adjacency"
+
+    def __init__(self, choices: Sequence[Choice]) -> None:
+        super().__init__(choices)
+        known = {c.name: c for c in self.choices}
+        self._pairs: list[tuple[str, str, str]] = []  # (node, op choice, input choice)
+        offsets: dict[str, tuple[int, tuple[Any, ...], tuple[Any, ...]]] = {}
+        width = 0
+        for choice in self.choices:
+            node, _, slot = choice.name.rpartition("/")
+            if not node or not (slot.startswith(("op", "in")) and slot[2:].isdigit()):
+                raise ValueError(
+                    f"cell-adjacency encoding needs a DARTS-style cell space (choices '<cell>/node<j>/op<k>' and "
+                    f"'<cell>/node<j>/in<k>'); choice {choice.name!r} is neither"
+                )
+            if slot.startswith("in"):
+                continue
+            partner = f"{node}/in{slot[2:]}"
+            if partner not in known:
+                raise ValueError(f"cell-adjacency encoding: choice {choice.name!r} has no input choice {partner!r}")
+            self._pairs.append((node, choice.name, partner))
+            if node not in offsets:
+                inputs = tuple(sorted(set().union(*(known[f"{node}/in{s[2:]}"].candidates for s in self._slots(node)))))
+                offsets[node] = (width, inputs, tuple(choice.candidates))
+                width += len(inputs) * len(choice.candidates)
+            elif tuple(choice.candidates) != offsets[node][2]:
+                raise ValueError(f"cell-adjacency encoding: the op choices of {node!r} have different candidates")
+        self._offsets, self._width = offsets, width
+
+    def _slots(self, node: str) -> list[str]:
+        return [c.name.rpartition("/")[2] for c in self.choices if c.name.startswith(f"{node}/in")]
+
+    @property
+    def width(self) -> int:
+        return self._width
+
+    def encode(self, arch: Mapping[str, Any]) -> np.ndarray:
+        valid = self._validate(arch)
+        vector = np.zeros(self.width)
+        for node, op, source in self._pairs:
+            offset, inputs, ops = self._offsets[node]
+            vector[offset + inputs.index(valid[source]) * len(ops) + ops.index(valid[op])] += 1.0
         return vector

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from lightning_nas.arch import Arch, Choice
-from lightning_nas.predictors.encodings import Encoding, OneHotEncoding, PathEncoding
+from lightning_nas.predictors.encodings import CellAdjacencyEncoding, Encoding, OneHotEncoding, PathEncoding
 from lightning_nas.predictors.learned import PREDICTORS, Predictor, PredictorName
 from lightning_nas.sampling import derive_seed, mutate
 from lightning_nas.search.base import Constraint, Mode, SearchStrategy
@@ -33,7 +33,8 @@ Acquisition = Literal["its", "ucb"]
 
 
 def default_encoding(choices: Sequence[Choice]) -> Encoding:
-    """The path encoding if ``choices`` are a NAS-Bench-201 cell's (any op subset), else one-hot."""
+    """The path encoding if ``choices`` are a NAS-Bench-201 cell's (any op subset), the cell-adjacency encoding if
+    they are a DARTS-style cell's, else one-hot."""
     names = [c.name for c in choices]
     ops = choices[0].candidates if choices else ()
     if names == [c.name for c in NasBench201Format().choices()] and all(c.candidates == ops for c in choices):
@@ -41,7 +42,10 @@ def default_encoding(choices: Sequence[Choice]) -> Encoding:
             return PathEncoding(NasBench201Format(tuple(str(op) for op in ops)))
         except ValueError:
             pass
-    return OneHotEncoding(choices)
+    try:
+        return CellAdjacencyEncoding(choices)
+    except ValueError:
+        return OneHotEncoding(choices)
 
 
 def _key(arch: Mapping[str, Any]) -> str:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from lightning_nas.arch import Choice
-from lightning_nas.predictors import OneHotEncoding, PathEncoding
+from lightning_nas.predictors import CellAdjacencyEncoding, OneHotEncoding, PathEncoding
 from lightning_nas.search import (
     Bananas,
     RegularizedEvolution,
@@ -17,7 +17,7 @@ from lightning_nas.search import (
     default_encoding,
     run_budgeted_search,
 )
-from lightning_nas.spaces import NasBench201Format
+from lightning_nas.spaces import DartsCellSpace, NasBench201Format
 from tests.predictors._ask_tell import additive_value, ask_and_tell
 
 CHOICES = [Choice(f"c{i}", (0, 1, 2)) for i in range(6)]
@@ -39,8 +39,10 @@ def test_resume_mid_batch_continues_exactly(acquisition: str) -> None:
     assert max(additive_value(a) for a in expected) == 42.0
 
 
-def test_default_encoding_is_the_path_encoding_on_nasbench201_only() -> None:
+def test_default_encoding_is_path_on_nasbench201_adjacency_on_darts_cells_else_one_hot() -> None:
     assert isinstance(default_encoding(NasBench201Format().choices()), PathEncoding)
+    darts = DartsCellSpace(in_channels=1, channels=4, layers=2).choices()
+    assert isinstance(default_encoding(darts), CellAdjacencyEncoding)
     assert isinstance(default_encoding(CHOICES), OneHotEncoding)
 
 

@@ -6,10 +6,19 @@ import itertools
 
 import numpy as np
 import pytest
+import torch
 
 from lightning_nas.arch import Choice
-from lightning_nas.predictors import PREDICTORS, NotFittedError, OneHotEncoding, PathEncoding, Predictor
-from lightning_nas.spaces import NasBench201Format
+from lightning_nas.predictors import (
+    PREDICTORS,
+    CellAdjacencyEncoding,
+    NotFittedError,
+    OneHotEncoding,
+    PathEncoding,
+    Predictor,
+)
+from lightning_nas.sampling import sample_arch
+from lightning_nas.spaces import DartsCellSpace, NasBench201Format
 
 FORMAT = NasBench201Format()
 TREES = ("random_forest", "lightgbm", "xgboost")
@@ -35,6 +44,32 @@ def test_one_hot_has_one_bit_per_choice() -> None:
     matrix = encoding.encode_many(CELLS[:50])
     assert matrix.shape == (50, 30)
     assert (matrix.reshape(50, 6, 5).sum(-1) == 1).all()
+
+
+def test_cell_adjacency_counts_each_nodes_input_op_pairs_and_ignores_their_order() -> None:
+    space = DartsCellSpace(in_channels=1, channels=4, layers=2)  # 4 nodes per cell: 2, 3, 4, 5 inputs; 7 ops
+    encoding = CellAdjacencyEncoding(space.choices())
+    assert encoding.width == 2 * (2 + 3 + 4 + 5) * 7
+    ops = space.choices()[0].candidates
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(20):
+        arch = sample_arch(space.choices(), generator)
+        vector = encoding.encode(arch)
+        assert vector.sum() == 2 * 4 * 2  # two (input, op) pairs per node, 4 nodes, 2 cells
+        # the entry of a pair is where the closed-form offset puts it
+        offset = sum(n * 7 for n in (2, 3, 4)) + arch["normal/node5/in1"] * 7 + ops.index(arch["normal/node5/op1"])
+        assert vector[offset] >= 1
+        swapped = {**arch}
+        for a, b in (("op0", "op1"), ("in0", "in1")):
+            swapped[f"reduce/node3/{a}"], swapped[f"reduce/node3/{b}"] = (
+                arch[f"reduce/node3/{b}"],
+                arch[f"reduce/node3/{a}"],
+            )
+        assert (encoding.encode(swapped) == vector).all()  # the node sums its pairs: the same cell
+    with pytest.raises(ValueError, match="needs a DARTS-style cell space .* choice '1<-0' is neither"):
+        CellAdjacencyEncoding(FORMAT.choices())
+    with pytest.raises(ValueError, match="cell-adjacency encoding: architecture is not of this space"):
+        encoding.encode(CELLS[0])
 
 
 def _target(arch: dict) -> float:
