@@ -14,7 +14,9 @@ least-squares fit:
 1. ``sigma^2 ~ nu s^2 / chi2_nu`` (scaled inverse chi-square), pooling the fit's residuals
    (``RSS``, ``t - k`` degrees of freedom) with ``nu0`` pseudo-observations of the prior noise ``s0`` (the
    ``noise`` argument; without it, and with no residual degree of freedom, the second differences of the curve);
-2. ``theta ~ N(theta_hat, sigma^2 (J^T J)^-1)`` with ``J`` the Jacobian of the fit at ``theta_hat``;
+2. ``theta ~ N(theta_hat, sigma^2 (J^T J)^-1)`` with ``J`` the Jacobian of the fit at ``theta_hat``; a draw
+   whose exact (non-linear) residuals exceed the linear model's 99.9% region,
+   ``(RSS(theta) - RSS(theta_hat)) / sigma^2 > chi2_k(0.999)``, is dropped (the linearisation has failed there);
 3. Domhan et al.'s priors: a sampled curve may not fall after the last observed epoch, nor end above ``upper``;
    samples that break them are rejected;
 4. ``y_final = f(final_epoch; theta) + N(0, sigma^2)``, clipped to ``upper``.
@@ -155,7 +157,7 @@ def extrapolate(
     scale = min(_noise_scale(fit, len(y), prior)[1] for fit in fits.values())
     draws, log_weights, noises = {}, {}, {}
     for name, fit in fits.items():
-        draws[name], accepted, noises[name] = _sample(name, fit, len(y), final_epoch, prior, upper, num_samples, rng)
+        draws[name], accepted, noises[name] = _sample(name, fit, y, final_epoch, prior, upper, num_samples, rng)
         log_weights[name] = _log_evidence(fit, len(y), scale) + math.log(max(accepted, 1e-12))
     top = max(log_weights.values())
     raw = {name: math.exp(value - top) for name, value in log_weights.items()}
@@ -257,32 +259,42 @@ def _log_evidence(fit: _Fit, n: int, scale: float) -> float:
 def _sample(
     name: str,
     fit: _Fit,
-    n: int,
+    y: np.ndarray,
     final_epoch: int,
     prior: float | None,
     upper: float | None,
     num_samples: int,
     rng: np.random.Generator,
 ) -> tuple[np.ndarray, float, float]:
-    """``(accepted final values, accepted share, median sigma)`` of one family's predictive distribution."""
+    """``(final values, share of the posterior the priors keep, median sigma)`` of one family's predictive."""
+    n = len(y)
     nu, scale = _noise_scale(fit, n, prior)
     if scale <= 0:  # an exact fit with no noise anywhere: the point prediction
         point = _predict(name, fit.params, final_epoch, upper)
         return np.full(num_samples, point), 1.0, 0.0
     sigma = np.sqrt(nu * scale / rng.chisquare(nu, size=num_samples))
-    unit = _unit_covariance_root(fit.jacobian)
-    theta = fit.params + sigma[:, None] * (rng.standard_normal((num_samples, len(fit.params))) @ unit.T)
+    unit = rng.standard_normal((num_samples, len(fit.params)))
+    theta = fit.params + sigma[:, None] * (unit @ _unit_covariance_root(fit.jacobian).T)
     function = CURVE_MODELS[name]
+    x = np.arange(1, n + 1, dtype=np.float64)[:, None]
     with np.errstate(all="ignore"):
+        excess = (np.sum((y[:, None] - function(x, *theta.T)) ** 2, axis=0) - fit.rss) / sigma**2
         at_last = function(np.float64(n), *theta.T)
         at_final = function(np.float64(final_epoch), *theta.T)
-    keep = np.isfinite(at_last) & np.isfinite(at_final) & (at_final >= at_last)
-    if upper is not None:
-        keep &= at_final <= upper
+        keep = np.isfinite(excess) & np.isfinite(at_last) & np.isfinite(at_final)
+        keep &= (excess <= _trust_region(len(fit.params))) & (at_final >= at_last)
+        if upper is not None:
+            keep &= at_final <= upper
     values = at_final[keep] + sigma[keep] * rng.standard_normal(int(keep.sum()))
     if upper is not None:
         values = np.minimum(values, upper)
     return values, float(keep.mean()), float(np.median(sigma))
+
+
+def _trust_region(num_params: int) -> float:
+    from scipy.stats import chi2
+
+    return float(chi2.ppf(0.999, num_params))
 
 
 def _unit_covariance_root(jacobian: np.ndarray) -> np.ndarray:
