@@ -210,13 +210,16 @@ class LightningTrial:
         if self.early_stop is not None:
             unknown = sorted(set(self.early_stop) - set(EARLY_STOP_OPTIONS))
             if unknown:
-                raise ValueError(f"unknown early_stop options {unknown}; valid options: {', '.join(EARLY_STOP_OPTIONS)}")
+                valid = ", ".join(EARLY_STOP_OPTIONS)
+                raise ValueError(f"unknown early_stop options {unknown}; valid options: {valid}")
             self.stopper(None)  # bad values fail here, in the driver
 
     def stopper(self, best_so_far: float | None) -> LearningCurveStopping:
         """The early-stopping callback of one trial (requires ``early_stop``)."""
         options = dict(self.early_stop or {})
-        return LearningCurveStopping(monitor=self.monitor, final_epoch=self.max_epochs, best_so_far=best_so_far, **options)
+        return LearningCurveStopping(
+            monitor=self.monitor, final_epoch=self.max_epochs, best_so_far=best_so_far, **options
+        )
 
     def context(self, records: Sequence[Any]) -> dict[str, Any]:
         """What the driver adds to a new trial's config: ``best_so_far`` when trials stop early."""

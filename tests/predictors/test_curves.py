@@ -66,7 +66,8 @@ def test_noise_is_estimated_from_the_residuals_and_a_prior_noise_widens_the_inte
 
 def test_priors_bound_the_predictive_and_probabilities_follow_the_samples() -> None:
     prediction = extrapolate([0.5, 0.8, 0.95, 0.99], 100, upper=1.0, noise=0.01)
-    assert prediction.high <= 1.0 and prediction.samples.max() <= 1.0
+    assert prediction.high <= 1.0
+    assert prediction.samples.max() <= 1.0
     assert set(prediction.per_model) <= set(CURVE_MODELS)
     assert sum(prediction.weights.values()) == pytest.approx(1.0)
     value = float(np.median(prediction.samples))

@@ -64,19 +64,19 @@ def expected_epochs(ceiling: float, best: float | None) -> int:
 
 
 def test_hopeless_trials_stop_early_against_the_best_finished_trial(ray_cluster: str, tmp_path: Path) -> None:
-    ceilings = [0.85, 0.5, 0.95, 0.4]  # run in this order, one at a time
+    ceilings = [0.85, 0.5, 0.95]  # run in this order, one at a time
     trial = LightningTrial(data, factory, max_epochs=EPOCHS, early_stop=OPTIONS)
     grid = GridSearch([{"ceiling": c} for c in ceilings])
     result = run_trials(grid, trial, tmp_path, num_trials=len(ceilings), concurrency=1, progress=False)
     records = {float(r.arch["ceiling"]): r for r in result.records}
-    bests = [None, scripted(0.85, EPOCHS), scripted(0.85, EPOCHS), scripted(0.95, EPOCHS)]
+    bests = [None, scripted(0.85, EPOCHS), scripted(0.85, EPOCHS)]
     for ceiling, best in zip(ceilings, bests):
         metrics, epochs = records[ceiling].metrics, expected_epochs(ceiling, best)
         assert records[ceiling].status == "ok"
         assert metrics["epoch"] == epochs
         assert metrics["accuracy"] == pytest.approx(scripted(ceiling, epochs))  # the last epoch's value
         assert metrics.get("stopped_early", 0.0) == (1.0 if epochs < EPOCHS else 0.0)
-    assert records[0.5].metrics["epoch"] < EPOCHS and records[0.4].metrics["epoch"] < EPOCHS
+    assert records[0.5].metrics["epoch"] < EPOCHS
     assert records[0.95].metrics["epoch"] == EPOCHS
     assert result.best.arch == {"ceiling": 0.95}
     assert best_finished_accuracy(result.records, EPOCHS) == pytest.approx(scripted(0.95, EPOCHS))
