@@ -145,7 +145,19 @@ def test_callback_logs_predictions_and_stops_a_hopeless_run(tmp_path: Path) -> N
     assert trainer.current_epoch == 3
     logged = (Path(trainer.logger.log_dir) / "metrics.csv").read_text()
     assert "val_acc_predicted" in logged
+    # a prior noise as large as the whole curve's rise: nothing is certain after 3 epochs, the run goes on
+    cautious = LearningCurveStopping(monitor="val_acc", best_so_far=0.8, noise=0.2, min_epochs=3)
+    assert _fit(tmp_path / "cautious", cautious).current_epoch > 3
     keeper = LearningCurveStopping(monitor="val_acc", best_so_far=0.5)
     assert _fit(tmp_path / "keep", keeper).current_epoch == 20
     assert keeper.stopped_epoch is None
     assert keeper.curve == pytest.approx([0.6 - 0.3 / e for e in range(1, 21)])
+
+
+def test_callback_refuses_bad_settings() -> None:
+    with pytest.raises(ValueError, match="min_epochs must be >= 3"):
+        LearningCurveStopping(min_epochs=2)
+    with pytest.raises(ValueError, match="threshold must be in \\(0, 1\\), got 1.5"):
+        LearningCurveStopping(threshold=1.5)
+    with pytest.raises(ValueError, match="noise must be a standard deviation >= 0, got -1"):
+        LearningCurveStopping(noise=-1)
