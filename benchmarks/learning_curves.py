@@ -14,8 +14,10 @@ for ``--epochs`` epochs by the package's ``TrainFromScratch`` (Retrain's default
    whose search still ends with the best run. The pre-declared setting is ``--min-epochs 3 --threshold 0.05``;
    the sweep below it is printed for context, not to choose a setting.
 
-The observation-noise prior of each epoch's accuracy is the binomial standard deviation of an accuracy measured on
-``val_size`` images, ``sqrt(y (1 - y) / val_size)`` (``--noise none`` leaves the noise to the residuals).
+Both are printed for two observation-noise priors: ``none`` (the library's default: the residuals, or with as many
+parameters as epochs the curve's second differences, set the noise) and ``binomial`` (the binomial standard
+deviation of an accuracy measured on ``val_size`` images, ``sqrt(y (1 - y) / val_size)``, as the prior noise).
+The coverage of the 95% interval on the real runs says which of the two is calibrated.
 
     OMP_NUM_THREADS=1 python benchmarks/learning_curves.py                # reads benchmarks/results/... if there
     OMP_NUM_THREADS=1 python benchmarks/learning_curves.py --curves /tmp/new.json --runs 30 --epochs 10
@@ -57,16 +59,19 @@ def _noise(curve: list[float], val_size: int, mode: str) -> float | None:
 
 def _ranking(curves: list[list[float]], observed: list[int], val_size: int, noise: str) -> None:
     final, epochs = [c[-1] for c in curves], len(curves[0])
-    print("\n| epochs seen | Kendall last | Kendall extrapolated | Spearman last | Spearman extrapolated |")
-    print("| --- | --- | --- | --- | --- |")
+    print(
+        "\n| epochs seen | Kendall last | Kendall extrapolated | Spearman last | Spearman extrapolated "
+        "| 95% interval holds the final |"
+    )
+    print("| --- | --- | --- | --- | --- | --- |")
     for k in observed:
         last = [c[k - 1] for c in curves]
-        row = [stats.kendalltau(last, final)[0], math.nan, stats.spearmanr(last, final)[0], math.nan]
+        row = [stats.kendalltau(last, final)[0], math.nan, stats.spearmanr(last, final)[0], math.nan, math.nan]
         if k >= 3:
-            predicted = [
-                extrapolate(c[:k], epochs, upper=1.0, noise=_noise(c[:k], val_size, noise)).mean for c in curves
-            ]
+            predictions = [extrapolate(c[:k], epochs, upper=1.0, noise=_noise(c[:k], val_size, noise)) for c in curves]
+            predicted = [p.mean for p in predictions]
             row[1], row[3] = stats.kendalltau(predicted, final)[0], stats.spearmanr(predicted, final)[0]
+            row[4] = statistics.fmean(p.low <= y <= p.high for p, y in zip(predictions, final))
         print(f"| {k} | " + " | ".join("—" if math.isnan(v) else f"{v:.3f}" for v in row) + " |")
 
 
@@ -137,7 +142,7 @@ def main() -> None:
     parser.add_argument("--min-epochs", type=int, default=3)
     parser.add_argument("--threshold", type=float, default=0.05)
     parser.add_argument("--seeds", type=int, default=200, help="search orders for the early-stopping figure")
-    parser.add_argument("--noise", choices=("binomial", "none"), default="binomial")
+    parser.add_argument("--noise", choices=("none", "binomial"), nargs="+", default=["none", "binomial"])
     args = parser.parse_args()
 
     if args.curves.is_file():
@@ -166,20 +171,22 @@ def main() -> None:
         f"final accuracies {min(final):.4f}..{max(final):.4f} (median {statistics.median(final):.4f}); "
         f"best run {runs[best]['cell']} {final[best]:.4f}, runner-up {sorted(final)[-2]:.4f}"
     )
-    _ranking(curves, args.observed, settings["val_size"], args.noise)
-    predictions = _predictions(curves, settings["val_size"], args.noise)
-    mean, low, same = _stopping(curves, predictions, args.seeds, args.min_epochs, args.threshold)
-    print(
-        f"\nEarly stopping (threshold {args.threshold}, min {args.min_epochs} epochs, noise prior {args.noise}), "
-        f"{args.seeds} search orders: {100 * mean:.1f}% of the epochs saved on average (min {100 * low:.1f}%); "
-        f"the search ends with the best run in {100 * same:.1f}% of the orders"
-    )
-    print("\n| min epochs | threshold | epochs saved (mean) | orders ending with the best run |")
-    print("| --- | --- | --- | --- |")
-    for min_epochs in (3, 4, 5):
-        for threshold in (0.01, 0.05, 0.1):
-            mean, _, same = _stopping(curves, predictions, args.seeds, min_epochs, threshold)
-            print(f"| {min_epochs} | {threshold} | {100 * mean:.1f}% | {100 * same:.1f}% |")
+    for noise in args.noise:
+        print(f"\n## Noise prior: {noise}")
+        _ranking(curves, args.observed, settings["val_size"], noise)
+        predictions = _predictions(curves, settings["val_size"], noise)
+        mean, low, same = _stopping(curves, predictions, args.seeds, args.min_epochs, args.threshold)
+        print(
+            f"\nEarly stopping (threshold {args.threshold}, min {args.min_epochs} epochs), {args.seeds} search "
+            f"orders: {100 * mean:.1f}% of the epochs saved on average (min {100 * low:.1f}%); the search ends "
+            f"with the best run in {100 * same:.1f}% of the orders"
+        )
+        print("\n| min epochs | threshold | epochs saved (mean) | orders ending with the best run |")
+        print("| --- | --- | --- | --- |")
+        for min_epochs in (3, 4, 5):
+            for threshold in (0.01, 0.05, 0.1):
+                mean, _, same = _stopping(curves, predictions, args.seeds, min_epochs, threshold)
+                print(f"| {min_epochs} | {threshold} | {100 * mean:.1f}% | {100 * same:.1f}% |")
 
 
 if __name__ == "__main__":
