@@ -16,7 +16,7 @@ __all__ = ["LearningCurveStopping"]
 class LearningCurveStopping(pl.Callback):
     """Extrapolate ``monitor`` to ``final_epoch`` after every validation; stop when it will not beat the best.
 
-    Each validation epoch's end appends ``trainer.callback_metrics[monitor]`` to the curve and, from ``min_epochs`` on,
+    Each validation's end appends ``trainer.callback_metrics[monitor]`` to the curve and, from ``min_epochs`` on,
     logs ``"{monitor}_predicted"`` (the predicted final value, :func:`~lightning_nas.predictors.extrapolate`)
     and ``"{monitor}_predicted_high"`` (its interval's upper end). With ``best_so_far`` set (the best final
     value of earlier runs; a multi-trial runner passes it to each trial) the run stops once
@@ -65,7 +65,7 @@ class LearningCurveStopping(pl.Callback):
         return self._generate_state_key(monitor=self.monitor)
 
     @override
-    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         """Record the epoch's value, log the prediction and decide whether to stop."""
         if trainer.sanity_checking or self.monitor not in trainer.callback_metrics:
             return

@@ -109,7 +109,8 @@ class ReportEpochs(pl.Callback):
             )
 
     @override
-    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # at the validation's end, after the module's own epoch-end logging and a stopper's decision
         if trainer.sanity_checking:
             return
         value = trainer.callback_metrics.get(self.monitor)

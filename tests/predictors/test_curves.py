@@ -122,7 +122,17 @@ class _CurveModule(pl.LightningModule):
         return torch.optim.SGD(self.parameters(), lr=0.0)
 
 
-def _fit(tmp_path: Path, callback: LearningCurveStopping) -> pl.Trainer:
+class _EpochEndCurveModule(_CurveModule):
+    """Logs the same curve from its own ``on_validation_epoch_end`` (after the callbacks' epoch-end hooks)."""
+
+    def validation_step(self, batch: torch.Tensor, batch_idx: int) -> None:
+        return None
+
+    def on_validation_epoch_end(self) -> None:
+        self.log("val_acc", 0.6 - 0.3 / (self.current_epoch + 1))
+
+
+def _fit(tmp_path: Path, callback: LearningCurveStopping, module: pl.LightningModule | None = None) -> pl.Trainer:
     loader = torch.utils.data.DataLoader(torch.zeros(2, 1), batch_size=2)
     trainer = pl.Trainer(
         default_root_dir=tmp_path,
@@ -134,7 +144,7 @@ def _fit(tmp_path: Path, callback: LearningCurveStopping) -> pl.Trainer:
         num_sanity_val_steps=0,
         callbacks=[callback],
     )
-    trainer.fit(_CurveModule(), train_dataloaders=loader, val_dataloaders=loader)
+    trainer.fit(module or _CurveModule(), train_dataloaders=loader, val_dataloaders=loader)
     return trainer
 
 
@@ -148,6 +158,8 @@ def test_callback_logs_predictions_and_stops_a_hopeless_run(tmp_path: Path) -> N
     # a prior noise as large as the whole curve's rise: nothing is certain after 3 epochs, the run goes on
     cautious = LearningCurveStopping(monitor="val_acc", best_so_far=0.8, noise=0.2, min_epochs=3)
     assert _fit(tmp_path / "cautious", cautious).current_epoch > 3
+    late = LearningCurveStopping(monitor="val_acc", best_so_far=0.8)  # the value is logged at the epoch's end
+    assert _fit(tmp_path / "late", late, _EpochEndCurveModule()).current_epoch == 3
     keeper = LearningCurveStopping(monitor="val_acc", best_so_far=0.5)
     assert _fit(tmp_path / "keep", keeper).current_epoch == 20
     assert keeper.stopped_epoch is None
