@@ -8,7 +8,7 @@ from typing import Any
 import lightning.pytorch as pl
 from typing_extensions import override
 
-from lightning_nas.predictors.curves import extrapolate, should_stop
+from lightning_nas.predictors.curves import extrapolate
 
 __all__ = ["LearningCurveStopping"]
 
@@ -16,7 +16,7 @@ __all__ = ["LearningCurveStopping"]
 class LearningCurveStopping(pl.Callback):
     """Extrapolate ``monitor`` to ``final_epoch`` after every validation; stop when it will not beat the best.
 
-    Each validation appends ``trainer.callback_metrics[monitor]`` to the curve and, from ``min_epochs`` on,
+    Each validation's end appends ``trainer.callback_metrics[monitor]`` to the curve and, from ``min_epochs`` on,
     logs ``"{monitor}_predicted"`` (the predicted final value, :func:`~lightning_nas.predictors.extrapolate`)
     and ``"{monitor}_predicted_high"`` (its interval's upper end). With ``best_so_far`` set (the best final
     value of earlier runs; a multi-trial runner passes it to each trial) the run stops once
@@ -29,6 +29,10 @@ class LearningCurveStopping(pl.Callback):
         min_epochs: epochs observed before the first prediction (>= 3).
         threshold: stop when ``P(final > best_so_far)`` falls below it.
         upper: the metric's ceiling (1.0 for accuracies in [0, 1]).
+        noise: the prior standard deviation of one epoch's value (see :func:`~lightning_nas.predictors.extrapolate`).
+
+    Raises:
+        ValueError: ``min_epochs < 3``, a ``threshold`` outside (0, 1), a negative ``noise`` or ``final_epoch < 1``.
     """
 
     def __init__(
@@ -40,11 +44,18 @@ class LearningCurveStopping(pl.Callback):
         min_epochs: int = 3,
         threshold: float = 0.05,
         upper: float | None = None,
+        noise: float | None = None,
     ) -> None:
         if min_epochs < 3:
             raise ValueError(f"min_epochs must be >= 3 (a curve fit needs 3 points), got {min_epochs}")
+        if not 0 < threshold < 1:
+            raise ValueError(f"threshold must be in (0, 1), got {threshold}")
+        if noise is not None and not noise >= 0:
+            raise ValueError(f"noise must be a standard deviation >= 0, got {noise}")
+        if final_epoch is not None and final_epoch < 1:
+            raise ValueError(f"final_epoch must be >= 1, got {final_epoch}")
         self.monitor, self.final_epoch, self.best_so_far = monitor, final_epoch, best_so_far
-        self.min_epochs, self.threshold, self.upper = min_epochs, threshold, upper
+        self.min_epochs, self.threshold, self.upper, self.noise = min_epochs, threshold, upper, noise
         self.curve: list[float] = []
         self.stopped_epoch: int | None = None
 
@@ -62,21 +73,13 @@ class LearningCurveStopping(pl.Callback):
         final = self._final_epoch(trainer)
         if len(self.curve) < self.min_epochs or final <= len(self.curve):
             return
-        prediction = extrapolate(self.curve, final, upper=self.upper)
+        prediction = extrapolate(self.curve, final, upper=self.upper, noise=self.noise)
         for logger in trainer.loggers:
             logger.log_metrics(
                 {f"{self.monitor}_predicted": prediction.mean, f"{self.monitor}_predicted_high": prediction.high},
                 step=trainer.global_step,
             )
-        stop = should_stop(
-            self.curve,
-            self.best_so_far,
-            final,
-            min_epochs=self.min_epochs,
-            threshold=self.threshold,
-            upper=self.upper,
-        )
-        if stop:
+        if self.best_so_far is not None and prediction.probability_above(self.best_so_far) < self.threshold:
             trainer.should_stop = True
             self.stopped_epoch = len(self.curve)
 

@@ -7,10 +7,23 @@ Three parametric families of Domhan et al.'s Table 1 are fitted by least squares
 - ``log_power``: ``a / (1 + (x / e^b)^(-c))``;
 - ``exp3``: ``c - exp(b - a * x)``.
 
-The prediction at ``final_epoch`` is their combination weighted by ``exp(-BIC / 2)`` (the models' approximate
-posterior probabilities); its standard deviation adds the spread between the models' predictions to the
-residual noise. :func:`should_stop` is the early-stopping rule: stop when the probability that the final
-accuracy beats ``best_so_far`` is below ``threshold`` (Domhan et al.'s rule, with a normal predictive).
+Each observation is ``y_x = f(x; theta) + eps`` with ``eps ~ N(0, sigma^2)``. The predictive distribution of the
+value observed at ``final_epoch`` is sampled, family by family, from the linearised (Laplace) posterior of the
+least-squares fit:
+
+1. ``sigma^2 ~ nu s^2 / chi2_nu`` (scaled inverse chi-square), pooling the fit's residuals
+   (``RSS``, ``t - k`` degrees of freedom) with ``nu0`` pseudo-observations of the prior noise ``s0`` (the
+   ``noise`` argument; without it, and with no residual degree of freedom, the second differences of the curve);
+2. ``theta ~ N(theta_hat, sigma^2 (J^T J)^-1)`` with ``J`` the Jacobian of the fit at ``theta_hat``; a draw
+   whose exact (non-linear) residuals exceed the linear model's 99.9% region,
+   ``(RSS(theta) - RSS(theta_hat)) / sigma^2 > chi2_k(0.999)``, is dropped (the linearisation has failed there);
+3. Domhan et al.'s priors: a sampled curve may not fall after the last observed epoch, nor end above ``upper``;
+   samples that break them are rejected;
+4. ``y_final = f(final_epoch; theta) + N(0, sigma^2)``, clipped to ``upper``.
+
+The families are mixed with weights ``exp(-RSS / (2 s^2) - k log(t) / 2)`` (BIC under one shared noise level, so
+that families fitting within the noise keep comparable weights) times the share of their samples the priors
+accept. :func:`should_stop` is Domhan et al.'s rule: stop when ``P(y_final > best_so_far) < threshold``.
 """
 
 from __future__ import annotations
@@ -18,13 +31,15 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 __all__ = ["CURVE_MODELS", "CurvePrediction", "extrapolate", "should_stop"]
 
 CurveModel = Callable[..., np.ndarray]
+PRIOR_DOF = 1.0
+"""``nu0``: pseudo-observations of the prior noise level pooled with the residuals."""
 
 
 def _pow3(x: np.ndarray, c: float, a: float, alpha: float) -> np.ndarray:
@@ -32,7 +47,7 @@ def _pow3(x: np.ndarray, c: float, a: float, alpha: float) -> np.ndarray:
 
 
 def _log_power(x: np.ndarray, a: float, b: float, c: float) -> np.ndarray:
-    return a / (1.0 + np.power(x / np.exp(b), -c))
+    return a / (1.0 + np.power(x / np.exp(np.clip(b, -50.0, 50.0)), -c))
 
 
 def _exp3(x: np.ndarray, c: float, a: float, b: float) -> np.ndarray:
@@ -55,10 +70,18 @@ def _initial(name: str, y: np.ndarray) -> list[float]:
 
 @dataclass(frozen=True)
 class CurvePrediction:
-    """The predicted metric at the final epoch: ``mean``, ``std`` and the interval ``[low, high]`` (``z`` stds).
+    """The predicted metric at the final epoch.
 
-    ``per_model`` holds each fitted family's prediction and ``weights`` their weights; an empty ``per_model``
-    means no family could be fitted and the prediction is the last observed value.
+    Attributes:
+        mean: the weighted point prediction (each family's least-squares fit at the final epoch).
+        std: the standard deviation of the predictive samples.
+        low, high: the predictive interval: the samples' quantiles at ``Phi(-z)`` and ``Phi(z)``.
+        per_model: each fitted family's point prediction (empty: no family fitted, the prediction is the last
+            observed value).
+        weights: the families' mixture weights.
+        params: each family's least-squares parameters (in :data:`CURVE_MODELS` order).
+        noise: the posterior median of the observation noise ``sigma`` of the best-weighted family.
+        samples: sorted draws of the final value from the predictive distribution.
     """
 
     mean: float
@@ -67,12 +90,22 @@ class CurvePrediction:
     high: float
     per_model: dict[str, float]
     weights: dict[str, float]
+    params: dict[str, tuple[float, ...]] = field(default_factory=dict)
+    noise: float = 0.0
+    samples: np.ndarray = field(default_factory=lambda: np.zeros(0), repr=False, compare=False)
 
     def probability_above(self, value: float) -> float:
-        """``P(final > value)`` under the normal predictive ``N(mean, std)``."""
-        if self.std <= 0:
+        """``P(final > value)``: the share of predictive samples above ``value``."""
+        if len(self.samples) == 0:
             return float(self.mean > value)
-        return 0.5 * math.erfc((value - self.mean) / (self.std * math.sqrt(2)))
+        return float(len(self.samples) - np.searchsorted(self.samples, value, side="right")) / len(self.samples)
+
+
+@dataclass(frozen=True)
+class _Fit:
+    params: np.ndarray
+    rss: float
+    jacobian: np.ndarray
 
 
 def extrapolate(
@@ -82,6 +115,9 @@ def extrapolate(
     models: Sequence[str] = tuple(CURVE_MODELS),
     upper: float | None = None,
     z: float = 1.96,
+    noise: float | None = None,
+    num_samples: int = 4000,
+    seed: int = 0,
 ) -> CurvePrediction:
     """Fit ``models`` to ``curve`` (one value per epoch, from epoch 1) and predict the value at ``final_epoch``.
 
@@ -89,17 +125,59 @@ def extrapolate(
         curve: the observed metric (higher is better), at least 3 epochs.
         final_epoch: the epoch to predict (``>= len(curve)``).
         models: names of :data:`CURVE_MODELS`.
-        upper: the metric's ceiling (1.0 or 100.0 for accuracies); predictions are clipped to it.
-        z: the interval's half-width in standard deviations.
+        upper: the metric's ceiling (1.0 or 100.0 for accuracies); no sample ends above it.
+        z: the interval's half-width in standard-normal quantiles (1.96: a 95% interval).
+        noise: the prior standard deviation of one epoch's observation noise (for an accuracy measured on ``n``
+            images, at least ``sqrt(p (1 - p) / n)``); ``None`` lets the residuals (or, with as many parameters
+            as epochs, the second differences of the curve) decide.
+        num_samples: predictive samples drawn per family.
+        seed: seeds the sampling (the prediction is deterministic given it).
 
     Raises:
-        ValueError: fewer than 3 points, a non-finite point, ``final_epoch < len(curve)`` or an unknown model.
+        ValueError: fewer than 3 points, a non-finite point, ``final_epoch < len(curve)``, an unknown model, a
+            negative ``noise`` or fewer than 10 samples.
 
     Example:
         >>> curve = [0.9 - 0.5 * e ** -0.8 for e in range(1, 6)]  # pow3 with c=0.9, a=0.5, alpha=0.8
-        >>> round(extrapolate(curve, 50, models=["pow3"]).mean, 3), round(0.9 - 0.5 * 50 ** -0.8, 3)
+        >>> prediction = extrapolate(curve, 50, models=["pow3"])
+        >>> round(prediction.mean, 3), round(0.9 - 0.5 * 50 ** -0.8, 3)
         (0.878, 0.878)
+        >>> [round(p, 3) for p in prediction.params["pow3"]]
+        [0.9, 0.5, 0.8]
     """
+    y = _check(curve, final_epoch, models, noise, num_samples)
+    x = np.arange(1, len(y) + 1, dtype=np.float64)
+    fits = {name: fit for name in models if (fit := _fit(name, x, y)) is not None}
+    if not fits:
+        last = float(y[-1])
+        return CurvePrediction(last, 0.0, last, last, {}, {})
+    prior = _prior_noise(y, noise, min(len(f.params) for f in fits.values()))
+    rng = np.random.default_rng(seed)
+    at_final = {name: _predict(name, fit.params, final_epoch, upper) for name, fit in fits.items()}
+    scale = min(_noise_scale(fit, len(y), prior)[1] for fit in fits.values())
+    draws, log_weights, noises = {}, {}, {}
+    for name, fit in fits.items():
+        draws[name], accepted, noises[name] = _sample(name, fit, y, final_epoch, prior, upper, num_samples, rng)
+        log_weights[name] = _log_evidence(fit, len(y), scale) + math.log(max(accepted, 1e-12))
+    top = max(log_weights.values())
+    raw = {name: math.exp(value - top) for name, value in log_weights.items()}
+    weights = {name: value / sum(raw.values()) for name, value in raw.items()}
+    mean = sum(weights[n] * at_final[n] for n in fits)
+    samples = _mixture(draws, weights, num_samples, rng)
+    if len(samples) == 0:  # every sample broke the priors: the point prediction alone
+        samples = np.array([mean])
+    tail = 0.5 * math.erfc(z / math.sqrt(2))
+    low, high = (float(v) for v in np.quantile(samples, [tail, 1 - tail]))
+    params = {name: tuple(float(p) for p in fit.params) for name, fit in fits.items()}
+    noise_of_best = noises[max(weights, key=weights.__getitem__)]
+    return CurvePrediction(
+        mean, float(samples.std()), low, high, at_final, weights, params, noise_of_best, np.sort(samples)
+    )
+
+
+def _check(
+    curve: Sequence[float], final_epoch: int, models: Sequence[str], noise: float | None, num_samples: int
+) -> np.ndarray:
     y = np.asarray(curve, dtype=np.float64)
     if y.ndim != 1 or len(y) < 3:
         raise ValueError(f"a learning curve needs at least 3 epochs, got {len(y)} values")
@@ -110,30 +188,15 @@ def extrapolate(
     unknown = [m for m in models if m not in CURVE_MODELS]
     if unknown or not models:
         raise ValueError(f"unknown curve models {unknown or list(models)}; valid models: {', '.join(CURVE_MODELS)}")
-    x = np.arange(1, len(y) + 1, dtype=np.float64)
-    fits = {name: fit for name in models if (fit := _fit(name, x, y)) is not None}
-    if not fits:
-        last = float(y[-1])
-        return CurvePrediction(last, 0.0, last, last, {}, {})
-    bic = {name: bic for name, (_, bic, _) in fits.items()}
-    best = min(bic.values())
-    raw = {name: math.exp(-(value - best) / 2) for name, value in bic.items()}
-    weights = {name: w / sum(raw.values()) for name, w in raw.items()}
-    at_final = {
-        name: float(CURVE_MODELS[name](np.array([float(final_epoch)]), *fit[0])[0]) for name, fit in fits.items()
-    }
-    if upper is not None:
-        at_final = {name: min(value, upper) for name, value in at_final.items()}
-    mean = sum(weights[n] * at_final[n] for n in fits)
-    spread = sum(weights[n] * (at_final[n] - mean) ** 2 for n in fits)
-    noise = sum(weights[n] * fits[n][2] for n in fits)
-    std = math.sqrt(spread + noise)
-    high = mean + z * std if upper is None else min(mean + z * std, upper)
-    return CurvePrediction(mean, std, mean - z * std, high, at_final, weights)
+    if noise is not None and not (math.isfinite(noise) and noise >= 0):
+        raise ValueError(f"noise must be a finite standard deviation >= 0, got {noise}")
+    if num_samples < 10:
+        raise ValueError(f"num_samples must be >= 10, got {num_samples}")
+    return y
 
 
-def _fit(name: str, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, float, float] | None:
-    """``(params, BIC, residual variance)`` of one family, or ``None`` if the fit fails or is not finite."""
+def _fit(name: str, x: np.ndarray, y: np.ndarray) -> _Fit | None:
+    """The least-squares fit of one family, or ``None`` if it fails or is not finite."""
     try:
         from scipy.optimize import curve_fit
     except ImportError:
@@ -146,13 +209,116 @@ def _fit(name: str, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, float, fl
     except (RuntimeError, ValueError, TypeError):
         return None
     residual = y - function(x, *params)
-    if not np.isfinite(params).all() or not np.isfinite(residual).all():
+    jacobian = _jacobian(function, x, params)
+    if not (np.isfinite(params).all() and np.isfinite(residual).all() and np.isfinite(jacobian).all()):
         return None
-    n, k = len(y), len(params)
-    variance = float(np.mean(residual**2))
-    bic = n * math.log(max(variance, 1e-12)) + k * math.log(n)
-    dof = max(n - k, 1)
-    return params, bic, float(np.sum(residual**2) / dof)
+    return _Fit(params, float(np.sum(residual**2)), jacobian)
+
+
+def _jacobian(function: CurveModel, x: np.ndarray, params: np.ndarray) -> np.ndarray:
+    """``d f(x_i) / d theta_j`` by central differences."""
+    columns = []
+    for j in range(len(params)):
+        step = 1e-6 * max(abs(float(params[j])), 1.0)
+        up, down = params.copy(), params.copy()
+        up[j] += step
+        down[j] -= step
+        with np.errstate(all="ignore"):
+            columns.append((function(x, *up) - function(x, *down)) / (2 * step))
+    return np.stack(columns, axis=1)
+
+
+def _prior_noise(y: np.ndarray, noise: float | None, num_params: int) -> float | None:
+    """``s0``: the given noise, else (no residual degree of freedom) the curve's second differences."""
+    if noise is not None:
+        return noise
+    if len(y) > num_params:
+        return None
+    second = np.diff(y, n=2)  # Var(y[t+1] - 2 y[t] + y[t-1]) = 6 sigma^2 for independent noise on a line
+    return float(math.sqrt(np.mean(second**2) / 6))
+
+
+def _noise_scale(fit: _Fit, n: int, prior: float | None) -> tuple[float, float]:
+    """``(nu, s^2)`` of the scaled inverse chi-square posterior of ``sigma^2``."""
+    dof = max(n - len(fit.params), 0)
+    nu0, s0 = (PRIOR_DOF, prior) if prior is not None else (0.0, 0.0)
+    nu = nu0 + dof
+    if nu == 0:
+        return 0.0, 0.0
+    return nu, (nu0 * s0**2 + fit.rss) / nu
+
+
+def _log_evidence(fit: _Fit, n: int, scale: float) -> float:
+    """BIC-style log weight under the shared noise level ``scale`` (``s^2``)."""
+    penalty = 0.5 * len(fit.params) * math.log(n)
+    if scale <= 0:
+        return -penalty if fit.rss <= 1e-20 else -math.inf
+    return -fit.rss / (2 * scale) - penalty
+
+
+def _sample(
+    name: str,
+    fit: _Fit,
+    y: np.ndarray,
+    final_epoch: int,
+    prior: float | None,
+    upper: float | None,
+    num_samples: int,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, float, float]:
+    """``(final values, share of the posterior the priors keep, median sigma)`` of one family's predictive."""
+    n = len(y)
+    nu, scale = _noise_scale(fit, n, prior)
+    if scale <= 0:  # an exact fit with no noise anywhere: the point prediction
+        point = _predict(name, fit.params, final_epoch, upper)
+        return np.full(num_samples, point), 1.0, 0.0
+    sigma = np.sqrt(nu * scale / rng.chisquare(nu, size=num_samples))
+    unit = rng.standard_normal((num_samples, len(fit.params)))
+    theta = fit.params + sigma[:, None] * (unit @ _unit_covariance_root(fit.jacobian).T)
+    function = CURVE_MODELS[name]
+    x = np.arange(1, n + 1, dtype=np.float64)[:, None]
+    with np.errstate(all="ignore"):
+        excess = (np.sum((y[:, None] - function(x, *theta.T)) ** 2, axis=0) - fit.rss) / sigma**2
+        at_last = function(np.float64(n), *theta.T)
+        at_final = function(np.float64(final_epoch), *theta.T)
+        keep = np.isfinite(excess) & np.isfinite(at_last) & np.isfinite(at_final)
+        keep &= (excess <= _trust_region(len(fit.params))) & (at_final >= at_last)
+        if upper is not None:
+            keep &= at_final <= upper
+    values = at_final[keep] + sigma[keep] * rng.standard_normal(int(keep.sum()))
+    if upper is not None:
+        values = np.minimum(values, upper)
+    return values, float(keep.mean()), float(np.median(sigma))
+
+
+def _trust_region(num_params: int) -> float:
+    from scipy.stats import chi2
+
+    return float(chi2.ppf(0.999, num_params))
+
+
+def _unit_covariance_root(jacobian: np.ndarray) -> np.ndarray:
+    """``R`` with ``R R^T = (J^T J)^+``; flat directions get the inverse of a small multiple of the largest one."""
+    values, vectors = np.linalg.eigh(jacobian.T @ jacobian)
+    floor = max(float(values.max()), 1e-12) * 1e-10
+    return vectors * (1.0 / np.sqrt(np.maximum(values, floor)))
+
+
+def _mixture(
+    draws: dict[str, np.ndarray], weights: dict[str, float], num_samples: int, rng: np.random.Generator
+) -> np.ndarray:
+    """``num_samples`` draws of the weighted mixture of the families' accepted samples."""
+    parts = []
+    for name, values in draws.items():
+        count = int(round(weights[name] * num_samples))
+        if count and len(values):
+            parts.append(rng.choice(values, size=count, replace=True))
+    return np.concatenate(parts) if parts else np.zeros(0)
+
+
+def _predict(name: str, params: np.ndarray, epoch: int, upper: float | None) -> float:
+    value = float(CURVE_MODELS[name](np.array([float(epoch)]), *params)[0])
+    return value if upper is None else min(value, upper)
 
 
 def should_stop(
@@ -163,13 +329,14 @@ def should_stop(
     min_epochs: int = 3,
     threshold: float = 0.05,
     upper: float | None = None,
+    noise: float | None = None,
 ) -> bool:
     """Whether a run whose metric so far is ``curve`` is unlikely to end above ``best_so_far``.
 
     The early-stopping rule of Domhan et al.: stop once ``P(final > best_so_far) < threshold`` under
-    :func:`extrapolate`'s prediction. Never stops before ``min_epochs`` epochs, at or after ``final_epoch``, or
-    without a best to beat. A multi-trial runner calls it after each epoch of a trial with the best final metric
-    of the finished trials.
+    :func:`extrapolate`'s predictive distribution. Never stops before ``min_epochs`` epochs, at or after
+    ``final_epoch``, or without a best to beat. A multi-trial runner calls it after each epoch of a trial with the
+    best final metric of the finished trials.
 
     Example:
         >>> should_stop([0.30, 0.35, 0.37, 0.38], best_so_far=0.90, final_epoch=20)
@@ -183,5 +350,5 @@ def should_stop(
         raise ValueError(f"threshold must be in (0, 1), got {threshold}")
     if best_so_far is None or len(curve) < min_epochs or len(curve) >= final_epoch:
         return False
-    prediction = extrapolate(curve, final_epoch, upper=upper)
+    prediction = extrapolate(curve, final_epoch, upper=upper, noise=noise)
     return prediction.probability_above(best_so_far) < threshold

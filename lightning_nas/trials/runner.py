@@ -314,7 +314,8 @@ def _run_on_ray(
                 report(record)
 
         report = _progress(driver)
-        searcher = StrategySearcher(driver, on_change=persist, on_record=finished)
+        context = trial.context if isinstance(trial, LightningTrial) else None
+        searcher = StrategySearcher(driver, on_change=persist, on_record=finished, context=context)
         trainable = tune.with_resources(tune.with_parameters(run_trial, spec=trial), {"cpu": cpus, "gpu": gpus})
         max_epochs = int(getattr(trial, "max_epochs", 1))
         runs = sorted(p.name for p in (folder / "ray").glob("run*")) if (folder / "ray").is_dir() else []

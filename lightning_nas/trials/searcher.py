@@ -55,6 +55,8 @@ class StrategySearcher(Searcher):
         on_change: called after every completion (the runner persists its record there). A suggestion need not
             be persisted: a resumed strategy re-proposes the same architectures under the same ids.
         on_record: called with each finished trial's record (progress lines).
+        context: maps the finished records to extra entries of each new trial's config (e.g. the best final
+            accuracy so far, for trials that stop early).
     """
 
     def __init__(
@@ -62,11 +64,12 @@ class StrategySearcher(Searcher):
         driver: TrialDriver,
         on_change: Callable[[], None] | None = None,
         on_record: Callable[[TrialRecord], None] | None = None,
+        context: Callable[[list[TrialRecord]], dict[str, Any]] | None = None,
     ) -> None:
         # no metric: the strategy reads the results itself, and Ray must not insist on a metric in every report
         super().__init__(metric=None, mode=None)
         self.driver = driver
-        self.on_change, self.on_record = on_change, on_record
+        self.on_change, self.on_record, self.context = on_change, on_record, context
         self._ids: dict[str, str] = {}
 
     @override
@@ -76,7 +79,8 @@ class StrategySearcher(Searcher):
             return Searcher.FINISHED  # type: ignore[return-value]  # Ray documents this sentinel string
         own_id, arch = nxt
         self._ids[trial_id] = own_id
-        return {"trial_id": own_id, "arch": json.dumps(arch, sort_keys=True)}
+        extra = self.context(self.driver.records) if self.context is not None else {}
+        return {**extra, "trial_id": own_id, "arch": json.dumps(arch, sort_keys=True)}
 
     @override
     def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:

@@ -4,6 +4,11 @@
 A trial reports after every epoch: ``accuracy`` (the module's validation accuracy, e.g. ``val/acc``), ``epoch``,
 ``params``, ``flops`` and optionally ``latency_ms``, so Ray's early-stopping schedulers can stop it between epochs.
 A trial that raises, or whose training loss goes non-finite, ends with one report ``{"failed": 1, "error": ...}``.
+
+Learning-curve early stopping (``LightningTrial(early_stop={...})``): the driver puts the best final accuracy of the
+trials that ran all their epochs into each new trial's config (``best_so_far``); the trial extrapolates its own
+curve after every epoch (:class:`~lightning_nas.callbacks.LearningCurveStopping`) and stops once it is unlikely to
+beat it. Its last report then carries ``stopped_early: 1`` and ``epoch`` is the number of epochs it ran.
 """
 
 from __future__ import annotations
@@ -23,19 +28,33 @@ import torch
 from typing_extensions import override
 
 from lightning_nas.arch import Arch, Genotype
+from lightning_nas.callbacks.learning_curve import LearningCurveStopping
 from lightning_nas.search.constraints import count_network_cost
 from lightning_nas.search.latency import measure_network_latency
 from lightning_nas.search.tabular import ArchFormat, TabularBenchmark
 
-__all__ = ["LightningTrial", "ReportEpochs", "RetrainFactory", "TabularTrial", "TrialSpec", "run_trial"]
+__all__ = [
+    "EARLY_STOP_OPTIONS",
+    "LightningTrial",
+    "ReportEpochs",
+    "RetrainFactory",
+    "TabularTrial",
+    "TrialSpec",
+    "best_finished_accuracy",
+    "run_trial",
+]
 
 Report = Callable[[Mapping[str, Any]], None]
 
 
 class TrialSpec(Protocol):
-    """What :func:`run_trial` runs: ``run(arch, report)`` reports metrics one or more times."""
+    """What :func:`run_trial` runs: ``run(arch, report, best_so_far)`` reports metrics one or more times.
 
-    def run(self, arch: Arch, report: Report) -> None: ...
+    ``best_so_far`` is the best final accuracy of the finished trials (``None`` before the first), for trials that
+    stop early; a trial may ignore it.
+    """
+
+    def run(self, arch: Arch, report: Report, best_so_far: float | None = None) -> None: ...
 
     def describe(self) -> dict[str, Any]: ...
 
@@ -50,8 +69,9 @@ def run_trial(config: Mapping[str, Any], spec: TrialSpec) -> None:
     def report(metrics: Mapping[str, Any]) -> None:
         tune.report({**metrics, "wall_time_s": time.perf_counter() - start})
 
+    best = config.get("best_so_far")
     try:
-        spec.run(arch, report)
+        spec.run(arch, report, None if best is None else float(best))
     except Exception as err:  # a failed trial is a result, never the end of the experiment
         last = traceback.extract_tb(err.__traceback__)[-1] if err.__traceback__ else None
         where = f" (at {Path(last.filename).name}:{last.lineno})" if last else ""
@@ -65,10 +85,18 @@ class ReportEpochs(pl.Callback):
         report: called with ``{"accuracy": ..., "epoch": ..., **extra}``.
         monitor: the logged metric read as accuracy (``val/acc`` for :class:`~lightning_nas.methods.Retrain`).
         extra: constant metrics added to each report (params, FLOPs, latency).
+        stopper: a :class:`~lightning_nas.callbacks.LearningCurveStopping` placed before this callback; the report
+            of the epoch it stops at carries ``stopped_early: 1``.
     """
 
-    def __init__(self, report: Report, monitor: str = "val/acc", extra: Mapping[str, float] | None = None) -> None:
-        self.report, self.monitor, self.extra = report, monitor, dict(extra or {})
+    def __init__(
+        self,
+        report: Report,
+        monitor: str = "val/acc",
+        extra: Mapping[str, float] | None = None,
+        stopper: LearningCurveStopping | None = None,
+    ) -> None:
+        self.report, self.monitor, self.extra, self.stopper = report, monitor, dict(extra or {}), stopper
 
     @override
     def on_train_batch_end(
@@ -81,13 +109,15 @@ class ReportEpochs(pl.Callback):
             )
 
     @override
-    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # at the validation's end, after the module's own epoch-end logging and a stopper's decision
         if trainer.sanity_checking:
             return
         value = trainer.callback_metrics.get(self.monitor)
         if value is None:
             raise KeyError(f"the trial's module logs no {self.monitor!r}; it logs {sorted(trainer.callback_metrics)}")
-        self.report({"accuracy": float(value), "epoch": float(trainer.current_epoch + 1), **self.extra})
+        stopped = {"stopped_early": 1.0} if self.stopper is not None and self.stopper.stopped_epoch else {}
+        self.report({"accuracy": float(value), "epoch": float(trainer.current_epoch + 1), **self.extra, **stopped})
 
 
 @dataclass
@@ -128,6 +158,24 @@ def check_module(module: object, factory: object) -> pl.LightningModule:
     return module
 
 
+EARLY_STOP_OPTIONS = ("min_epochs", "threshold", "upper", "noise")
+"""The keys of ``LightningTrial(early_stop=...)``: :class:`~lightning_nas.callbacks.LearningCurveStopping`'s."""
+
+
+def best_finished_accuracy(records: Sequence[Any], max_epochs: int) -> float | None:
+    """The best ``accuracy`` of the successful records that ran ``max_epochs`` epochs (``None``: there is none).
+
+    Trials stopped early (by the learning-curve rule or a Ray scheduler) report an accuracy of fewer epochs, which
+    is not a final accuracy, so they are left out.
+    """
+    finals = [
+        r.metrics["accuracy"]
+        for r in records
+        if r.status == "ok" and "accuracy" in r.metrics and r.metrics.get("epoch", 0.0) >= max_epochs
+    ]
+    return max(finals) if finals else None
+
+
 @dataclass
 class LightningTrial:
     """A trial that trains one child with Lightning and reports its validation accuracy every epoch.
@@ -141,6 +189,10 @@ class LightningTrial:
         input_shape: ``(channels, height, width)`` of one image, to count FLOPs and time latency.
         latency_repeats: forward passes timed for ``latency_ms`` (0: no latency).
         trainer_options: more :class:`lightning.pytorch.Trainer` arguments (``limit_train_batches``, ...).
+        early_stop: stop hopeless trials by learning-curve extrapolation: options of
+            :class:`~lightning_nas.callbacks.LearningCurveStopping` (``min_epochs``, ``threshold``, ``upper``,
+            ``noise``; ``{}`` for the defaults); each trial gets the best finished trial's final accuracy as the
+            value to beat. ``None``: every trial runs ``max_epochs``.
     """
 
     datamodule: Callable[[], pl.LightningDataModule]
@@ -151,10 +203,30 @@ class LightningTrial:
     input_shape: tuple[int, int, int] | None = None
     latency_repeats: int = 0
     trainer_options: dict[str, Any] = field(default_factory=dict)
+    early_stop: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if self.max_epochs < 1:
             raise ValueError(f"max_epochs must be >= 1, got {self.max_epochs}")
+        if self.early_stop is not None:
+            unknown = sorted(set(self.early_stop) - set(EARLY_STOP_OPTIONS))
+            if unknown:
+                valid = ", ".join(EARLY_STOP_OPTIONS)
+                raise ValueError(f"unknown early_stop options {unknown}; valid options: {valid}")
+            self.stopper(None)  # bad values fail here, in the driver
+
+    def stopper(self, best_so_far: float | None) -> LearningCurveStopping:
+        """The early-stopping callback of one trial (requires ``early_stop``)."""
+        options = dict(self.early_stop or {})
+        return LearningCurveStopping(
+            monitor=self.monitor, final_epoch=self.max_epochs, best_so_far=best_so_far, **options
+        )
+
+    def context(self, records: Sequence[Any]) -> dict[str, Any]:
+        """What the driver adds to a new trial's config: ``best_so_far`` when trials stop early."""
+        if self.early_stop is None:
+            return {}
+        return {"best_so_far": best_finished_accuracy(records, self.max_epochs)}
 
     def build(self, arch: Arch) -> pl.LightningModule:
         """The child module of ``arch`` (raises ``TypeError`` if the factory returns something else)."""
@@ -171,7 +243,7 @@ class LightningTrial:
             out["latency_ms"] = measure_network_latency(module, (1, *self.input_shape), repeats=self.latency_repeats)
         return out
 
-    def run(self, arch: Arch, report: Report) -> None:
+    def run(self, arch: Arch, report: Report, best_so_far: float | None = None) -> None:
         module = self.build(arch)
         options = {
             "max_epochs": self.max_epochs,
@@ -185,12 +257,17 @@ class LightningTrial:
             "num_sanity_val_steps": 0,
             **self.trainer_options,
         }
-        callbacks = [ReportEpochs(report, self.monitor, self.costs(module)), *options.pop("callbacks", [])]
+        stopper = self.stopper(best_so_far) if self.early_stop is not None else None
+        reporter = ReportEpochs(report, self.monitor, self.costs(module), stopper)
+        callbacks = [*([stopper] if stopper else []), reporter, *options.pop("callbacks", [])]
         trainer = pl.Trainer(callbacks=callbacks, **options)
         trainer.fit(module, datamodule=self.datamodule())
 
     def describe(self) -> dict[str, Any]:
-        return {"kind": "lightning", "factory": repr(self.factory), "max_epochs": self.max_epochs}
+        described: dict[str, Any] = {"kind": "lightning", "factory": repr(self.factory), "max_epochs": self.max_epochs}
+        if self.early_stop is not None:
+            described["early_stop"] = dict(self.early_stop)
+        return described
 
 
 @dataclass
@@ -227,7 +304,7 @@ class TabularTrial:
         """The simulated seconds charged for ``arch``."""
         return self.cost_scale * self.table().value(arch, self.cost_column)
 
-    def run(self, arch: Arch, report: Report) -> None:
+    def run(self, arch: Arch, report: Report, best_so_far: float | None = None) -> None:
         row = self.table().query(arch)
         values = row if self.columns is None else {name: row[name] for name in self.columns}
         report({**{k: v for k, v in values.items() if math.isfinite(v)}, "cost": self.cost_of(arch)})

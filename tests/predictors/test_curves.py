@@ -19,25 +19,64 @@ from lightning_nas.predictors import CURVE_MODELS, extrapolate, should_stop
     ("model", "params"),
     [("pow3", (0.9, 0.5, 0.8)), ("log_power", (0.92, 0.3, 1.5)), ("exp3", (0.88, 0.4, -0.5))],
 )
-def test_each_family_recovers_its_own_curve(model: str, params: tuple[float, float, float]) -> None:
+def test_each_family_recovers_its_own_parameters(model: str, params: tuple[float, float, float]) -> None:
     function = CURVE_MODELS[model]
     observed = function(np.arange(1, 7, dtype=np.float64), *params)
     truth = float(function(np.array([40.0]), *params)[0])
     prediction = extrapolate(observed.tolist(), 40, models=[model])
+    assert prediction.params[model] == pytest.approx(params, abs=1e-4)
     assert prediction.mean == pytest.approx(truth, abs=1e-4)
     assert prediction.weights == {model: 1.0}
+    # a noiseless exact fit has no noise left to explain: the predictive is the point prediction
+    assert prediction.noise == pytest.approx(0.0, abs=1e-4)
+    assert prediction.high - prediction.low == pytest.approx(0.0, abs=1e-3)
 
 
-def test_combination_interval_covers_a_noisy_curve_and_upper_clips() -> None:
-    rng = np.random.default_rng(0)
-    epochs = np.arange(1, 51, dtype=np.float64)
-    clean = 0.9 - 0.6 * epochs**-0.7
-    noisy = clean + rng.normal(0, 0.005, size=50)
-    prediction = extrapolate(noisy[:10].tolist(), 50)
-    assert prediction.low <= clean[-1] <= prediction.high
+def _family_curve(model: str, rng: np.random.Generator, epochs: int, sigma: float) -> np.ndarray:
+    """A random curve of ``model`` (asymptote 0.7..0.95) plus independent N(0, sigma^2) noise per epoch."""
+    low, high = {"pow3": ((0.7, 0.3, 0.5), (0.95, 0.6, 1.5)), "log_power": ((0.7, 0.0, 1.0), (0.95, 1.0, 2.0))}.get(
+        model, ((0.7, 0.2, -1.0), (0.95, 0.6, 0.0))
+    )
+    params = rng.uniform(low, high)
+    return CURVE_MODELS[model](np.arange(1, epochs + 1, dtype=np.float64), *params) + rng.normal(0, sigma, epochs)
+
+
+@pytest.mark.parametrize("model", list(CURVE_MODELS))
+def test_the_95_percent_interval_covers_the_final_value_of_its_own_family(model: str) -> None:
+    """Over 200 noisy curves of a known family, 8 of 30 epochs seen, the interval holds the observed epoch-30 value
+    at least 95% of the time, less three binomial standard errors (sqrt(0.95 * 0.05 / 200) = 0.0154)."""
+    seeds, covered = 200, 0
+    for seed in range(seeds):
+        curve = _family_curve(model, np.random.default_rng(seed), 30, sigma=0.01)
+        prediction = extrapolate(curve[:8].tolist(), 30, models=[model], upper=1.0, num_samples=2000)
+        covered += prediction.low <= curve[-1] <= prediction.high
+    assert covered / seeds >= 0.95 - 3 * math.sqrt(0.95 * 0.05 / seeds)
+
+
+def test_noise_is_estimated_from_the_residuals_and_a_prior_noise_widens_the_interval() -> None:
+    """On 40 epochs with sigma = 0.02 the posterior median of sigma is within 30% of it (chi-square on 37 degrees
+    of freedom: relative standard deviation 1 / sqrt(74) = 0.12)."""
+    curve = _family_curve("pow3", np.random.default_rng(1), 40, sigma=0.02)
+    assert extrapolate(curve.tolist(), 60, models=["pow3"]).noise == pytest.approx(0.02, rel=0.3)
+    clean = CURVE_MODELS["pow3"](np.arange(1, 6, dtype=np.float64), 0.9, 0.5, 0.8).tolist()
+    exact, noisy = extrapolate(clean, 40, models=["pow3"]), extrapolate(clean, 40, models=["pow3"], noise=0.02)
+    assert noisy.low < exact.low <= exact.high < noisy.high
+    assert noisy.noise > 0.0
+
+
+def test_priors_bound_the_predictive_and_probabilities_follow_the_samples() -> None:
+    prediction = extrapolate([0.5, 0.8, 0.95, 0.99], 100, upper=1.0, noise=0.01)
+    assert prediction.high <= 1.0
+    assert prediction.samples.max() <= 1.0
     assert set(prediction.per_model) <= set(CURVE_MODELS)
     assert sum(prediction.weights.values()) == pytest.approx(1.0)
-    assert extrapolate([0.5, 0.8, 0.95, 0.99], 100, upper=1.0).high <= 1.0
+    value = float(np.median(prediction.samples))
+    share = float(np.mean(prediction.samples > value))
+    assert prediction.probability_above(value) == pytest.approx(share)
+    assert prediction.probability_above(1.0) == 0.0  # nothing ends above the ceiling
+    assert extrapolate([0.5, 0.8, 0.95, 0.99], 100, seed=3).samples.tolist() == (
+        extrapolate([0.5, 0.8, 0.95, 0.99], 100, seed=3).samples.tolist()
+    )
 
 
 def test_bad_curves_are_refused() -> None:
@@ -49,6 +88,10 @@ def test_bad_curves_are_refused() -> None:
         extrapolate([0.1, 0.2, 0.3], 2)
     with pytest.raises(ValueError, match="unknown curve models \\['pow4'\\]; valid models: pow3"):
         extrapolate([0.1, 0.2, 0.3], 5, models=["pow4"])
+    with pytest.raises(ValueError, match="noise must be a finite standard deviation >= 0, got -0.1"):
+        extrapolate([0.1, 0.2, 0.3], 5, noise=-0.1)
+    with pytest.raises(ValueError, match="num_samples must be >= 10, got 2"):
+        extrapolate([0.1, 0.2, 0.3], 5, num_samples=2)
 
 
 def test_should_stop_follows_the_probability_of_beating_the_best() -> None:
@@ -79,7 +122,17 @@ class _CurveModule(pl.LightningModule):
         return torch.optim.SGD(self.parameters(), lr=0.0)
 
 
-def _fit(tmp_path: Path, callback: LearningCurveStopping) -> pl.Trainer:
+class _EpochEndCurveModule(_CurveModule):
+    """Logs the same curve from its own ``on_validation_epoch_end`` (after the callbacks' epoch-end hooks)."""
+
+    def validation_step(self, batch: torch.Tensor, batch_idx: int) -> None:
+        return None
+
+    def on_validation_epoch_end(self) -> None:
+        self.log("val_acc", 0.6 - 0.3 / (self.current_epoch + 1))
+
+
+def _fit(tmp_path: Path, callback: LearningCurveStopping, module: pl.LightningModule | None = None) -> pl.Trainer:
     loader = torch.utils.data.DataLoader(torch.zeros(2, 1), batch_size=2)
     trainer = pl.Trainer(
         default_root_dir=tmp_path,
@@ -91,7 +144,7 @@ def _fit(tmp_path: Path, callback: LearningCurveStopping) -> pl.Trainer:
         num_sanity_val_steps=0,
         callbacks=[callback],
     )
-    trainer.fit(_CurveModule(), train_dataloaders=loader, val_dataloaders=loader)
+    trainer.fit(module or _CurveModule(), train_dataloaders=loader, val_dataloaders=loader)
     return trainer
 
 
@@ -102,7 +155,21 @@ def test_callback_logs_predictions_and_stops_a_hopeless_run(tmp_path: Path) -> N
     assert trainer.current_epoch == 3
     logged = (Path(trainer.logger.log_dir) / "metrics.csv").read_text()
     assert "val_acc_predicted" in logged
+    # a prior noise as large as the whole curve's rise: nothing is certain after 3 epochs, the run goes on
+    cautious = LearningCurveStopping(monitor="val_acc", best_so_far=0.8, noise=0.2, min_epochs=3)
+    assert _fit(tmp_path / "cautious", cautious).current_epoch > 3
+    late = LearningCurveStopping(monitor="val_acc", best_so_far=0.8)  # the value is logged at the epoch's end
+    assert _fit(tmp_path / "late", late, _EpochEndCurveModule()).current_epoch == 3
     keeper = LearningCurveStopping(monitor="val_acc", best_so_far=0.5)
     assert _fit(tmp_path / "keep", keeper).current_epoch == 20
     assert keeper.stopped_epoch is None
     assert keeper.curve == pytest.approx([0.6 - 0.3 / e for e in range(1, 21)])
+
+
+def test_callback_refuses_bad_settings() -> None:
+    with pytest.raises(ValueError, match="min_epochs must be >= 3"):
+        LearningCurveStopping(min_epochs=2)
+    with pytest.raises(ValueError, match="threshold must be in \\(0, 1\\), got 1.5"):
+        LearningCurveStopping(threshold=1.5)
+    with pytest.raises(ValueError, match="noise must be a standard deviation >= 0, got -1"):
+        LearningCurveStopping(noise=-1)

@@ -1,0 +1,124 @@
+"""Record real learning curves: NAS-Bench-201 cells trained from scratch on Fashion-MNIST with Lightning.
+
+Used by ``benchmarks/learning_curves.py``. Each run is one cell drawn uniformly from the NB201 space (cells whose
+output is cut off from the input are redrawn: they are constant networks, found without training), trained by
+:class:`CellRetrain`, the package's :class:`~lightning_nas.methods.retrain.TrainFromScratch` with
+:class:`~lightning_nas.methods.Retrain`'s defaults (SGD, lr 0.025, momentum 0.9, weight decay 3e-4, cosine schedule
+over the whole run) around a ``NasBench201Network``; the validation accuracy after each
+epoch is the curve. The JSON is rewritten (atomically) after every run, so an interrupted recording continues.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, TensorDataset
+
+from lightning_nas.arch import atomic_write_text
+from lightning_nas.data import load_fashion_mnist
+from lightning_nas.methods.retrain import TrainFromScratch
+from lightning_nas.spaces import NasBench201Network
+from lightning_nas.spaces.nasbench201 import NB201_OPS
+
+MEAN, STD = 0.2860, 0.3530
+
+
+class CellRetrain(TrainFromScratch):
+    """Train one NAS-Bench-201 cell's network from scratch (``TrainFromScratch`` with a ``NasBench201Network``)."""
+
+    CHECKPOINT_METHOD = "CellRetrain"
+    CHECKPOINT_NETWORK = "NasBench201Network"
+
+    def __init__(self, cell: str, *, channels: int = 8, cells_per_stage: int = 1, lr: float = 0.025) -> None:
+        super().__init__(in_channels=1, num_classes=10, lr=lr, lr_min=0.0, momentum=0.9, weight_decay=3e-4)
+        self.cell = cell
+        self.network = NasBench201Network(cell, in_channels=1, channels=channels, cells_per_stage=cells_per_stage)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.network(x)
+
+    def export(self) -> str:
+        return self.cell
+
+
+def connected(cell: str) -> bool:
+    """Whether node 3 of an NB201 cell string is reached from node 0 through edges that are not ``none``."""
+    nodes = [[tok.split("~") for tok in part.strip("|").split("|")] for part in cell.split("+")]
+    reached = {0}
+    for target, edges in enumerate(nodes, start=1):
+        if any(op != "none" and int(src) in reached for op, src in edges):
+            reached.add(target)
+    return 3 in reached
+
+
+def random_cells(count: int, seed: int) -> list[str]:
+    """``count`` distinct connected cells drawn uniformly from the 5^6 NB201 cells."""
+    rng, cells = random.Random(seed), []
+    while len(cells) < count:
+        ops = [rng.choice(NB201_OPS) for _ in range(6)]
+        cell = f"|{ops[0]}~0|+|{ops[1]}~0|{ops[2]}~1|+|{ops[3]}~0|{ops[4]}~1|{ops[5]}~2|"
+        if connected(cell) and cell not in cells:
+            cells.append(cell)
+    return cells
+
+
+class _Curve(pl.Callback):
+    def __init__(self) -> None:
+        self.values: list[float] = []
+
+    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not trainer.sanity_checking:
+            self.values.append(float(trainer.callback_metrics["val/acc"]))
+
+
+def _loaders(root: Path, train_size: int, val_size: int, batch_size: int) -> tuple[DataLoader, DataLoader]:
+    train_all, val_all = load_fashion_mnist(root, train=True), load_fashion_mnist(root, train=False)
+    g = torch.Generator().manual_seed(0)
+    train = train_all.subset(torch.randperm(len(train_all), generator=g)[:train_size])
+    val = val_all.subset(torch.randperm(len(val_all), generator=g)[:val_size])
+
+    def tensors(split: Any) -> TensorDataset:
+        return TensorDataset((split.images.float() / 255 - MEAN) / STD, split.labels)
+
+    return (
+        DataLoader(tensors(train), batch_size=batch_size, shuffle=True, generator=torch.Generator().manual_seed(0)),
+        DataLoader(tensors(val), batch_size=500),
+    )
+
+
+def record(path: Path, *, root: Path, runs: int, epochs: int, train_size: int, val_size: int, seed: int) -> dict:
+    """Record (or continue recording) ``runs`` curves into ``path``; returns the JSON's content."""
+    settings = {"epochs": epochs, "train_size": train_size, "val_size": val_size, "seed": seed, "channels": 8}
+    data: dict[str, Any] = {"settings": settings, "runs": []}
+    if path.is_file():
+        data = json.loads(path.read_text())
+        if data["settings"] != settings:
+            raise ValueError(f"{path} was recorded with {data['settings']}, not {settings}; use another --curves")
+    cells = random_cells(runs, seed)
+    train, val = _loaders(root, train_size, val_size, 128)
+    for k, cell in enumerate(cells[len(data["runs"]) :], start=len(data["runs"])):
+        torch.manual_seed(seed * 1000 + k)
+        curve, start = _Curve(), time.perf_counter()
+        trainer = pl.Trainer(
+            max_epochs=epochs,
+            accelerator="cpu",
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            num_sanity_val_steps=0,
+            callbacks=[curve],
+        )
+        trainer.fit(CellRetrain(cell), train_dataloaders=train, val_dataloaders=val)
+        seconds = time.perf_counter() - start
+        data["runs"].append({"cell": cell, "curve": curve.values, "seconds": seconds})
+        atomic_write_text(path, json.dumps(data, indent=1))
+        print(f"run {k}: {cell} final {curve.values[-1]:.4f} ({seconds:.0f} s)", flush=True)
+    return data

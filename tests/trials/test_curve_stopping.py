@@ -1,0 +1,89 @@
+"""Learning-curve early stopping in the multi-trial runner: scripted curves, the best finished trial to beat."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import lightning.pytorch as pl
+import pytest
+import torch
+from ray import cloudpickle
+
+from lightning_nas.arch import Arch
+from lightning_nas.data import SyntheticDataModule
+from lightning_nas.predictors import should_stop
+from lightning_nas.trials import LightningTrial, run_trials
+from lightning_nas.trials.scaling import GridSearch
+from lightning_nas.trials.trainables import best_finished_accuracy
+
+cloudpickle.register_pickle_by_value(sys.modules[__name__])  # Ray workers need not import the tests package
+
+EPOCHS = 8
+OPTIONS = {"min_epochs": 3, "threshold": 0.05, "upper": 1.0}
+
+
+def scripted(ceiling: float, epoch: int) -> float:
+    """The validation accuracy after ``epoch`` epochs of the child whose curve heads to ``ceiling`` (pow3)."""
+    return ceiling - 0.3 / epoch
+
+
+class ScriptedCurve(pl.LightningModule):
+    """Trains nothing; logs the scripted accuracy of its ``ceiling`` after every epoch."""
+
+    def __init__(self, ceiling: float) -> None:
+        super().__init__()
+        self.ceiling = ceiling
+        self.layer = torch.nn.Linear(64, 4)
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        return self.layer(batch[0].flatten(1)).sum() * 0.0
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        self.log("val/acc", scripted(self.ceiling, self.current_epoch + 1))
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.SGD(self.parameters(), lr=0.0)
+
+
+def factory(arch: Arch) -> pl.LightningModule:
+    return ScriptedCurve(float(arch["ceiling"]))
+
+
+def data() -> SyntheticDataModule:
+    return SyntheticDataModule(num_samples=8, num_classes=4, in_channels=1, image_size=8, batch_size=8)
+
+
+def expected_epochs(ceiling: float, best: float | None) -> int:
+    """Epochs the rule lets a child run, applied here to the scripted curve directly."""
+    curve = [scripted(ceiling, e) for e in range(1, EPOCHS + 1)]
+    for seen in range(1, EPOCHS + 1):
+        if should_stop(curve[:seen], best, EPOCHS, **OPTIONS):
+            return seen
+    return EPOCHS
+
+
+def test_hopeless_trials_stop_early_against_the_best_finished_trial(ray_cluster: str, tmp_path: Path) -> None:
+    ceilings = [0.85, 0.5, 0.95]  # run in this order, one at a time
+    trial = LightningTrial(data, factory, max_epochs=EPOCHS, early_stop=OPTIONS)
+    grid = GridSearch([{"ceiling": c} for c in ceilings])
+    result = run_trials(grid, trial, tmp_path, num_trials=len(ceilings), concurrency=1, progress=False)
+    records = {float(r.arch["ceiling"]): r for r in result.records}
+    bests = [None, scripted(0.85, EPOCHS), scripted(0.85, EPOCHS)]
+    for ceiling, best in zip(ceilings, bests):
+        metrics, epochs = records[ceiling].metrics, expected_epochs(ceiling, best)
+        assert records[ceiling].status == "ok"
+        assert metrics["epoch"] == epochs
+        assert metrics["accuracy"] == pytest.approx(scripted(ceiling, epochs))  # the last epoch's value
+        assert metrics.get("stopped_early", 0.0) == (1.0 if epochs < EPOCHS else 0.0)
+    assert records[0.5].metrics["epoch"] < EPOCHS
+    assert records[0.95].metrics["epoch"] == EPOCHS
+    assert result.best.arch == {"ceiling": 0.95}
+    assert best_finished_accuracy(result.records, EPOCHS) == pytest.approx(scripted(0.95, EPOCHS))
+
+
+def test_unknown_early_stop_options_are_refused() -> None:
+    with pytest.raises(ValueError, match=r"unknown early_stop options \['patience'\]; valid options: min_epochs"):
+        LightningTrial(data, factory, early_stop={"patience": 2})
+    with pytest.raises(ValueError, match="min_epochs must be >= 3"):
+        LightningTrial(data, factory, early_stop={"min_epochs": 1})
