@@ -13,7 +13,9 @@ with no set-up) or on an existing cluster given its ``address`` (``ray start --h
 time, and the best value so far (see :mod:`lightning_nas.trials._logging`), and the experiment's settings once.
 
 A driver killed at any point resumes with ``resume=True``: trials that were running run again under their ids, the
-strategy continues from its saved state, and the planned number of trials completes.
+strategy continues from its saved state, and the planned number of trials completes. The same state rides in Ray's
+experiment checkpoints (``ray/runNNN/searcher_state.pt``, written by the searcher's ``save_to_dir``); without
+``driver_state.pt`` a resume starts from the newest of those.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from lightning_nas.search.base import SearchStrategy, Trial
 from lightning_nas.search.nsga2 import pareto_front
 from lightning_nas.trials._driver import Reward, TrialDriver
 from lightning_nas.trials._logging import TrialLogging, as_loggers
-from lightning_nas.trials._records import TrialRecord, load_state, save_state, write_records
+from lightning_nas.trials._records import SEARCHER_STATE_FILE, TrialRecord, load_state, save_state, write_records
 from lightning_nas.trials.trainables import LightningTrial, TabularTrial, TrialSpec
 
 __all__ = ["TrialsResult", "require_ray", "run_trials"]
@@ -95,6 +97,8 @@ def _prepare_directory(directory: Path, signature: dict[str, Any], resume: bool)
     """Check ``directory`` against the experiment; the saved driver state when resuming."""
     experiment, state = directory / EXPERIMENT_FILE, directory / STATE_FILE
     if resume:
+        if not state.is_file() and experiment.is_file():
+            state = _ray_checkpoint(directory) or state
         if not experiment.is_file() or not state.is_file():
             raise FileNotFoundError(f"nothing to resume in {directory}: no {EXPERIMENT_FILE} and {STATE_FILE} there")
         saved = read_json(experiment, "experiment file")
@@ -111,6 +115,20 @@ def _prepare_directory(directory: Path, signature: dict[str, Any], resume: bool)
         )
     atomic_write_text(experiment, json.dumps(signature, indent=1) + "\n")
     return None
+
+
+def _ray_checkpoint(directory: Path) -> Path | None:
+    """The searcher state in the newest Ray experiment checkpoint of ``directory`` (``ray/runNNN/``), if any.
+
+    Ray saves it (:meth:`~lightning_nas.trials.searcher.StrategySearcher.save_to_dir`) with its experiment state,
+    periodically and when an experiment ends, so it may be older than ``driver_state.pt``; resuming from it re-runs
+    the trials finished after it, under their ids.
+    """
+    runs = sorted((directory / "ray").glob(f"run*/{SEARCHER_STATE_FILE}"), key=lambda p: p.parent.name)
+    if not runs:
+        return None
+    print(f"[trials] no {STATE_FILE} in {directory}: resuming from Ray's experiment checkpoint {runs[-1]}", flush=True)
+    return runs[-1]
 
 
 def _connect(ray: ModuleType, address: str | None, num_cpus: int | None) -> bool:
