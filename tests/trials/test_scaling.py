@@ -98,6 +98,10 @@ def test_mobilenet_subnet_scales_every_stage_width_and_the_resolution() -> None:
             source = min(b, kept - 1)  # the kept blocks, then repeats of the stage's last one
             for key in ("kernel", "expand"):
                 assert member.arch[f"stage{s}/block{b}/{key}"] == arch[f"stage{s}/block{source}/{key}"]
+    # the exported plain network is the scaled one: its hook-counted FLOPs and parameters equal the analytic counts
+    network, size = member.network(), member.arch["resolution"]
+    assert count_network_cost(network, (3, size, size)).flops == member.flops
+    assert sum(p.numel() for p in network.parameters()) == member.params
     same = scale_mobilenet_subnet(space.config(), arch, 0, 1.2, 1.1, 1.15)
     assert same.flops == space.count_flops(arch)
     assert same.params == space.count_params(arch)
@@ -111,10 +115,6 @@ def test_scaled_mobilenet_flops_grow_by_the_constraint_to_the_phi(preset: str) -
     base = scale_mobilenet_subnet(space, arch, 0, alpha, beta, gamma)
     for phi in (1, 2, 3):
         member = scale_mobilenet_subnet(space, arch, phi, alpha, beta, gamma)
-        if phi == 2:  # the exported plain network is the scaled one: its hook-counted FLOPs and parameters
-            network, size = member.network(), member.arch["resolution"]
-            assert count_network_cost(network, (3, size, size)).flops == member.flops
-            assert sum(p.numel() for p in network.parameters()) == member.params
         # within the rounding (depth 4 -> ceil(4 x 1.2^phi), widths to multiples of 8): (1.92)^phi
         target = (alpha * beta**2 * gamma**2) ** phi
         assert target / 1.35 < member.flops / base.flops < target * 1.35
