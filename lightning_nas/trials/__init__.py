@@ -7,7 +7,16 @@ from lightning_nas.trials._driver import TrialDriver
 from lightning_nas.trials._records import TrialRecord, load_records
 from lightning_nas.trials.rewards import MnasNetReward
 from lightning_nas.trials.runner import TrialsResult, require_ray, run_trials
-from lightning_nas.trials.scaling import EFFICIENTNET_PRESETS, GridSearch, coefficient_grid, scale_network
+from lightning_nas.trials.scaling import (
+    EFFICIENTNET_PRESETS,
+    GridSearch,
+    ScaledSubnet,
+    coefficient_grid,
+    scale_mobilenet_subnet,
+    scale_network,
+    write_family,
+    write_mobilenet_family,
+)
 from lightning_nas.trials.trainables import LightningTrial, ReportEpochs, RetrainFactory, TabularTrial
 
 __all__ = [
@@ -17,6 +26,7 @@ __all__ = [
     "MnasNetReward",
     "ReportEpochs",
     "RetrainFactory",
+    "ScaledSubnet",
     "TabularTrial",
     "TrialDriver",
     "TrialRecord",
@@ -25,5 +35,8 @@ __all__ = [
     "coefficient_grid",
     "require_ray",
     "run_trials",
+    "scale_mobilenet_subnet",
     "scale_network",
+    "write_family",
+    "write_mobilenet_family",
 ]

@@ -10,8 +10,10 @@ A recipe names the space (whose choices are searched), the strategy, the data an
     data: {class_path: lightning_nas.data.DigitsDataModule, init_args: {...}}
     trial: {max_epochs: 1, input_shape: [1, 8, 8], retrain: {...}, trainer: {...}}
     reward: {target: 20000, cost: flops, hard: false}     # optional MnasNet reward (strategy metric: reward)
+    logger: {class_path: lightning.pytorch.loggers.TensorBoardLogger}  # optional; one or a list, as trainer.logger
 
-Classes are named by ``class_path`` as in LightningCLI configs. The run writes the trial table, ``best_arch.json``,
+Classes are named by ``class_path`` as in LightningCLI configs; a logger without ``save_dir`` logs under
+``<directory>/logs``. The run writes the trial table, ``best_arch.json``,
 for several objectives ``pareto_front.json`` and (with matplotlib) ``pareto_front.png``.
 """
 
@@ -19,13 +21,16 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import inspect
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
+from lightning.pytorch.loggers import Logger, WandbLogger
 
+from lightning_nas.callbacks import check_wandb_ready
 from lightning_nas.search import (
     NSGA2,
     PolicySearch,
@@ -41,6 +46,7 @@ from lightning_nas.trials.trainables import LightningTrial, RetrainFactory
 __all__ = ["trials_main"]
 
 STRATEGY_NAMES = ("random", "evolution", "nsga2", "reinforce", "nasrl")
+_EXTRAS = {"TensorBoardLogger": "tensorboard", "WandbLogger": "wandb"}
 RECIPE_KEYS = {
     "directory",
     "num_trials",
@@ -55,6 +61,7 @@ RECIPE_KEYS = {
     "data",
     "trial",
     "reward",
+    "logger",
 }
 
 
@@ -81,6 +88,37 @@ class ClassFactory:
 
     def __call__(self) -> Any:
         return _import(self.class_path)(**self.init_args)
+
+
+def build_loggers(spec: Any, directory: Path) -> list[Logger]:
+    """The recipe's ``logger`` entry (one ``class_path``/``init_args`` mapping, a list of them, or nothing).
+
+    A W&B logger is checked ready first (package installed, a login or ``WANDB_MODE=offline``), and a logger
+    whose package is missing names what installs it.
+    """
+    if spec is None or spec is False:
+        return []
+    specs = spec if isinstance(spec, list) else [spec]
+    loggers = []
+    for item in specs:
+        if not isinstance(item, Mapping) or "class_path" not in item:
+            raise ValueError(f"logger must be a mapping with class_path (and init_args), or a list; got {item!r}")
+        cls = _import(str(item["class_path"]))
+        if not (isinstance(cls, type) and issubclass(cls, Logger)):
+            raise ValueError(f"logger class_path {item['class_path']!r} is not a lightning.pytorch.loggers.Logger")
+        init_args = dict(item.get("init_args") or {})
+        if issubclass(cls, WandbLogger):
+            check_wandb_ready(offline=bool(init_args.get("offline", False)))
+        if "save_dir" in inspect.signature(cls).parameters:
+            init_args.setdefault("save_dir", str(directory / "logs"))
+        try:
+            loggers.append(cls(**init_args))
+        except ModuleNotFoundError as err:
+            raise ModuleNotFoundError(
+                f"the logger {cls.__name__} needs a package that is not installed ({err}): "
+                f"pip install 'lightning-nas[{_EXTRAS.get(cls.__name__, 'dev')}]'"
+            ) from None
+    return loggers
 
 
 def build_strategy(spec: Mapping[str, Any], space: Any, seed: int, metric: str) -> SearchStrategy:
@@ -150,6 +188,7 @@ def run_recipe(recipe: Mapping[str, Any], *, resume: bool = False, address: str 
         trainer_options=dict(trial_spec.get("trainer") or {}),
     )
     directory = Path(str(recipe.get("directory", "runs/trials")))
+    loggers = build_loggers(recipe.get("logger"), directory)
     result = run_trials(
         strategy,
         trial,
@@ -163,6 +202,7 @@ def run_recipe(recipe: Mapping[str, Any], *, resume: bool = False, address: str 
         address=address,
         num_cpus=recipe.get("num_cpus"),
         reward=reward,
+        loggers=loggers,
     )
     objectives = list(getattr(strategy, "objectives", {}) or {})
     if len(objectives) > 1:

@@ -22,7 +22,10 @@ import torch
 from lightning_nas._safe_io import load_checkpoint
 from lightning_nas.arch import Arch, atomic_write_text, publish_file
 
-__all__ = ["TrialRecord", "load_records", "save_state", "load_state", "write_records"]
+__all__ = ["SEARCHER_STATE_FILE", "TrialRecord", "load_records", "save_state", "load_state", "write_records"]
+
+#: the driver state in each of Ray's experiment checkpoints (``<directory>/ray/runNNN/``)
+SEARCHER_STATE_FILE = "searcher_state.pt"
 
 Status = Literal["ok", "failed"]
 

@@ -9,8 +9,13 @@ with no set-up) or on an existing cluster given its ``address`` (``ray start --h
 - ``trials.jsonl`` / ``trials.csv``: one row per finished trial (arch, metrics, cost, status, wall time, error);
 - ``best_arch.json`` (and ``pareto_front.json`` for several objectives) when the experiment ends.
 
+``loggers`` (Lightning's TensorBoard, W&B, CSV loggers) get one step per finished trial: its metrics, status and wall
+time, and the best value so far (see :mod:`lightning_nas.trials._logging`), and the experiment's settings once.
+
 A driver killed at any point resumes with ``resume=True``: trials that were running run again under their ids, the
-strategy continues from its saved state, and the planned number of trials completes.
+strategy continues from its saved state, and the planned number of trials completes. The same state rides in Ray's
+experiment checkpoints (``ray/runNNN/searcher_state.pt``, written by the searcher's ``save_to_dir``); without
+``driver_state.pt`` a resume starts from the newest of those.
 """
 
 from __future__ import annotations
@@ -18,13 +23,14 @@ from __future__ import annotations
 import json
 import math
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Literal
 
 import torch
+from lightning.pytorch.loggers import Logger
 
 from lightning_nas._safe_io import read_json
 from lightning_nas.arch import atomic_write_text, save_arch
@@ -32,7 +38,8 @@ from lightning_nas.sampling import sample_arch
 from lightning_nas.search.base import SearchStrategy, Trial
 from lightning_nas.search.nsga2 import pareto_front
 from lightning_nas.trials._driver import Reward, TrialDriver
-from lightning_nas.trials._records import TrialRecord, load_state, save_state, write_records
+from lightning_nas.trials._logging import TrialLogging, as_loggers
+from lightning_nas.trials._records import SEARCHER_STATE_FILE, TrialRecord, load_state, save_state, write_records
 from lightning_nas.trials.trainables import LightningTrial, TabularTrial, TrialSpec
 
 __all__ = ["TrialsResult", "require_ray", "run_trials"]
@@ -90,6 +97,8 @@ def _prepare_directory(directory: Path, signature: dict[str, Any], resume: bool)
     """Check ``directory`` against the experiment; the saved driver state when resuming."""
     experiment, state = directory / EXPERIMENT_FILE, directory / STATE_FILE
     if resume:
+        if not state.is_file() and experiment.is_file():
+            state = _ray_checkpoint(directory) or state
         if not experiment.is_file() or not state.is_file():
             raise FileNotFoundError(f"nothing to resume in {directory}: no {EXPERIMENT_FILE} and {STATE_FILE} there")
         saved = read_json(experiment, "experiment file")
@@ -106,6 +115,20 @@ def _prepare_directory(directory: Path, signature: dict[str, Any], resume: bool)
         )
     atomic_write_text(experiment, json.dumps(signature, indent=1) + "\n")
     return None
+
+
+def _ray_checkpoint(directory: Path) -> Path | None:
+    """The searcher state in the newest Ray experiment checkpoint of ``directory`` (``ray/runNNN/``), if any.
+
+    Ray saves it (:meth:`~lightning_nas.trials.searcher.StrategySearcher.save_to_dir`) with its experiment state,
+    periodically and when an experiment ends, so it may be older than ``driver_state.pt``; resuming from it re-runs
+    the trials finished after it, under their ids.
+    """
+    runs = sorted((directory / "ray").glob(f"run*/{SEARCHER_STATE_FILE}"), key=lambda p: p.parent.name)
+    if not runs:
+        return None
+    print(f"[trials] no {STATE_FILE} in {directory}: resuming from Ray's experiment checkpoint {runs[-1]}", flush=True)
+    return runs[-1]
 
 
 def _connect(ray: ModuleType, address: str | None, num_cpus: int | None) -> bool:
@@ -211,6 +234,7 @@ def run_trials(
     reward: Reward | None = None,
     failure_value: float = 0.0,
     progress: bool = True,
+    loggers: Logger | Iterable[Logger] | None = None,
 ) -> TrialsResult:
     """Search with ``strategy`` over trials that each train (or look up) one child, on Ray Tune.
 
@@ -232,12 +256,16 @@ def run_trials(
         reward: extra metrics computed from each trial's metrics (see :mod:`lightning_nas.trials.rewards`).
         failure_value: what a failed trial is told for a ``"max"`` objective.
         progress: print a line as each trial finishes.
+        loggers: Lightning loggers (``TensorBoardLogger``, ``WandbLogger``, ``CSVLogger``, ...) that get every
+            finished trial as one step (``trial/<metric>``, ``trial/ok``, ``trial/wall_time_s``, ``best/<metric>``;
+            step = trials finished so far) and the experiment's settings once.
 
     Raises:
         ImportError: Ray is not installed (the message names the ``trials`` extra).
         ValueError: a zero-trial plan, bad resources or scheduler, a factory that returns no LightningModule
             (``TypeError``), resuming a different experiment, resources the cluster lacks.
         ConnectionError: an unreachable ``address``.
+        TypeError: a logger that is not a Lightning ``Logger``.
     """
     if scheduler not in SCHEDULERS:
         raise ValueError(f"scheduler must be one of {', '.join(SCHEDULERS)}; got {scheduler!r}")
@@ -248,6 +276,7 @@ def run_trials(
             f"cpus_per_trial and gpus_per_trial must be >= 0 (a GPU fraction below 1, or whole GPUs); "
             f"got {cpus_per_trial}, {gpus_per_trial}"
         )
+    chosen_loggers = as_loggers(loggers)
     driver = TrialDriver(
         strategy,
         num_trials=num_trials,
@@ -262,15 +291,24 @@ def run_trials(
         trial.table()  # loaded here once; the workers receive it with the trial
     ray = require_ray()
     folder = Path(directory)
-    saved = _prepare_directory(folder, _signature(strategy, trial, num_trials, budget), resume)
+    signature = _signature(strategy, trial, num_trials, budget)
+    saved = _prepare_directory(folder, signature, resume)
     if saved is not None:
         driver.load_state_dict(saved)
+    settings = {"concurrency": concurrency, "cpus_per_trial": cpus_per_trial, "gpus_per_trial": gpus_per_trial}
+    trial_logging = TrialLogging(
+        chosen_loggers,
+        strategy.metric,
+        strategy.mode,
+        {**_hyperparameters(signature), **settings, "scheduler": scheduler, "directory": str(folder)},
+    )
     if not driver.done:
         _run_on_ray(
             ray,
             driver,
             trial,
             folder,
+            trial_logging,
             concurrency=concurrency,
             cpus=cpus_per_trial,
             gpus=gpus_per_trial,
@@ -282,11 +320,18 @@ def run_trials(
     return _finish(driver, folder)
 
 
+def _hyperparameters(signature: dict[str, Any]) -> dict[str, Any]:
+    """The experiment's signature as loggable settings (the choices as their count)."""
+    values = {k: v for k, v in signature.items() if k != "choices"}
+    return {**values, "num_choices": len(signature["choices"])}
+
+
 def _run_on_ray(
     ray: ModuleType,
     driver: TrialDriver,
     trial: TrialSpec,
     folder: Path,
+    trial_logging: TrialLogging,
     *,
     concurrency: int,
     cpus: float,
@@ -310,6 +355,7 @@ def _run_on_ray(
 
         def finished(record: TrialRecord) -> None:
             write_records(driver.records, folder)
+            trial_logging.log(record, step=len(driver.records))
             if progress:
                 report(record)
 
@@ -335,7 +381,13 @@ def _run_on_ray(
                 failure_config=tune.FailureConfig(max_failures=0, fail_fast=False),
             ),
         )
-        tuner.fit()
+        trial_logging.start(driver.records)
+        status = "failed"
+        try:
+            tuner.fit()
+            status = "success"
+        finally:
+            trial_logging.finish(status)
         persist()
         write_records(driver.records, folder)
     finally:

@@ -18,11 +18,10 @@ from ray.tune.search import Searcher
 from typing_extensions import override
 
 from lightning_nas.trials._driver import TrialDriver
+from lightning_nas.trials._records import SEARCHER_STATE_FILE as STATE_FILE
 from lightning_nas.trials._records import TrialRecord, load_state, save_state
 
 __all__ = ["StrategySearcher"]
-
-STATE_FILE = "searcher_state.pt"
 # what Ray adds to every report; the record keeps only what the trial reported
 RAY_KEYS = frozenset(
     {

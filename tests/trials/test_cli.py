@@ -9,7 +9,7 @@ import yaml
 
 from lightning_nas.cli import main
 from lightning_nas.search import PolicySearch
-from lightning_nas.trials._cli import _instantiate, build_strategy, run_recipe
+from lightning_nas.trials._cli import _instantiate, build_loggers, build_strategy, run_recipe
 
 RECIPES = Path(__file__).resolve().parents[2] / "configs" / "trials"
 
@@ -35,3 +35,31 @@ def test_unknown_strategy_and_keys_are_refused() -> None:
 def test_cli_refuses_a_missing_recipe(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["trials", "--config", str(tmp_path / "none.yaml")]) == 2
     assert "none.yaml' is neither a file nor a shipped recipe" in capsys.readouterr().err
+
+
+def test_recipe_loggers_default_to_the_experiment_directory(tmp_path: Path) -> None:
+    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+    spec = [
+        {"class_path": "lightning.pytorch.loggers.CSVLogger"},
+        {"class_path": "lightning.pytorch.loggers.TensorBoardLogger", "init_args": {"save_dir": str(tmp_path / "tb")}},
+    ]
+    csv_logger, tb_logger = build_loggers(spec, tmp_path / "run")
+    assert isinstance(csv_logger, CSVLogger)
+    assert isinstance(tb_logger, TensorBoardLogger)
+    assert (Path(csv_logger.save_dir), Path(tb_logger.save_dir)) == (tmp_path / "run" / "logs", tmp_path / "tb")
+    assert build_loggers(None, tmp_path) == []
+    (single,) = build_loggers({"class_path": "lightning.pytorch.loggers.CSVLogger"}, tmp_path)
+    assert isinstance(single, CSVLogger)
+
+
+def test_recipe_loggers_bad_input(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ValueError, match=r"logger class_path 'lightning_nas.search.RandomSearch' is not a lightning"):
+        build_loggers({"class_path": "lightning_nas.search.RandomSearch"}, tmp_path)
+    with pytest.raises(ValueError, match="logger must be a mapping with class_path"):
+        build_loggers(["csv"], tmp_path)
+    for name in ("WANDB_MODE", "WANDB_API_KEY", "WANDB_IDENTITY_TOKEN_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("NETRC", str(tmp_path / "no.netrc"))
+    with pytest.raises(RuntimeError, match="no W&B login was found.*WANDB_MODE=offline"):
+        build_loggers({"class_path": "lightning.pytorch.loggers.WandbLogger"}, tmp_path)
