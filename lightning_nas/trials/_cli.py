@@ -6,9 +6,9 @@ A recipe names the space (whose choices are searched), the strategy, the data an
     num_trials: 24
     concurrency: 2
     space: {class_path: lightning_nas.spaces.DartsCellSpace, init_args: {...}}
-    strategy: {name: nasrl, options: {batch_size: 4}}       # random | evolution | nsga2 | reinforce | nasrl
+    strategy: {name: nasrl, options: {batch_size: 4}}  # random | evolution | nsga2 | reinforce | nasrl | bananas | pnas
     data: {class_path: lightning_nas.data.DigitsDataModule, init_args: {...}}
-    trial: {max_epochs: 1, input_shape: [1, 8, 8], retrain: {...}, trainer: {...}}
+    trial: {max_epochs: 1, input_shape: [1, 8, 8], retrain: {...}, trainer: {...}, early_stop: {min_epochs: 3}}
     reward: {target: 20000, cost: flops, hard: false}     # optional MnasNet reward (strategy metric: reward)
     logger: {class_path: lightning.pytorch.loggers.TensorBoardLogger}  # optional; one or a list, as trainer.logger
 
@@ -33,7 +33,9 @@ from lightning.pytorch.loggers import Logger, WandbLogger
 from lightning_nas.callbacks import check_wandb_ready
 from lightning_nas.search import (
     NSGA2,
+    Bananas,
     PolicySearch,
+    ProgressiveSearch,
     RandomSearch,
     RegularizedEvolution,
     ReinforceSearch,
@@ -45,7 +47,7 @@ from lightning_nas.trials.trainables import LightningTrial, RetrainFactory
 
 __all__ = ["trials_main"]
 
-STRATEGY_NAMES = ("random", "evolution", "nsga2", "reinforce", "nasrl")
+STRATEGY_NAMES = ("random", "evolution", "nsga2", "reinforce", "nasrl", "bananas", "pnas")
 _EXTRAS = {"TensorBoardLogger": "tensorboard", "WandbLogger": "wandb"}
 RECIPE_KEYS = {
     "directory",
@@ -136,6 +138,10 @@ def build_strategy(spec: Mapping[str, Any], space: Any, seed: int, metric: str) 
         return ReinforceSearch(choices, metric=metric, seed=seed, **options)
     if name == "nasrl":
         return PolicySearch(choices, node_choices=space.node_choices(), metric=metric, seed=seed, **options)
+    if name == "bananas":
+        return Bananas(choices, metric=metric, seed=seed, **options)
+    if name == "pnas":
+        return ProgressiveSearch(choices, metric=metric, seed=seed, **options)
     raise ValueError(f"strategy.name must be one of {', '.join(STRATEGY_NAMES)}; got {name!r}")
 
 
@@ -186,6 +192,7 @@ def run_recipe(recipe: Mapping[str, Any], *, resume: bool = False, address: str 
         input_shape=None if shape is None else (int(shape[0]), int(shape[1]), int(shape[2])),
         latency_repeats=int(trial_spec.get("latency_repeats", 0)),
         trainer_options=dict(trial_spec.get("trainer") or {}),
+        early_stop=None if trial_spec.get("early_stop") is None else dict(trial_spec["early_stop"]),
     )
     directory = Path(str(recipe.get("directory", "runs/trials")))
     loggers = build_loggers(recipe.get("logger"), directory)

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from lightning_nas.cli import main
-from lightning_nas.search import PolicySearch
+from lightning_nas.search import Bananas, PolicySearch, ProgressiveSearch
 from lightning_nas.trials._cli import _instantiate, build_loggers, build_strategy, run_recipe
 
 RECIPES = Path(__file__).resolve().parents[2] / "configs" / "trials"
@@ -24,9 +24,18 @@ def test_shipped_recipes_build_a_controller_over_their_space(name: str) -> None:
     assert space.validate_arch(strategy.ask())
 
 
+@pytest.mark.parametrize(("name", "cls"), [("bananas", Bananas), ("pnas", ProgressiveSearch)])
+def test_predictor_guided_strategies_run_as_trials_strategies(name: str, cls: type) -> None:
+    recipe = yaml.safe_load((RECIPES / "nasrl_digits.yaml").read_text())
+    space = _instantiate(recipe["space"], "space")
+    strategy = build_strategy({"name": name, "options": {"predictor": "ridge"}}, space, 0, "accuracy")
+    assert type(strategy) is cls and strategy.predictor_name == "ridge"
+    assert space.validate_arch(strategy.ask())
+
+
 def test_unknown_strategy_and_keys_are_refused() -> None:
     recipe = yaml.safe_load((RECIPES / "nasrl_digits.yaml").read_text())
-    with pytest.raises(ValueError, match="strategy.name must be one of random, evolution, nsga2, reinforce, nasrl"):
+    with pytest.raises(ValueError, match="strategy.name must be one of random, evolution, nsga2, reinforce, nasrl, bananas, pnas"):
         run_recipe({**recipe, "strategy": {"name": "bayes"}})
     with pytest.raises(ValueError, match=r"unknown recipe keys \['epochs'\]"):
         run_recipe({**recipe, "epochs": 3})
