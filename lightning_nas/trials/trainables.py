@@ -51,7 +51,7 @@ class TrialSpec(Protocol):
     """What :func:`run_trial` runs: ``run(arch, report, best_so_far)`` reports metrics one or more times.
 
     ``best_so_far`` is the best final accuracy of the finished trials (``None`` before the first), for trials that
-    stop early; a trial may ignore it.
+    stop early; it is passed only when known, so a spec may also define ``run(arch, report)``.
     """
 
     def run(self, arch: Arch, report: Report, best_so_far: float | None = None) -> None: ...
@@ -71,7 +71,8 @@ def run_trial(config: Mapping[str, Any], spec: TrialSpec) -> None:
 
     best = config.get("best_so_far")
     try:
-        spec.run(arch, report, None if best is None else float(best))
+        # a spec (a user's too) that predates best_so_far takes (arch, report): pass it only when there is one
+        spec.run(arch, report) if best is None else spec.run(arch, report, float(best))
     except Exception as err:  # a failed trial is a result, never the end of the experiment
         last = traceback.extract_tb(err.__traceback__)[-1] if err.__traceback__ else None
         where = f" (at {Path(last.filename).name}:{last.lineno})" if last else ""
