@@ -3,11 +3,6 @@ driver's own state, and a resume without ``driver_state.pt`` starts from it (iss
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +14,7 @@ from lightning_nas.spaces import NasBench201Format
 from lightning_nas.trials import TabularTrial, TrialDriver, load_records, run_trials
 from lightning_nas.trials._records import load_state
 from lightning_nas.trials.searcher import StrategySearcher
-from tests.trials.test_tabular_trials import DRIVER, METRIC, _records
+from tests.trials.test_tabular_trials import METRIC, _records, kill_driver_mid_experiment
 
 
 def _evolution(seed: int) -> RegularizedEvolution:
@@ -100,22 +95,7 @@ def test_sigkilled_driver_resumes_from_rays_checkpoint_alone(
     whole = _records(tmp_path / "whole")
 
     killed = tmp_path / "killed"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    driver = subprocess.Popen(
-        [sys.executable, "-c", DRIVER, str(nb201_path), str(killed), ray_cluster, "new"],
-        env=env,
-        start_new_session=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and driver.poll() is None:
-        if _mid_experiment(killed):
-            break
-        time.sleep(0.05)
-    assert driver.poll() is None, "the driver ended before it could be killed mid-experiment"
-    os.killpg(driver.pid, signal.SIGKILL)
-    driver.wait()
+    kill_driver_mid_experiment(nb201_path, killed, ray_cluster, lambda: _mid_experiment(killed))
     (killed / "driver_state.pt").unlink()
 
     strategy = RegularizedEvolution(

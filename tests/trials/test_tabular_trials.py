@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -96,6 +97,26 @@ def _records(directory: Path) -> list[tuple]:
     return [(r.trial_id, r.arch, r.metrics[METRIC], r.cost, r.status) for r in load_records(directory / "trials.jsonl")]
 
 
+def kill_driver_mid_experiment(nb201_path: Path, directory: Path, ray_cluster: str, ready: Callable[[], bool]) -> None:
+    """Start DRIVER (24 REA trials into ``directory``) in its own process group; SIGKILL it once ``ready()``."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    driver = subprocess.Popen(
+        [sys.executable, "-c", DRIVER, str(nb201_path), str(directory), ray_cluster, "new"],
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and driver.poll() is None:
+        if ready():
+            break
+        time.sleep(0.05)
+    assert driver.poll() is None, "the driver ended before it could be killed mid-experiment"
+    os.killpg(driver.pid, signal.SIGKILL)
+    driver.wait()
+
+
 def test_sigkilled_driver_resumes_without_losing_or_repeating_a_trial(
     nb201_path: Path, ray_cluster: str, tmp_path: Path
 ) -> None:
@@ -107,23 +128,10 @@ def test_sigkilled_driver_resumes_without_losing_or_repeating_a_trial(
     whole = _records(tmp_path / "whole")
 
     killed = tmp_path / "killed"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    driver = subprocess.Popen(
-        [sys.executable, "-c", DRIVER, str(nb201_path), str(killed), ray_cluster, "new"],
-        env=env,
-        start_new_session=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
     table = killed / "trials.jsonl"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and driver.poll() is None:
-        if table.is_file() and len(table.read_text().splitlines()) >= 8:
-            break
-        time.sleep(0.05)
-    assert driver.poll() is None, "the driver ended before it could be killed mid-experiment"
-    os.killpg(driver.pid, signal.SIGKILL)
-    driver.wait()
+    kill_driver_mid_experiment(
+        nb201_path, killed, ray_cluster, lambda: table.is_file() and len(table.read_text().splitlines()) >= 8
+    )
     before = _records(killed)
     assert 8 <= len(before) < 24
 
