@@ -73,6 +73,7 @@ def _state(module: pl.LightningModule, trainer: pl.Trainer):
 def _assert_identical(a, b, path="") -> None:
     if isinstance(a, torch.Tensor):
         assert isinstance(b, torch.Tensor), path
+        assert a.dtype == b.dtype, f"{path}: dtype {a.dtype} != {b.dtype}"
         assert torch.equal(a, b), f"{path} differs"
     elif isinstance(a, dict):
         assert a.keys() == b.keys(), path

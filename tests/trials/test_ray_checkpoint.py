@@ -4,16 +4,15 @@ driver's own state, and a resume without ``driver_state.pt`` starts from it (iss
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pytest
-import torch
 
 from lightning_nas.search import RegularizedEvolution
 from lightning_nas.spaces import NasBench201Format
 from lightning_nas.trials import TabularTrial, TrialDriver, load_records, run_trials
 from lightning_nas.trials._records import load_state
 from lightning_nas.trials.searcher import StrategySearcher
+from tests.tester.test_resume import _assert_identical
 from tests.trials.test_tabular_trials import METRIC, _records, kill_driver_mid_experiment
 
 
@@ -27,25 +26,6 @@ def _trial(path: Path) -> TabularTrial:
     return TabularTrial(str(path), NasBench201Format(), cost_column="cifar10_train_time_200ep_s", columns=[METRIC])
 
 
-def _assert_same(left: Any, right: Any, where: str = "state") -> None:
-    """Deep equality of two states (tensors compared exactly, dtype included)."""
-    if isinstance(left, torch.Tensor):
-        assert isinstance(right, torch.Tensor), where
-        assert left.dtype == right.dtype, where
-        assert torch.equal(left, right), where
-    elif isinstance(left, dict):
-        assert isinstance(right, dict), where
-        assert sorted(left) == sorted(right), where
-        for key in left:
-            _assert_same(left[key], right[key], f"{where}[{key!r}]")
-    elif isinstance(left, (list, tuple)):
-        assert len(left) == len(right), where
-        for k, (a, b) in enumerate(zip(left, right)):
-            _assert_same(a, b, f"{where}[{k}]")
-    else:
-        assert left == right, where
-
-
 def test_rays_searcher_checkpoint_restores_the_driver_state(
     nb201_path: Path, ray_cluster: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -56,7 +36,7 @@ def test_rays_searcher_checkpoint_restores_the_driver_state(
 
     fresh = StrategySearcher(TrialDriver(_evolution(99), num_trials=6))
     fresh.restore_from_dir(str(ray_copy.parent))
-    _assert_same(fresh.driver.state_dict(), own)
+    _assert_identical(fresh.driver.state_dict(), own, "state")
     assert [r["trial_id"] for r in own["records"]] == [f"{i:05d}" for i in range(6)]
     # the restored strategy goes on exactly as the one that ran the experiment
     assert [fresh.driver.strategy.ask() for _ in range(4)] == [strategy.ask() for _ in range(4)]
