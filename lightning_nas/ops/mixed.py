@@ -65,13 +65,17 @@ class MixedOp(nn.Module):
             x: input ``[B, C, H, W]``.
             weights: one weight per op, ``[len(op_names)]``.
             relu_x: ``relu(x)`` if the caller already has it.
-            chosen: run only this op, ``weights[chosen] * op_chosen(x)`` (the one-path forward of GDAS, whose
-                other weights are zero); ``None`` runs every op but ``none``.
+            chosen: run only this op (the one-path forward of GDAS, whose other weights are zero):
+                ``weights[chosen] * op_chosen(x) + sum_{j != chosen} weights[j]``. The added weights are zeros in
+                value; as in GDAS's reference forward they carry the gradient ``dL/dw_j = sum(dL/d out)`` to every
+                op's weight, so the straight-through gradient reaches each architecture parameter through all of
+                them, not only through the sampled op. ``None`` runs every op but ``none``.
         """
         if weights.shape != (len(self.ops),):
             raise ValueError(f"MixedOp over {len(self.ops)} ops got weights of shape {tuple(weights.shape)}")
         if chosen is not None:
-            return self._apply_op(chosen, x, relu_x) * weights[chosen]
+            others = torch.cat([weights[:chosen], weights[chosen + 1 :]])
+            return self._apply_op(chosen, x, relu_x) * weights[chosen] + others.sum()
         out: Tensor | None = None
         for index in self._computed:
             y = self._apply_op(index, x, relu_x)

@@ -69,19 +69,29 @@ def test_gdas_architecture_gradient_is_the_straight_through_softmax_gradient() -
         captured.append(out[0])
 
     space.relaxation.register_forward_hook(keep_weights)
+    # every edge's output, to check the gradient that reaches the weights of the ops that did not run
+    edge_outputs: list[tuple[int, Tensor]] = []
+    for cell in (c for c in space.modules() if hasattr(c, "edges")):
+        for e, mixed in enumerate(cell.edges):
+            mixed.register_forward_hook(lambda m, args, out, e=e: edge_outputs.append((e, out)))
     space.relaxation.resample(5)
     space.train()
     x, y = torch.randn(4, 1, 8, 8), torch.tensor([0, 1, 2, 3])
     loss = nn.functional.cross_entropy(space(x), y)
     (alpha_grad,) = torch.autograd.grad(loss, [space.alpha], retain_graph=True)
     (h,) = captured
-    (grad_h,) = torch.autograd.grad(loss, [h])
+    grad_h, *grad_out = torch.autograd.grad(loss, [h, *(out for _, out in edge_outputs)])
     # the value is the hard one-hot of argmax(alpha + g)
     gumbel = _gumbel(5, "cell", space.alpha)
     logits = space.alpha.detach() + gumbel
     assert torch.equal(h.detach(), nn.functional.one_hot(logits.argmax(-1), 5).float())
-    # only the sampled op ran: the loss depends on no other weight
-    assert torch.all(grad_h[h.detach() == 0] == 0)
+    # the weights of the ops that did not run enter each edge as added zeros (GDAS's reference forward): their
+    # gradient is the sum of dL/d(edge output) over the edge's elements, summed over the cells sharing the alphas
+    through_sum = torch.zeros(h.shape[0])
+    for (e, _), grad in zip(edge_outputs, grad_out):
+        through_sum[e] += grad.sum()
+    unselected = h.detach() == 0
+    torch.testing.assert_close(grad_h[unselected], through_sum.unsqueeze(-1).expand_as(h)[unselected])
     # straight-through: dL/dalpha = J_softmax((alpha+g)/tau)^T dL/dh, J = (diag(p) - p p^T) / tau
     p = (logits / 2.0).softmax(-1)
     expected = p * (grad_h - (grad_h * p).sum(-1, keepdim=True)) / 2.0
