@@ -40,6 +40,7 @@ class DARTS(NASModule):
         weight_lr: SGD learning rate of the weights, annealed by cosine to ``weight_lr_min`` (0.025 -> 0.001).
         weight_lr_min: final weight learning rate.
         weight_momentum: SGD momentum (0.9).
+        weight_nesterov: Nesterov momentum (off in the paper; on in NAS-Bench-201's runs of DARTS and GDAS).
         weight_decay: SGD weight decay (3e-4).
         gradient_clip: max gradient norm of the weights (5).
         arch_lr: Adam learning rate of the alphas (3e-4).
@@ -77,6 +78,7 @@ class DARTS(NASModule):
         weight_lr: float = 0.025,
         weight_lr_min: float = 0.001,
         weight_momentum: float = 0.9,
+        weight_nesterov: bool = False,
         weight_decay: float = 3e-4,
         gradient_clip: float = 5.0,
         arch_lr: float = 3e-4,
@@ -100,6 +102,7 @@ class DARTS(NASModule):
         self.order: Literal["first", "second"] = order
         self.weight_lr, self.weight_lr_min = weight_lr, weight_lr_min
         self.weight_momentum, self.weight_decay, self.gradient_clip = weight_momentum, weight_decay, gradient_clip
+        self.weight_nesterov = weight_nesterov
         self.arch_lr, self.arch_betas, self.arch_weight_decay = (
             arch_lr,
             (arch_betas[0], arch_betas[1]),
@@ -252,6 +255,7 @@ class DARTS(NASModule):
             self.space.weight_parameters(),
             lr=self.weight_lr,
             momentum=self.weight_momentum,
+            nesterov=self.weight_nesterov,
             weight_decay=self.weight_decay,
         )
         arch_opt = torch.optim.Adam(
