@@ -20,19 +20,31 @@ ranked by their validation loss with generated weights (on two validation batche
 
 Protocols (``--protocol``):
 
-* ``cpu``: each method at most about ten minutes on a 2-core machine: a supernet of C=8 and N=1 cell per stage
-  (the paper: C=16, N=5), ``--subset`` training images (2,000 by default: 1,000 for the weights, 1,000 for the
-  architecture), batch 64, ``--epochs`` epochs (10 by default), an architecture learning rate of 3e-3 for the
-  differentiable methods (10x the paper's 3e-4, to make up for about 1/120 of the paper's architecture steps),
-  ENAS with 30 weight steps and 10 controller steps per phase, SPOS/RSPS with 100 evaluations (evolution: population
-  20, tournament 5), each scored on 4 held batches of the architecture half with BatchNorm statistics
-  recalibrated on 4 training batches.
-* ``paper``: the benchmark's settings for GPUs: C=16, N=5, the full 25,000/25,000 split, batch 64, 50 epochs
-  (GDAS 250, DrNAS 100), architecture learning rate 3e-4, SPOS/RSPS with 1,000 evaluations (evolution: population
-  50, tournament 10) on 20 held batches.
+* ``cpu``: each method at most about ten minutes on a 2-core machine. The cuts, all against the benchmark's own
+  settings: a supernet of C=8 and N=1 cell per stage (the paper: C=16, N=5); 10,000 training images (``--subset``:
+  5,000 for the weights, 5,000 for the architecture) seen at 16x16 (each augmented 32x32 batch average-pooled 2x2,
+  as the benchmark's own ImageNet16-120 is 16x16; see ``_nb201_data.py``), batch 64; an architecture learning rate
+  of 3e-3 for the differentiable methods (10x the paper's 3e-4: the run has about 1/6 of the paper's architecture
+  steps). Epochs (``--epochs`` sets them all): 40 for DARTS-V1, PC-DARTS, DrNAS and DARTS- (the paper: 50);
+  GDAS 100 (the benchmark runs it 240 epochs against DARTS's 50, and one path per edge makes its step cheap);
+  DARTS-V2 20 (its unrolled step costs about two first-order ones); SPOS/RSPS, ENAS and SMASH about the wall time
+  of DARTS-V1 (80, 100 and 60 epochs). Weight-only warm-up where the method's own paper has one:
+  PC-DARTS 30% of the epochs (15 of 50, Xu et al., Sec. 4.2) and DrNAS 20% (10 of each 50-epoch stage, its
+  NAS-Bench-201 code); the others none, as in their papers. ENAS with 30 weight steps and 10 controller steps per
+  phase; SPOS/RSPS with 100 evaluations (evolution: population 20, tournament 5), each scored on 4 held batches
+  of the architecture half with BatchNorm statistics recalibrated on 4 training batches.
+* ``paper``: the benchmark's settings for GPUs: C=16, N=5, 32x32, the full 25,000/25,000 split, batch 64, 50 epochs
+  (GDAS 240, DrNAS 100), architecture learning rate 3e-4, the same warm-up fractions, SPOS/RSPS with 1,000
+  evaluations (evolution: population 50, tournament 10) on 20 held batches.
+
+The summary ends with the drift table (the mean count of parameter-free ops in the cell each method would return
+at 0%, 10%, ..., 100% of its epochs, and the table accuracy of that cell) and the comparison the robust methods
+exist for: each robust method's mean table accuracy minus DARTS-V1's, with the standard error of that difference
+over seeds.
 
     python benchmarks/nb201_oneshot.py --protocol cpu --seeds 3
     python benchmarks/nb201_oneshot.py --protocol cpu --seeds 1 --methods DARTS-V1 GDAS --subset 2000 --epochs 4
+    python benchmarks/nb201_oneshot.py --data digits --seeds 1 --epochs 1      # a smoke test of the pipeline
     python benchmarks/nb201_oneshot.py --protocol paper --seeds 3 --accelerator gpu
 """
 
@@ -41,8 +53,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import math
 import os
 import statistics
+import sys
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -53,9 +67,24 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 
-from lightning_nas.data import CIFAR10JPEGDataModule, DigitsDataModule
-from lightning_nas.methods import DARTS, ENAS, GDAS, PCDARTS, SMASH, SPOS, DARTSMinus, DrNAS, NASModule
-from lightning_nas.search import (
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _nb201_data import PooledCIFAR10JPEG, data_root, table_path  # noqa: E402
+
+from lightning_nas.callbacks._history import JsonLines  # noqa: E402
+from lightning_nas.data import DigitsDataModule  # noqa: E402
+from lightning_nas.methods import (  # noqa: E402
+    DARTS,
+    ENAS,
+    GDAS,
+    PCDARTS,
+    SMASH,
+    SPOS,
+    DARTSMinus,
+    DrNAS,
+    NASModule,
+)
+from lightning_nas.search import (  # noqa: E402
     RandomSearch,
     RegularizedEvolution,
     SupernetEvaluator,
@@ -63,7 +92,7 @@ from lightning_nas.search import (
     collect_batches,
     run_search,
 )
-from lightning_nas.spaces import NasBench201Format, NasBench201Space
+from lightning_nas.spaces import NasBench201Format, NasBench201Space  # noqa: E402
 
 PARAMETER_FREE = ("none", "skip_connect", "avg_pool_3x3")
 PAPER = {  # CIFAR-10 test accuracy after 200 epochs (NAS-Bench-201 Table 5; the robust methods' own papers)
@@ -79,6 +108,11 @@ PAPER = {  # CIFAR-10 test accuracy after 200 epochs (NAS-Bench-201 Table 5; the
     "SMASH": None,
 }
 BEST_IN_PAPER = 94.37
+ROBUST = ("GDAS", "PC-DARTS", "DrNAS", "DARTS-")
+# Weight-only warm-up, as a fraction of the epochs, where the method's own paper has one: PC-DARTS freezes the
+# architecture for its first 15 of 50 epochs (Xu et al., ICLR 2020, Sec. 4.2); DrNAS's NAS-Bench-201 search
+# updates it from the 10th epoch of each 50-epoch stage (its 201-space/train_search_progressive.py).
+WARMUP = {"PC-DARTS": 0.3, "DrNAS": 0.2}
 
 
 @dataclass(frozen=True)
@@ -97,18 +131,24 @@ class Protocol:
     epochs_override: dict[str, int] = field(default_factory=dict)
     accelerator: str = "cpu"
     in_channels: int = 3
+    image_size: int = 32
 
     def epochs_of(self, method: str) -> int:
         return self.epochs_override.get(method, self.epochs)
 
+    def warmup_of(self, method: str) -> int:
+        """Weight-only epochs before the architecture moves (the method's paper's share of its epochs)."""
+        return round(WARMUP.get(method, 0.0) * self.epochs_of(method))
+
 
 @dataclass
 class Run:
-    """One method's search: the cell it returns, the per-epoch cells, and the wall time."""
+    """One method's search: the cell it returns, the cell it would have returned after each epoch, the wall time."""
 
     arch: Mapping[str, Any]
     per_epoch: Sequence[Mapping[str, Any]]
     seconds: float
+    seed: int = 0
 
 
 def parameter_free(arch: Mapping[str, Any]) -> int:
@@ -156,7 +196,13 @@ def _differentiable(build: Callable[..., DARTS], name: str, **options: Any) -> M
     def run(protocol: Protocol, datamodule: pl.LightningDataModule, seed: int) -> Run:
         pl.seed_everything(seed, verbose=False)
         module = build(
-            _space(protocol), arch_lr=protocol.arch_lr, weight_decay=5e-4, seed=seed, channels_last=True, **options
+            _space(protocol),
+            arch_lr=protocol.arch_lr,
+            weight_decay=5e-4,
+            arch_warmup_epochs=protocol.warmup_of(name),
+            seed=seed,
+            channels_last=True,
+            **options,
         )
         return _fit(module, datamodule, protocol, protocol.epochs_of(name))
 
@@ -240,29 +286,31 @@ METHODS: dict[str, MethodRunner] = {
 
 def _protocol(name: str, args: argparse.Namespace) -> Protocol:
     if name == "cpu":
+        epochs = {"GDAS": 100, "DARTS-V2": 20, "SPOS": 80, "ENAS": 100, "SMASH": 60}
         return Protocol(
             channels=8,
             cells_per_stage=1,
-            subset=args.subset or 2000,
-            epochs=args.epochs or 10,
+            subset=args.subset or 10_000,
+            epochs=args.epochs or 40,
             arch_lr=3e-3,
             evaluations=100,
             population=20,
             tournament=5,
             held_batches=4,
+            epochs_override={} if args.epochs else epochs,
+            image_size=16,
         )
-    epochs = args.epochs or 50
     return Protocol(
         channels=16,
         cells_per_stage=5,
         subset=args.subset,
-        epochs=epochs,
+        epochs=args.epochs or 50,
         arch_lr=3e-4,
         evaluations=1000,
         population=50,
         tournament=10,
         held_batches=20,
-        epochs_override={} if args.epochs else {"GDAS": 250, "DrNAS": 100},
+        epochs_override={} if args.epochs else {"GDAS": 240, "DrNAS": 100},
         accelerator=args.accelerator,
     )
 
@@ -270,79 +318,134 @@ def _protocol(name: str, args: argparse.Namespace) -> Protocol:
 def _datamodule(data: str, protocol: Protocol, seed: int) -> pl.LightningDataModule:
     if data == "digits":  # a smoke test of the pipeline only: the table's accuracies are CIFAR-10's
         return DigitsDataModule(search=True, train_portion=0.5, batch_size=64, seed=seed)
-    datamodule: pl.LightningDataModule = CIFAR10JPEGDataModule(
-        root=str(_data_root()), search=True, train_portion=0.5, batch_size=64, subset=protocol.subset, seed=seed
+    return PooledCIFAR10JPEG(
+        root=str(data_root()),
+        image_size=protocol.image_size,
+        search=True,
+        train_portion=0.5,
+        batch_size=64,
+        subset=protocol.subset,
+        seed=seed,
     )
-    return datamodule
 
 
-def _mean_std(values: list[float], digits: int = 2) -> str:
+def _mean_std(values: Sequence[float], digits: int = 2) -> str:
     if not values:
         return "-"
     spread = statistics.pstdev(values) if len(values) > 1 else 0.0
     return f"{statistics.fmean(values):.{digits}f} ± {spread:.{digits}f}"
 
 
-def _data_root() -> Path:
-    """``$LIGHTNING_NAS_DATA``, else ``../shared/data`` beside the checkout."""
-    return Path(os.environ.get("LIGHTNING_NAS_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")
+def _at_fraction(per_epoch: Sequence[Any], fraction: float) -> Any:
+    """The entry after ``fraction`` of the epochs (0: the first epoch's end, 1: the last's)."""
+    return per_epoch[min(len(per_epoch) - 1, max(0, math.ceil(fraction * len(per_epoch)) - 1))]
 
 
-def _default_table() -> Path:
-    return _data_root() / "nasbench201" / "nb201_12epoch.csv"
+def _difference(robust: Mapping[int, float], darts: Mapping[int, float]) -> tuple[float, float, int]:
+    """Mean of ``robust - darts`` over the seeds both ran (paired by seed), its standard error, and the seed count."""
+    gaps = [robust[seed] - darts[seed] for seed in sorted(set(robust) & set(darts))]
+    if not gaps:
+        return math.nan, math.nan, 0
+    error = statistics.stdev(gaps) / math.sqrt(len(gaps)) if len(gaps) > 1 else 0.0
+    return statistics.fmean(gaps), error, len(gaps)
+
+
+def report(runs: Mapping[str, Sequence[Run]], accuracy: Callable[[Mapping[str, Any]], float]) -> list[str]:
+    """The summary's lines: the drift of each method's cell over its epochs and the robust methods' gap to DARTS."""
+    lines = ["", "Drift: mean over seeds of the parameter-free ops (of 6) in the cell returned after each share of the"]
+    lines.append("epochs, and that cell's table accuracy (cifar10_test, 12 epochs)")
+    fractions = [k / 10 for k in range(11)]
+    lines.append("| method | " + " | ".join(f"{int(100 * f)}%" for f in fractions) + " | change |")
+    lines.append("| --- |" + " --- |" * (len(fractions) + 1))
+    for name, method_runs in runs.items():
+        if not method_runs or not all(r.per_epoch for r in method_runs):
+            continue
+        free = [statistics.fmean(parameter_free(_at_fraction(r.per_epoch, f)) for r in method_runs) for f in fractions]
+        score = [statistics.fmean(accuracy(_at_fraction(r.per_epoch, f)) for r in method_runs) for f in fractions]
+        cells = " | ".join(f"{a:.1f} ({s:.1f})" for a, s in zip(free, score))
+        lines.append(f"| {name} | {cells} | {free[-1] - free[0]:+.1f} ({score[-1] - score[0]:+.1f}) |")
+    if runs.get("DARTS-V1"):
+        darts = {r.seed: accuracy(r.arch) for r in runs["DARTS-V1"]}
+        lines += ["", "Robust methods against DARTS-V1 (same seeds, same data): table accuracy difference ± SE"]
+        for name in ROBUST:
+            if runs.get(name):
+                gap, error, seeds = _difference({r.seed: accuracy(r.arch) for r in runs[name]}, darts)
+                lines.append(f"  {name:>8}: {gap:+.2f} ± {error:.2f} ({seeds} paired seeds)")
+    return lines
+
+
+def _load_runs(paths: Sequence[Path], methods: Sequence[str]) -> dict[str, list[Run]]:
+    """The runs saved with ``--out`` in ``paths``, per method in ``methods`` order, each method's runs by seed."""
+    found: dict[str, dict[int, Run]] = {name: {} for name in methods}
+    for path in paths:
+        for record in JsonLines(path).read():
+            if record["method"] in found:
+                run = Run(record["arch"], record["per_epoch"], record["seconds"], int(record["seed"]))
+                found[record["method"]][int(record["seed"])] = run
+    return {name: [by_seed[seed] for seed in sorted(by_seed)] for name, by_seed in found.items()}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--protocol", choices=("cpu", "paper"), default="cpu")
     parser.add_argument("--seeds", type=int, default=3, help="runs per method (seeds 0..N-1)")
+    parser.add_argument("--first-seed", type=int, default=0, help="run seeds first-seed .. first-seed + seeds - 1")
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
     parser.add_argument("--subset", type=int, default=None, help="training images used (both halves together)")
     parser.add_argument("--epochs", type=int, default=None, help="search epochs of every method")
     parser.add_argument("--accelerator", default="gpu", help="paper protocol only (the cpu protocol runs on CPU)")
-    parser.add_argument("--table", type=Path, default=_default_table())
+    parser.add_argument("--table", type=Path, default=table_path())
     parser.add_argument(
         "--data", choices=("cifar10-jpeg", "digits"), default="cifar10-jpeg", help="digits: a smoke test only"
+    )
+    parser.add_argument("--out", type=Path, help="append every finished run to this JSON-lines file")
+    parser.add_argument(
+        "--report", type=Path, nargs="+", help="print the summary of runs saved with --out (several files: merged)"
     )
     args = parser.parse_args()
     protocol = _protocol(args.protocol, args)
     if args.data == "digits":
-        protocol = dataclasses.replace(protocol, in_channels=1, subset=None)  # all 1,797 images
+        protocol = dataclasses.replace(protocol, in_channels=1, subset=None, image_size=8)  # all 1,797 images
     table = TabularBenchmark.load(args.table, NasBench201Format())
     arch_format = NasBench201Format()
-    print(f"protocol {args.protocol}: {protocol}\n", flush=True)
 
-    runs: dict[str, list[Run]] = {name: [] for name in args.methods}
-    for seed in range(args.seeds):
-        datamodule = _datamodule(args.data, protocol, seed)
-        for name in args.methods:
-            run = METHODS[name](protocol, datamodule, seed)
-            runs[name].append(run)
-            accuracy = table.value(arch_format.format(run.arch), "cifar10_test")
-            print(
-                f"seed {seed} {name}: {arch_format.format(run.arch)} test {accuracy:.2f}, {run.seconds:.0f} s",
-                flush=True,
-            )
-        _SUPERNETS.clear()
+    def accuracy(arch: Mapping[str, Any]) -> float:
+        return table.value(arch_format.format(arch), "cifar10_test")
+
+    if args.report:
+        runs = _load_runs(args.report, args.methods)
+    else:
+        print(f"protocol {args.protocol}: {protocol}\n", flush=True)
+        runs = {name: [] for name in args.methods}
+        for seed in range(args.first_seed, args.first_seed + args.seeds):
+            datamodule = _datamodule(args.data, protocol, seed)
+            for name in args.methods:
+                run = dataclasses.replace(METHODS[name](protocol, datamodule, seed), seed=seed)
+                runs[name].append(run)
+                if args.out is not None:
+                    record = {"method": name, "seed": seed, "protocol": dataclasses.asdict(protocol)}
+                    JsonLines(args.out).append_line(JsonLines.encode(record | dataclasses.asdict(run)))
+                trail = " ".join(str(parameter_free(a)) for a in run.per_epoch)
+                print(
+                    f"seed {seed} {name}: {arch_format.format(run.arch)} test {accuracy(run.arch):.2f}, "
+                    f"{run.seconds:.0f} s" + (f"; parameter-free ops per epoch: {trail}" if trail else ""),
+                    flush=True,
+                )
+            _SUPERNETS.clear()
 
     print("\n| method | table cifar10_test (12 ep) | paper (200 ep) | search s | parameter-free ops (of 6) |")
     print("| --- | --- | --- | --- | --- |")
     for name, method_runs in runs.items():
-        accuracies = [table.value(arch_format.format(r.arch), "cifar10_test") for r in method_runs]
+        if not method_runs:
+            continue
         paper = PAPER.get(name)
         print(
-            f"| {name} | {_mean_std(accuracies)} | {'-' if paper is None else f'{paper:.2f}'} | "
-            f"{_mean_std([r.seconds for r in method_runs], 0)} | "
+            f"| {name} | {_mean_std([accuracy(r.arch) for r in method_runs])} | "
+            f"{'-' if paper is None else f'{paper:.2f}'} | {_mean_std([r.seconds for r in method_runs], 0)} | "
             f"{_mean_std([float(parameter_free(r.arch)) for r in method_runs], 1)} |"
         )
     print(f"| best cell in the table | {max(table.column('cifar10_test')):.2f} | {BEST_IN_PAPER:.2f} | - | - |")
-
-    print("\nparameter-free ops in the cell returned after each epoch (mean over seeds):")
-    for name, method_runs in runs.items():
-        if method_runs and method_runs[0].per_epoch:
-            epochs = min(len(r.per_epoch) for r in method_runs)
-            drift = [statistics.fmean(parameter_free(r.per_epoch[e]) for r in method_runs) for e in range(epochs)]
-            print(f"  {name:>10}: " + " ".join(f"{value:.1f}" for value in drift))
+    print("\n".join(report(runs, accuracy)))
 
 
 if __name__ == "__main__":

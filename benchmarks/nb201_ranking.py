@@ -31,26 +31,26 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
+import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, ClassVar
 
 import lightning.pytorch as pl
 import torch
 from scipy import stats
 from torch import Tensor
 
-from lightning_nas.arch import Arch
-from lightning_nas.data import CIFAR10DataModule, load_cifar10_jpeg
-from lightning_nas.data.datamodule import ImageDataModule
-from lightning_nas.data.datasets import DatasetSpec, InMemoryImageDataset
-from lightning_nas.methods import ENAS, SMASH, SPOS, NASModule
-from lightning_nas.methods._child_cost import scoring_mode
-from lightning_nas.sampling import sample_arch, step_generator
-from lightning_nas.search import TabularBenchmark, collect_batches
-from lightning_nas.spaces import NasBench201Format, NasBench201Space
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _nb201_data import PooledCIFAR10JPEG, data_root  # noqa: E402
+
+from lightning_nas.arch import Arch  # noqa: E402
+from lightning_nas.methods import ENAS, SMASH, SPOS, NASModule  # noqa: E402
+from lightning_nas.methods._child_cost import scoring_mode  # noqa: E402
+from lightning_nas.sampling import sample_arch, step_generator  # noqa: E402
+from lightning_nas.search import TabularBenchmark, collect_batches  # noqa: E402
+from lightning_nas.spaces import NasBench201Format, NasBench201Space  # noqa: E402
 
 Batch = tuple[Tensor, Tensor]
 
@@ -73,23 +73,11 @@ METHODS: dict[str, Callable[[NasBench201Space, int, int], NASModule]] = {
 }
 
 
-class CIFAR10JPEG(ImageDataModule):
-    """CIFAR-10 from the JPEG archive, with CIFAR-10's statistics and augmentation (crop 4, flip)."""
-
-    SPEC: ClassVar[DatasetSpec | None] = CIFAR10DataModule.SPEC
-
-    def __init__(self, root: str | None = None, **kwargs: Any) -> None:
-        self.root = root
-        super().__init__(**kwargs)
-
-    def _load_split(self, train: bool) -> InMemoryImageDataset:
-        return load_cifar10_jpeg(self.root, train=train)
-
-
-def _data(args: argparse.Namespace) -> CIFAR10JPEG:
+def _data(args: argparse.Namespace) -> PooledCIFAR10JPEG:
     total = args.train_images + args.held_out
-    return CIFAR10JPEG(
-        root=args.data_root,
+    return PooledCIFAR10JPEG(
+        root=str(args.data_root),
+        image_size=args.image_size,
         search=True,
         subset=total,
         train_portion=args.train_images / total,
@@ -187,11 +175,11 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--metric", default="cifar10_valid", help="the table's column to rank against")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--data-root", default=os.environ.get("LIGHTNING_NAS_DATA"))
+    parser.add_argument("--image-size", type=int, default=32, help="side of the images the supernets see (16: pooled)")
+    parser.add_argument("--data-root", type=Path, default=data_root())
     args = parser.parse_args()
 
-    root = Path(args.data_root or Path(__file__).resolve().parents[2] / "shared" / "data")
-    table = TabularBenchmark.load(root / "nasbench201" / "nb201_12epoch.csv", NasBench201Format())
+    table = TabularBenchmark.load(args.data_root / "nasbench201" / "nb201_12epoch.csv", NasBench201Format())
     cells = _cells(table, args.cells, args.seed)
     truth = [table.value(cell, args.metric) for cell in cells]
     free = [sum(op in PARAMETER_FREE for op in cell.values()) for cell in cells]
