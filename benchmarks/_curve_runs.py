@@ -4,8 +4,18 @@ Used by ``benchmarks/learning_curves.py``. Each run is one cell drawn uniformly 
 output is cut off from the input are redrawn: they are constant networks, found without training), trained by
 :class:`CellRetrain`, the package's :class:`~lightning_nas.methods.retrain.TrainFromScratch` with
 :class:`~lightning_nas.methods.Retrain`'s defaults (SGD, lr 0.025, momentum 0.9, weight decay 3e-4, cosine schedule
-over the whole run) around a ``NasBench201Network``; the validation accuracy after each
-epoch is the curve. The JSON is rewritten (atomically) after every run, so an interrupted recording continues.
+over the whole run) around a ``NasBench201Network``; the validation accuracy after each epoch is the curve.
+
+The protocol (settings ``protocol: 2``; why, in ``benchmarks/learning_curves.py``):
+
+- before every validation the BatchNorm statistics are re-estimated on ``calibration_size`` fixed training images
+  (:func:`~lightning_nas.calibration.recalibrate_batchnorm`, "precise BN"), so an epoch's accuracy is that of its
+  weights, not of running averages that lag them;
+- ``val_size`` images of the Fashion-MNIST test set measure each epoch;
+- run ``k`` draws its initial weights and its training order from ``seed * 1000 + k`` alone, so a recording that
+  was interrupted and continued holds the same curves as one made in a single go.
+
+The JSON is rewritten (atomically) after every run, so an interrupted recording continues.
 """
 
 from __future__ import annotations
@@ -22,12 +32,15 @@ from torch import Tensor
 from torch.utils.data import DataLoader, TensorDataset
 
 from lightning_nas.arch import atomic_write_text
+from lightning_nas.calibration import recalibrate_batchnorm
 from lightning_nas.data import load_fashion_mnist
 from lightning_nas.methods.retrain import TrainFromScratch
 from lightning_nas.spaces import NasBench201Network
 from lightning_nas.spaces.nasbench201 import NB201_OPS
 
 MEAN, STD = 0.2860, 0.3530
+PROTOCOL = 2
+"""1: running-average BN statistics, 2,000 validation images, one shuffling generator shared by all runs."""
 
 
 class CellRetrain(TrainFromScratch):
@@ -69,16 +82,23 @@ def random_cells(count: int, seed: int) -> list[str]:
     return cells
 
 
-class _Curve(pl.Callback):
-    def __init__(self) -> None:
+class _PreciseCurve(pl.Callback):
+    """Re-estimate the network's BN statistics on fixed training images before each validation; record the curve."""
+
+    def __init__(self, calibration: Tensor, batch_size: int = 250) -> None:
+        self.batches = list(calibration.split(batch_size))
         self.values: list[float] = []
+
+    def on_validation_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not trainer.sanity_checking:
+            recalibrate_batchnorm(pl_module, self.batches)
 
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not trainer.sanity_checking:
             self.values.append(float(trainer.callback_metrics["val/acc"]))
 
 
-def _loaders(root: Path, train_size: int, val_size: int, batch_size: int) -> tuple[DataLoader, DataLoader]:
+def _datasets(root: Path, train_size: int, val_size: int) -> tuple[TensorDataset, TensorDataset]:
     train_all, val_all = load_fashion_mnist(root, train=True), load_fashion_mnist(root, train=False)
     g = torch.Generator().manual_seed(0)
     train = train_all.subset(torch.randperm(len(train_all), generator=g)[:train_size])
@@ -87,25 +107,44 @@ def _loaders(root: Path, train_size: int, val_size: int, batch_size: int) -> tup
     def tensors(split: Any) -> TensorDataset:
         return TensorDataset((split.images.float() / 255 - MEAN) / STD, split.labels)
 
-    return (
-        DataLoader(tensors(train), batch_size=batch_size, shuffle=True, generator=torch.Generator().manual_seed(0)),
-        DataLoader(tensors(val), batch_size=500),
-    )
+    return tensors(train), tensors(val)
 
 
-def record(path: Path, *, root: Path, runs: int, epochs: int, train_size: int, val_size: int, seed: int) -> dict:
+def record(
+    path: Path,
+    *,
+    root: Path,
+    runs: int,
+    epochs: int,
+    train_size: int,
+    val_size: int,
+    calibration_size: int,
+    seed: int,
+) -> dict:
     """Record (or continue recording) ``runs`` curves into ``path``; returns the JSON's content."""
-    settings = {"epochs": epochs, "train_size": train_size, "val_size": val_size, "seed": seed, "channels": 8}
+    settings = {
+        "protocol": PROTOCOL,
+        "epochs": epochs,
+        "train_size": train_size,
+        "val_size": val_size,
+        "calibration_size": calibration_size,
+        "seed": seed,
+        "channels": 8,
+        "lr": 0.025,
+        "schedule": "cosine",
+    }
     data: dict[str, Any] = {"settings": settings, "runs": []}
     if path.is_file():
         data = json.loads(path.read_text())
         if data["settings"] != settings:
             raise ValueError(f"{path} was recorded with {data['settings']}, not {settings}; use another --curves")
     cells = random_cells(runs, seed)
-    train, val = _loaders(root, train_size, val_size, 128)
+    train, val = _datasets(root, train_size, val_size)
+    calibration = train.tensors[0][:calibration_size]
     for k, cell in enumerate(cells[len(data["runs"]) :], start=len(data["runs"])):
         torch.manual_seed(seed * 1000 + k)
-        curve, start = _Curve(), time.perf_counter()
+        order = torch.Generator().manual_seed(seed * 1000 + k)
+        curve, start = _PreciseCurve(calibration), time.perf_counter()
         trainer = pl.Trainer(
             max_epochs=epochs,
             accelerator="cpu",
@@ -116,7 +155,11 @@ def record(path: Path, *, root: Path, runs: int, epochs: int, train_size: int, v
             num_sanity_val_steps=0,
             callbacks=[curve],
         )
-        trainer.fit(CellRetrain(cell), train_dataloaders=train, val_dataloaders=val)
+        trainer.fit(
+            CellRetrain(cell),
+            train_dataloaders=DataLoader(train, batch_size=128, shuffle=True, generator=order),
+            val_dataloaders=DataLoader(val, batch_size=500),
+        )
         seconds = time.perf_counter() - start
         data["runs"].append({"cell": cell, "curve": curve.values, "seconds": seconds})
         atomic_write_text(path, json.dumps(data, indent=1))

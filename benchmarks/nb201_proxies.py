@@ -9,9 +9,9 @@ table's CIFAR-10 validation accuracy, with the seconds per cell. A cell whose pr
 cell that gives two images one ReLU code) is left out of that proxy's ranking and counted.
 
 Published values (Abdelfattah et al., ICLR 2021, Table 1, Spearman vs the 200-epoch CIFAR-10 accuracy; NASWOT from
-Mellor et al., ICML 2021): synflow 0.74, jacob_cov 0.73, grad_norm 0.58, snip 0.58, #params 0.74, FLOPs 0.75,
-NASWOT 0.79. The shared table holds 12-epoch accuracies, which favour cells that learn fast; large cells gain most
-from long training, so size-like proxies (synflow, #params, FLOPs) are expected to correlate less with it.
+Mellor et al., ICML 2021): synflow 0.74, jacob_cov 0.73, grad_norm 0.58, snip 0.58, fisher 0.36, #params 0.74,
+FLOPs 0.75, NASWOT 0.79. The shared table holds 12-epoch accuracies, which favour cells that learn fast; large cells
+gain most from long training, so size-like proxies (synflow, #params, FLOPs) are expected to correlate less with it.
 
     OMP_NUM_THREADS=2 python benchmarks/nb201_proxies.py                       # 1000 cells, C=16, N=1, batch 64
     python benchmarks/nb201_proxies.py --num-archs 200 --cells 5 --images random
@@ -39,6 +39,7 @@ PUBLISHED = {
     "jacob_cov": 0.73,
     "grad_norm": 0.58,
     "snip": 0.58,
+    "fisher": 0.36,
     "params": 0.74,
     "flops": 0.75,
     "naswot": 0.79,

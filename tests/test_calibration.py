@@ -3,6 +3,9 @@ static copy of that subnet computes with PyTorch's own batch norm, and shards me
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import lightning.pytorch as pl
 import pytest
 import torch
 from torch import nn
@@ -15,6 +18,8 @@ from lightning_nas.calibration import (
     collect_calibration_images,
     recalibrate_batchnorm,
 )
+from lightning_nas.callbacks import RecalibrateBatchNorm
+from lightning_nas.data import SyntheticDataModule
 from lightning_nas.sampling import sample_arch, step_generator
 from lightning_nas.spaces import ElasticMobileNetV3
 
@@ -122,3 +127,50 @@ def test_batch_statistics_ignore_and_keep_the_running_statistics_of_an_elastic_s
     assert not any(m.training for m in space.modules())
     assert all(norm.track_running_stats for norm in norms)
     assert not torch.allclose(space(x), reference)  # outside the block the (garbage) running statistics are used
+
+
+class _ConvBN(pl.LightningModule):
+    """A plain network (no subnets): conv, BN, pooled logits; trained at a high learning rate for two epochs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv, self.norm = nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4)
+        self.head = nn.Linear(4, 3)
+        self.seen: list[torch.Tensor] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.norm(self.conv(x)).mean((2, 3)))
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        return nn.functional.cross_entropy(self(batch[0]), batch[1])
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        if batch_idx == 0:
+            self.seen.append(self.norm.running_mean.clone())
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.SGD(self.parameters(), lr=0.5)
+
+
+def test_a_plain_network_validates_with_its_population_statistics(tmp_path: Path) -> None:
+    """Truth: the mean of the conv features of the first 40 (normalised) training images under the weights being
+    validated, i.e. the weights after training (the last validation comes after the last step)."""
+    data = SyntheticDataModule(num_samples=64, num_classes=3, image_size=8, batch_size=16, augment=False)
+    module = _ConvBN()
+    trainer = pl.Trainer(
+        default_root_dir=tmp_path,
+        max_epochs=2,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        callbacks=[RecalibrateBatchNorm(num_images=40, batch_size=16)],
+    )
+    trainer.fit(module, datamodule=data)
+    images, labels = collect_calibration_images(data.train_dataloader(), 40)
+    x, _ = data.on_after_batch_transfer((images, labels), 0)
+    with torch.no_grad():
+        expected = module.conv(x).mean((0, 2, 3))
+    assert len(module.seen) == 2
+    assert torch.allclose(module.seen[-1], expected, atol=1e-5)

@@ -1,4 +1,5 @@
-"""Re-estimate each evaluated subnet's batch-norm statistics before validation (OFA, BigNAS)."""
+"""Re-estimate batch-norm statistics before validation: each evaluated subnet's (OFA, BigNAS), or a plain network's
+("precise BN", so that an epoch's validation measures that epoch's weights)."""
 
 from __future__ import annotations
 
@@ -38,7 +39,13 @@ class EvaluatesSubnets(Protocol):
 
 
 class RecalibrateBatchNorm(pl.Callback):
-    """Before each validation, recalibrate every evaluated subnet's BN statistics on cached training images.
+    """Before each validation, recalibrate BN statistics on cached training images.
+
+    A module that :class:`EvaluatesSubnets` gets each evaluated subnet's statistics (through
+    ``set_subnet_statistics``; the supernet keeps its own). Any other module gets its own BN layers' running
+    statistics replaced by the population statistics of the calibration images ("precise BN", Wu & Johnson 2021):
+    running averages lag the weights while they change fast (short runs at a high learning rate), which makes
+    epoch-to-epoch validation curves swing by many points; learning-curve prediction needs the weights' own accuracy.
 
     The first ``num_images`` training images (from ``trainer.datamodule.train_dataloader()``, normalised by the
     datamodule's ``on_after_batch_transfer`` and never augmented) are cached once. Under DDP each rank uses every
@@ -59,12 +66,10 @@ class RecalibrateBatchNorm(pl.Callback):
 
     @override
     def on_validation_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if not isinstance(pl_module, EvaluatesSubnets):
-            raise TypeError(
-                f"RecalibrateBatchNorm needs a module with evaluation_subnets() and set_subnet_statistics(), got "
-                f"{type(pl_module).__name__}"
-            )
         batches = self.batches(trainer, pl_module.device)
+        if not isinstance(pl_module, EvaluatesSubnets):
+            _recalibrate(pl_module, batches, reduce=lambda t: trainer.strategy.reduce(t, reduce_op="sum"))
+            return
         space = pl_module.space
         saved, active = batchnorm_state(space), space.active_arch()
         statistics = {}

@@ -2,25 +2,36 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import lightning.pytorch as pl
 from typing_extensions import override
 
-from lightning_nas.predictors.curves import extrapolate
+from lightning_nas.predictors.curves import CurvePrediction
+from lightning_nas.predictors.stopping import (
+    MIN_FINISHED,
+    Predictor,
+    calibrated_regression,
+    check_predictor,
+    predict_final,
+)
 
 __all__ = ["LearningCurveStopping"]
 
 
 class LearningCurveStopping(pl.Callback):
-    """Extrapolate ``monitor`` to ``final_epoch`` after every validation; stop when it will not beat the best.
+    """Predict ``monitor`` at ``final_epoch`` after every validation; stop when it will not beat the best.
 
     Each validation's end appends ``trainer.callback_metrics[monitor]`` to the curve and, from ``min_epochs`` on,
-    logs ``"{monitor}_predicted"`` (the predicted final value, :func:`~lightning_nas.predictors.extrapolate`)
-    and ``"{monitor}_predicted_high"`` (its interval's upper end). With ``best_so_far`` set (the best final
-    value of earlier runs; a multi-trial runner passes it to each trial) the run stops once
-    :func:`~lightning_nas.predictors.should_stop` says so; :attr:`stopped_epoch` records when.
+    logs ``"{monitor}_predicted"`` (the predicted final value, :func:`~lightning_nas.predictors.predict_final`)
+    and ``"{monitor}_predicted_high"`` (its interval's upper end). The prediction is the curve fit
+    (:func:`~lightning_nas.predictors.extrapolate`) or, given the curves of at least ``min_finished`` finished
+    runs, the regression calibrated on them (:class:`~lightning_nas.predictors.CurveRegression`), as
+    ``predictor`` says (``"regression"``: no prediction, and no stopping, without enough finished runs). With
+    ``best_so_far`` set (the best final value of earlier runs; a multi-trial runner passes it and the finished
+    curves to each trial) the run stops once ``P(final > best_so_far) < threshold``
+    (:func:`~lightning_nas.predictors.should_stop`'s rule); :attr:`stopped_epoch` records when.
 
     Args:
         monitor: the validation metric, higher is better (e.g. ``"val_acc"``).
@@ -30,9 +41,14 @@ class LearningCurveStopping(pl.Callback):
         threshold: stop when ``P(final > best_so_far)`` falls below it.
         upper: the metric's ceiling (1.0 for accuracies in [0, 1]).
         noise: the prior standard deviation of one epoch's value (see :func:`~lightning_nas.predictors.extrapolate`).
+        predictor: ``"auto"`` (the regression once ``min_finished`` runs have finished, the curve fit before),
+            ``"fit"`` or ``"regression"``.
+        finished: the curves of finished runs of the same length (``final_epoch`` values each).
+        min_finished: finished runs needed before the regression is used (>= 3).
 
     Raises:
-        ValueError: ``min_epochs < 3``, a ``threshold`` outside (0, 1), a negative ``noise`` or ``final_epoch < 1``.
+        ValueError: ``min_epochs < 3``, a ``threshold`` outside (0, 1), a negative ``noise``, ``final_epoch < 1``,
+            an unknown ``predictor``, ``min_finished < 3`` or finished curves of different lengths.
     """
 
     def __init__(
@@ -45,6 +61,9 @@ class LearningCurveStopping(pl.Callback):
         threshold: float = 0.05,
         upper: float | None = None,
         noise: float | None = None,
+        predictor: Predictor = "auto",
+        finished: Sequence[Sequence[float]] | None = None,
+        min_finished: int = MIN_FINISHED,
     ) -> None:
         if min_epochs < 3:
             raise ValueError(f"min_epochs must be >= 3 (a curve fit needs 3 points), got {min_epochs}")
@@ -56,6 +75,9 @@ class LearningCurveStopping(pl.Callback):
             raise ValueError(f"final_epoch must be >= 1, got {final_epoch}")
         self.monitor, self.final_epoch, self.best_so_far = monitor, final_epoch, best_so_far
         self.min_epochs, self.threshold, self.upper, self.noise = min_epochs, threshold, upper, noise
+        check_predictor(predictor, min_finished)
+        self.predictor, self.min_finished = predictor, min_finished
+        self.regression = None if predictor == "fit" else calibrated_regression(finished, final_epoch, min_finished)
         self.curve: list[float] = []
         self.stopped_epoch: int | None = None
 
@@ -73,7 +95,9 @@ class LearningCurveStopping(pl.Callback):
         final = self._final_epoch(trainer)
         if len(self.curve) < self.min_epochs or final <= len(self.curve):
             return
-        prediction = extrapolate(self.curve, final, upper=self.upper, noise=self.noise)
+        prediction = self._predict(final)
+        if prediction is None:  # the regression alone, before enough runs have finished
+            return
         for logger in trainer.loggers:
             logger.log_metrics(
                 {f"{self.monitor}_predicted": prediction.mean, f"{self.monitor}_predicted_high": prediction.high},
@@ -82,6 +106,17 @@ class LearningCurveStopping(pl.Callback):
         if self.best_so_far is not None and prediction.probability_above(self.best_so_far) < self.threshold:
             trainer.should_stop = True
             self.stopped_epoch = len(self.curve)
+
+    def _predict(self, final_epoch: int) -> CurvePrediction | None:
+        return predict_final(
+            self.curve,
+            final_epoch,
+            predictor=self.predictor,
+            finished=self.regression,
+            min_finished=self.min_finished,
+            upper=self.upper,
+            noise=self.noise,
+        )
 
     def _final_epoch(self, trainer: pl.Trainer) -> int:
         if self.final_epoch is not None:

@@ -1,6 +1,7 @@
 """Performance prediction: zero-cost proxies, learned predictors over encodings, learning-curve extrapolation."""
 
-from lightning_nas.predictors.curves import CURVE_MODELS, CurvePrediction, extrapolate, should_stop
+from lightning_nas.predictors.curve_regression import CurveRegression
+from lightning_nas.predictors.curves import CURVE_MODELS, CurvePrediction, extrapolate
 from lightning_nas.predictors.encodings import CellAdjacencyEncoding, Encoding, OneHotEncoding, PathEncoding
 from lightning_nas.predictors.learned import PREDICTORS, NotFittedError, Predictor, make_predictor
 from lightning_nas.predictors.networks import ALL_PROXIES, build_network, score_architecture
@@ -8,6 +9,7 @@ from lightning_nas.predictors.proxies import (
     PROXIES,
     ProxyError,
     compute_proxies,
+    fisher,
     grad_norm,
     jacob_cov,
     naswot,
@@ -17,11 +19,16 @@ from lightning_nas.predictors.proxies import (
     snip,
     synflow,
 )
+from lightning_nas.predictors.stopping import MIN_FINISHED, PREDICTOR_CHOICES, predict_final, should_stop
 
 __all__ = [
     "CURVE_MODELS",
     "CurvePrediction",
+    "CurveRegression",
+    "MIN_FINISHED",
+    "PREDICTOR_CHOICES",
     "extrapolate",
+    "predict_final",
     "should_stop",
     "PREDICTORS",
     "CellAdjacencyEncoding",
@@ -36,6 +43,7 @@ __all__ = [
     "ProxyError",
     "build_network",
     "compute_proxies",
+    "fisher",
     "grad_norm",
     "jacob_cov",
     "naswot",

@@ -23,7 +23,8 @@ least-squares fit:
 
 The families are mixed with weights ``exp(-RSS / (2 s^2) - k log(t) / 2)`` (BIC under one shared noise level, so
 that families fitting within the noise keep comparable weights) times the share of their samples the priors
-accept. :func:`should_stop` is Domhan et al.'s rule: stop when ``P(y_final > best_so_far) < threshold``.
+accept. :func:`~lightning_nas.predictors.should_stop` is Domhan et al.'s rule: stop when
+``P(y_final > best_so_far) < threshold``.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["CURVE_MODELS", "CurvePrediction", "extrapolate", "should_stop"]
+__all__ = ["CURVE_MODELS", "CurvePrediction", "extrapolate"]
 
 CurveModel = Callable[..., np.ndarray]
 PRIOR_DOF = 1.0
@@ -319,36 +320,3 @@ def _mixture(
 def _predict(name: str, params: np.ndarray, epoch: int, upper: float | None) -> float:
     value = float(CURVE_MODELS[name](np.array([float(epoch)]), *params)[0])
     return value if upper is None else min(value, upper)
-
-
-def should_stop(
-    curve: Sequence[float],
-    best_so_far: float | None,
-    final_epoch: int,
-    *,
-    min_epochs: int = 3,
-    threshold: float = 0.05,
-    upper: float | None = None,
-    noise: float | None = None,
-) -> bool:
-    """Whether a run whose metric so far is ``curve`` is unlikely to end above ``best_so_far``.
-
-    The early-stopping rule of Domhan et al.: stop once ``P(final > best_so_far) < threshold`` under
-    :func:`extrapolate`'s predictive distribution. Never stops before ``min_epochs`` epochs, at or after
-    ``final_epoch``, or without a best to beat. A multi-trial runner calls it after each epoch of a trial with the
-    best final metric of the finished trials.
-
-    Example:
-        >>> should_stop([0.30, 0.35, 0.37, 0.38], best_so_far=0.90, final_epoch=20)
-        True
-        >>> should_stop([0.30, 0.50, 0.65, 0.75], best_so_far=0.80, final_epoch=20)
-        False
-    """
-    if min_epochs < 3:
-        raise ValueError(f"min_epochs must be >= 3 (a curve fit needs 3 points), got {min_epochs}")
-    if not 0 < threshold < 1:
-        raise ValueError(f"threshold must be in (0, 1), got {threshold}")
-    if best_so_far is None or len(curve) < min_epochs or len(curve) >= final_epoch:
-        return False
-    prediction = extrapolate(curve, final_epoch, upper=upper, noise=noise)
-    return prediction.probability_above(best_so_far) < threshold

@@ -5,6 +5,10 @@ weights of convolutions and linear layers, where Abdelfattah et al. measure ever
 
 - ``grad_norm`` (Abdelfattah et al., ICLR 2021): ``sum_l ||dL/dW_l||_2`` of the cross-entropy loss ``L``;
 - ``snip`` (Lee et al., ICLR 2019, as a proxy in Abdelfattah et al.): ``sum |W * dL/dW|``;
+- ``fisher`` (Turner et al., ICLR 2020, after Theis et al. 2018; summed as in Abdelfattah et al.'s reference code):
+  for every output ``z`` of a convolution or linear layer, each channel ``k``'s Fisher-information saliency
+  ``0.5 * mean_n (sum_s z[n, k, s] * dL/dz[n, k, s])^2`` (``s``: the spatial positions), counted once per weight
+  of that channel (its fan-in) and summed over channels and layers (see :func:`fisher`);
 - ``synflow`` (Tanaka et al., NeurIPS 2020): ``sum |W * dR/dW|`` with ``R = 1^T (prod_l |W_l|) 1`` computed by
   the network with every parameter replaced by its absolute value on an all-ones image, in double precision,
   with BatchNorm layers taken out (Abdelfattah et al., Sec. 3: BatchNorm's data-free statistics break synflow);
@@ -33,6 +37,7 @@ __all__ = [
     "PROXIES",
     "ProxyError",
     "compute_proxies",
+    "fisher",
     "grad_norm",
     "jacob_cov",
     "naswot",
@@ -103,6 +108,56 @@ def grad_norm(network: nn.Module, images: Tensor, labels: Tensor) -> float:
 def snip(network: nn.Module, images: Tensor, labels: Tensor) -> float:
     """``sum |W * dL/dW|`` over the weights of ``network`` (connection sensitivity, Lee et al.)."""
     return float(sum((w.detach() * g).abs().sum() for w, g in _loss_gradients(network, images, labels)))
+
+
+def fisher(network: nn.Module, images: Tensor, labels: Tensor) -> float:
+    """The Fisher-information saliency of every channel of ``network`` (Turner et al. 2020), summed.
+
+    A channel's saliency is the loss increase, to second order under the empirical Fisher approximation, when the
+    channel is masked out (Theis et al. 2018): for the output ``z`` of each ``nn.Conv*d`` or ``nn.Linear``
+    (before any BatchNorm or ReLU) and the cross-entropy loss ``L`` of the batch,
+
+        Delta_k = 0.5 * mean_n (sum_s z[n, k, s] * dL/dz[n, k, s])^2
+
+    with ``n`` the images, ``k`` the output channels (a linear layer's last dimension) and ``s`` every other
+    position. As in Abdelfattah et al.'s reference code (ICLR 2021, ``foresight/pruners/measures/fisher.py``), each
+    channel's ``Delta_k`` is spread over that channel's weights and the weights are summed, so the score is
+    ``sum_layers fan_in * sum_k Delta_k`` with ``fan_in = weight[0].numel()``; a layer called several times in one
+    forward pass adds each call's saliencies. The mean over images makes the score independent of the batch size.
+    """
+    _weights(network)
+    if labels.shape != (images.shape[0],):
+        raise ValueError(f"labels must have shape [{images.shape[0]}], got {tuple(labels.shape)}")
+    layers = [m for m in network.modules() if isinstance(m, (nn.modules.conv._ConvNd, nn.Linear))]
+    if not layers:
+        raise ValueError(
+            f"fisher needs nn.Conv*d or nn.Linear layers to read channels from; {type(network).__name__} has none"
+        )
+    saliencies: list[Tensor] = []
+
+    def capture(module: nn.Module, _inputs: Any, output: Tensor) -> None:
+        if isinstance(output, Tensor) and output.requires_grad:
+            activation, fan_in = output.detach().clone(), module.weight[0].numel()  # type: ignore[index]
+            output.register_hook(lambda grad: saliencies.append(fan_in * _channel_fisher(module, activation, grad)))
+
+    handles = [layer.register_forward_hook(capture) for layer in layers]
+    try:
+        loss = nn.functional.cross_entropy(_forward(network, images), labels)
+        params = [p for p in network.parameters() if p.requires_grad]
+        torch.autograd.grad(loss, params, allow_unused=True)  # runs the hooks; the parameter gradients are unused
+    finally:
+        for handle in handles:
+            handle.remove()
+    return float(sum(s.detach() for s in saliencies))
+
+
+def _channel_fisher(layer: nn.Module, activation: Tensor, grad: Tensor) -> Tensor:
+    """``sum_k 0.5 * mean_n (sum_s z * dL/dz)^2`` of one layer output, channels in dim 1 (conv) or last (linear)."""
+    product = (activation * grad.detach()).double()
+    if isinstance(layer, nn.Linear):
+        product = product.movedim(-1, 1)
+    per_image = product.flatten(2).sum(2) if product.ndim > 2 else product  # [images, channels]
+    return 0.5 * per_image.pow(2).mean(0).sum()
 
 
 def synflow(network: nn.Module, images: Tensor) -> float:
@@ -196,6 +251,7 @@ ProxyFunction = Callable[[nn.Module, Tensor, Tensor], float]
 PROXIES: dict[str, ProxyFunction] = {
     "grad_norm": grad_norm,
     "snip": snip,
+    "fisher": fisher,
     "synflow": lambda network, images, labels: synflow(network, images),
     "jacob_cov": lambda network, images, labels: jacob_cov(network, images),
     "naswot": lambda network, images, labels: naswot(network, images),

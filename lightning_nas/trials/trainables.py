@@ -6,9 +6,13 @@ A trial reports after every epoch: ``accuracy`` (the module's validation accurac
 A trial that raises, or whose training loss goes non-finite, ends with one report ``{"failed": 1, "error": ...}``.
 
 Learning-curve early stopping (``LightningTrial(early_stop={...})``): the driver puts the best final accuracy of the
-trials that ran all their epochs into each new trial's config (``best_so_far``); the trial extrapolates its own
-curve after every epoch (:class:`~lightning_nas.callbacks.LearningCurveStopping`) and stops once it is unlikely to
-beat it. Its last report then carries ``stopped_early: 1`` and ``epoch`` is the number of epochs it ran.
+trials that ran all their epochs (``best_so_far``) and their curves (``finished_curves``, JSON) into each new
+trial's config; the trial predicts its own final accuracy after every epoch
+(:class:`~lightning_nas.callbacks.LearningCurveStopping`: the curve fit, or the regression calibrated on the
+finished curves once there are ``min_finished`` of them) and stops once it is unlikely to beat the best. Such a
+trial reports its whole curve so far (``accuracy_epoch_1``, ``accuracy_epoch_2``, ...) with every epoch, so the
+record of a finished trial holds its curve; its last report carries ``stopped_early: 1`` if it stopped early, and
+``epoch`` is the number of epochs it ran.
 """
 
 from __future__ import annotations
@@ -41,20 +45,30 @@ __all__ = [
     "TabularTrial",
     "TrialSpec",
     "best_finished_accuracy",
+    "finished_curves",
     "run_trial",
 ]
 
 Report = Callable[[Mapping[str, Any]], None]
+CURVE_METRIC = "accuracy_epoch_{}"
+"""The key of epoch ``e``'s accuracy (from 1) in the reports of a trial that stops early."""
 
 
 class TrialSpec(Protocol):
-    """What :func:`run_trial` runs: ``run(arch, report, best_so_far)`` reports metrics one or more times.
+    """What :func:`run_trial` runs: ``run(arch, report, best_so_far, finished_curves=...)`` reports metrics one or
+    more times.
 
-    ``best_so_far`` is the best final accuracy of the finished trials (``None`` before the first), for trials that
-    stop early; it is passed only when known, so a spec may also define ``run(arch, report)``.
+    ``best_so_far`` is the best final accuracy of the finished trials and ``finished_curves`` their learning curves,
+    for trials that stop early; each is passed only when known, so a spec may also define ``run(arch, report)``.
     """
 
-    def run(self, arch: Arch, report: Report, best_so_far: float | None = None) -> None: ...
+    def run(
+        self,
+        arch: Arch,
+        report: Report,
+        best_so_far: float | None = None,
+        finished_curves: Sequence[Sequence[float]] | None = None,
+    ) -> None: ...
 
     def describe(self) -> dict[str, Any]: ...
 
@@ -70,9 +84,15 @@ def run_trial(config: Mapping[str, Any], spec: TrialSpec) -> None:
         tune.report({**metrics, "wall_time_s": time.perf_counter() - start})
 
     best = config.get("best_so_far")
+    curves = json.loads(config["finished_curves"]) if config.get("finished_curves") else None
     try:
-        # a spec (a user's too) that predates best_so_far takes (arch, report): pass it only when there is one
-        spec.run(arch, report) if best is None else spec.run(arch, report, float(best))
+        # a spec (a user's too) that predates best_so_far takes (arch, report): pass the context only when there is one
+        if best is None:
+            spec.run(arch, report)
+        elif curves is None:
+            spec.run(arch, report, float(best))
+        else:
+            spec.run(arch, report, float(best), finished_curves=curves)
     except Exception as err:  # a failed trial is a result, never the end of the experiment
         last = traceback.extract_tb(err.__traceback__)[-1] if err.__traceback__ else None
         where = f" (at {Path(last.filename).name}:{last.lineno})" if last else ""
@@ -86,8 +106,9 @@ class ReportEpochs(pl.Callback):
         report: called with ``{"accuracy": ..., "epoch": ..., **extra}``.
         monitor: the logged metric read as accuracy (``val/acc`` for :class:`~lightning_nas.methods.Retrain`).
         extra: constant metrics added to each report (params, FLOPs, latency).
-        stopper: a :class:`~lightning_nas.callbacks.LearningCurveStopping` placed before this callback; the report
-            of the epoch it stops at carries ``stopped_early: 1``.
+        stopper: a :class:`~lightning_nas.callbacks.LearningCurveStopping` placed before this callback; every
+            report then carries the curve so far (``accuracy_epoch_1`` ...), and the report of the epoch it stops
+            at ``stopped_early: 1``.
     """
 
     def __init__(
@@ -98,6 +119,7 @@ class ReportEpochs(pl.Callback):
         stopper: LearningCurveStopping | None = None,
     ) -> None:
         self.report, self.monitor, self.extra, self.stopper = report, monitor, dict(extra or {}), stopper
+        self.curve: list[float] = []
 
     @override
     def on_train_batch_end(
@@ -117,8 +139,13 @@ class ReportEpochs(pl.Callback):
         value = trainer.callback_metrics.get(self.monitor)
         if value is None:
             raise KeyError(f"the trial's module logs no {self.monitor!r}; it logs {sorted(trainer.callback_metrics)}")
-        stopped = {"stopped_early": 1.0} if self.stopper is not None and self.stopper.stopped_epoch else {}
-        self.report({"accuracy": float(value), "epoch": float(trainer.current_epoch + 1), **self.extra, **stopped})
+        self.curve.append(float(value))
+        stopped, curve = {}, {}
+        if self.stopper is not None:
+            curve = {CURVE_METRIC.format(epoch): v for epoch, v in enumerate(self.curve, start=1)}
+            stopped = {"stopped_early": 1.0} if self.stopper.stopped_epoch else {}
+        metrics = {"accuracy": float(value), "epoch": float(trainer.current_epoch + 1), **self.extra, **curve}
+        self.report({**metrics, **stopped})
 
 
 @dataclass
@@ -159,7 +186,7 @@ def check_module(module: object, factory: object) -> pl.LightningModule:
     return module
 
 
-EARLY_STOP_OPTIONS = ("min_epochs", "threshold", "upper", "noise")
+EARLY_STOP_OPTIONS = ("min_epochs", "threshold", "upper", "noise", "predictor", "min_finished")
 """The keys of ``LightningTrial(early_stop=...)``: :class:`~lightning_nas.callbacks.LearningCurveStopping`'s."""
 
 
@@ -177,6 +204,17 @@ def best_finished_accuracy(records: Sequence[Any], max_epochs: int) -> float | N
     return max(finals) if finals else None
 
 
+def finished_curves(records: Sequence[Any], max_epochs: int) -> list[list[float]]:
+    """The learning curves (``accuracy_epoch_1`` .. ``accuracy_epoch_{max_epochs}``) of the successful records that
+    ran ``max_epochs`` epochs and reported them, in record order."""
+    keys = [CURVE_METRIC.format(epoch) for epoch in range(1, max_epochs + 1)]
+    return [
+        [r.metrics[key] for key in keys]
+        for r in records
+        if r.status == "ok" and r.metrics.get("epoch", 0.0) >= max_epochs and all(key in r.metrics for key in keys)
+    ]
+
+
 @dataclass
 class LightningTrial:
     """A trial that trains one child with Lightning and reports its validation accuracy every epoch.
@@ -190,10 +228,11 @@ class LightningTrial:
         input_shape: ``(channels, height, width)`` of one image, to count FLOPs and time latency.
         latency_repeats: forward passes timed for ``latency_ms`` (0: no latency).
         trainer_options: more :class:`lightning.pytorch.Trainer` arguments (``limit_train_batches``, ...).
-        early_stop: stop hopeless trials by learning-curve extrapolation: options of
+        early_stop: stop hopeless trials by learning-curve prediction: options of
             :class:`~lightning_nas.callbacks.LearningCurveStopping` (``min_epochs``, ``threshold``, ``upper``,
-            ``noise``; ``{}`` for the defaults); each trial gets the best finished trial's final accuracy as the
-            value to beat. ``None``: every trial runs ``max_epochs``.
+            ``noise``, ``predictor``, ``min_finished``; ``{}`` for the defaults); each trial gets the best finished
+            trial's final accuracy as the value to beat and the finished trials' curves to calibrate its prediction
+            on. ``None``: every trial runs ``max_epochs``.
     """
 
     datamodule: Callable[[], pl.LightningDataModule]
@@ -216,18 +255,22 @@ class LightningTrial:
                 raise ValueError(f"unknown early_stop options {unknown}; valid options: {valid}")
             self.stopper(None)  # bad values fail here, in the driver
 
-    def stopper(self, best_so_far: float | None) -> LearningCurveStopping:
+    def stopper(
+        self, best_so_far: float | None, finished: Sequence[Sequence[float]] | None = None
+    ) -> LearningCurveStopping:
         """The early-stopping callback of one trial (requires ``early_stop``)."""
         options = dict(self.early_stop or {})
         return LearningCurveStopping(
-            monitor=self.monitor, final_epoch=self.max_epochs, best_so_far=best_so_far, **options
+            monitor=self.monitor, final_epoch=self.max_epochs, best_so_far=best_so_far, finished=finished, **options
         )
 
     def context(self, records: Sequence[Any]) -> dict[str, Any]:
-        """What the driver adds to a new trial's config: ``best_so_far`` when trials stop early."""
+        """What the driver adds to a new trial's config when trials stop early: ``best_so_far`` and the finished
+        trials' curves (``finished_curves``, a JSON list of lists)."""
         if self.early_stop is None:
             return {}
-        return {"best_so_far": best_finished_accuracy(records, self.max_epochs)}
+        curves = finished_curves(records, self.max_epochs)
+        return {"best_so_far": best_finished_accuracy(records, self.max_epochs), "finished_curves": json.dumps(curves)}
 
     def build(self, arch: Arch) -> pl.LightningModule:
         """The child module of ``arch`` (raises ``TypeError`` if the factory returns something else)."""
@@ -244,7 +287,13 @@ class LightningTrial:
             out["latency_ms"] = measure_network_latency(module, (1, *self.input_shape), repeats=self.latency_repeats)
         return out
 
-    def run(self, arch: Arch, report: Report, best_so_far: float | None = None) -> None:
+    def run(
+        self,
+        arch: Arch,
+        report: Report,
+        best_so_far: float | None = None,
+        finished_curves: Sequence[Sequence[float]] | None = None,
+    ) -> None:
         module = self.build(arch)
         options = {
             "max_epochs": self.max_epochs,
@@ -258,7 +307,7 @@ class LightningTrial:
             "num_sanity_val_steps": 0,
             **self.trainer_options,
         }
-        stopper = self.stopper(best_so_far) if self.early_stop is not None else None
+        stopper = self.stopper(best_so_far, finished_curves) if self.early_stop is not None else None
         reporter = ReportEpochs(report, self.monitor, self.costs(module), stopper)
         callbacks = [*([stopper] if stopper else []), reporter, *options.pop("callbacks", [])]
         trainer = pl.Trainer(callbacks=callbacks, **options)
@@ -305,7 +354,13 @@ class TabularTrial:
         """The simulated seconds charged for ``arch``."""
         return self.cost_scale * self.table().value(arch, self.cost_column)
 
-    def run(self, arch: Arch, report: Report, best_so_far: float | None = None) -> None:
+    def run(
+        self,
+        arch: Arch,
+        report: Report,
+        best_so_far: float | None = None,
+        finished_curves: Sequence[Sequence[float]] | None = None,
+    ) -> None:
         row = self.table().query(arch)
         values = row if self.columns is None else {name: row[name] for name in self.columns}
         report({**{k: v for k, v in values.items() if math.isfinite(v)}, "cost": self.cost_of(arch)})

@@ -166,6 +166,28 @@ def test_callback_logs_predictions_and_stops_a_hopeless_run(tmp_path: Path) -> N
     assert keeper.curve == pytest.approx([0.6 - 0.3 / e for e in range(1, 21)])
 
 
+def test_callback_calibrated_on_finished_runs_stops_what_the_curve_fit_is_unsure_of(tmp_path: Path) -> None:
+    """Finished runs c - 0.3 / epoch all gain 0.3 * (1/3 - 1/20) after epoch 3; calibrated on them the callback
+    knows the run heading to 0.6 - 0.3/20 cannot reach 0.8 and stops at epoch 3, where the same callback without
+    them, under a prior noise of 0.2, runs on (see the test above)."""
+    finished = [[c - 0.3 / e for e in range(1, 21)] for c in (0.7, 0.75, 0.8, 0.85, 0.9)]
+    calibrated = LearningCurveStopping(monitor="val_acc", best_so_far=0.8, noise=0.2, finished=finished)
+    assert _fit(tmp_path / "calibrated", calibrated).current_epoch == 3
+    assert calibrated.stopped_epoch == 3
+    too_few = LearningCurveStopping(monitor="val_acc", best_so_far=0.8, noise=0.2, finished=finished, min_finished=6)
+    assert _fit(tmp_path / "too_few", too_few).current_epoch > 3  # five runs: not yet trusted, the curve fit decides
+    waiting = LearningCurveStopping(
+        monitor="val_acc", best_so_far=0.8, predictor="regression", finished=finished, min_finished=6
+    )
+    assert _fit(tmp_path / "waiting", waiting).current_epoch == 20  # the regression alone, not yet trained: no stop
+    assert waiting.stopped_epoch is None
+    short = [curve[:10] for curve in finished]
+    with pytest.raises(ValueError, match="the finished curves have 10 epochs, but final_epoch is 20"):
+        LearningCurveStopping(final_epoch=20, finished=short)
+    with pytest.raises(ValueError, match="the finished curves have 10 epochs, but final_epoch is 20"):
+        _fit(tmp_path / "short", LearningCurveStopping(monitor="val_acc", finished=short))  # max_epochs=20
+
+
 def test_callback_refuses_bad_settings() -> None:
     with pytest.raises(ValueError, match="min_epochs must be >= 3"):
         LearningCurveStopping(min_epochs=2)
@@ -173,3 +195,7 @@ def test_callback_refuses_bad_settings() -> None:
         LearningCurveStopping(threshold=1.5)
     with pytest.raises(ValueError, match="noise must be a standard deviation >= 0, got -1"):
         LearningCurveStopping(noise=-1)
+    with pytest.raises(ValueError, match="min_finished must be >= 3 .*, got 1"):
+        LearningCurveStopping(min_finished=1)
+    with pytest.raises(ValueError, match="unknown predictor 'fits'; valid predictors: auto, fit, regression"):
+        LearningCurveStopping(predictor="fits")  # type: ignore[arg-type]

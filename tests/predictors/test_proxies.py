@@ -13,6 +13,7 @@ from lightning_nas.predictors import (
     ProxyError,
     build_network,
     compute_proxies,
+    fisher,
     grad_norm,
     jacob_cov,
     naswot,
@@ -23,6 +24,7 @@ from lightning_nas.predictors import (
     synflow,
 )
 from lightning_nas.sampling import sample_arch, step_generator
+from lightning_nas.spaces import NasBench201Network
 from tests.search.test_every_space import SPACES
 
 
@@ -91,6 +93,78 @@ def test_grad_norm_and_snip_match_autograd() -> None:
     assert snip(net, x, y) == pytest.approx(float((w1 * g1).abs().sum() + (w2 * g2).abs().sum()), rel=1e-6)
     together = compute_proxies(net, (x, y), ["snip", "grad_norm"])  # one shared backward pass
     assert together == {"snip": pytest.approx(snip(net, x, y)), "grad_norm": pytest.approx(grad_norm(net, x, y))}
+
+
+def test_fisher_of_one_linear_layer_is_its_closed_form() -> None:
+    """logits z = W x + b, L = mean_n CE(z_n, y_n): dL/dz_n = (softmax(z_n) - onehot(y_n)) / B, so channel k's
+    saliency is 0.5 * mean_n (z_nk (p_nk - y_nk) / B)^2, counted once per weight of the channel (4 inputs)."""
+    torch.manual_seed(0)
+    layer, x, y = nn.Linear(4, 3), torch.randn(6, 4), torch.tensor([0, 2, 1, 1, 0, 2])
+    with torch.no_grad():
+        z = x.double() @ layer.weight.double().T + layer.bias.double()
+        error = (torch.softmax(z, 1) - nn.functional.one_hot(y, 3).double()) / 6
+        expected = 4 * float((0.5 * (z * error).pow(2).mean(0)).sum())
+    assert fisher(layer, x, y) == pytest.approx(expected, rel=1e-6)
+    assert compute_proxies(layer, (x, y), ["fisher"])["fisher"] == pytest.approx(expected, rel=1e-6)
+
+
+def test_fisher_of_a_convolution_sums_over_positions_before_squaring() -> None:
+    """A 2x2 convolution read through global average pooling: dL/dz[n, k, h, w] = (p_nk - y_nk) / (B H W), so
+    sum_s z * dL/dz = mean_s(z[n, k]) * (p_nk - y_nk) / B; the fan-in is 2 input channels x 2 x 2."""
+    torch.manual_seed(1)
+    conv = nn.Conv2d(2, 3, 2)
+    net = nn.Sequential(conv, nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    x, y = torch.randn(5, 2, 4, 4), torch.tensor([2, 0, 1, 2, 2])
+    with torch.no_grad():
+        z = conv.double()(x.double())  # [5, 3, 3, 3]
+        pooled = z.mean((2, 3))
+        error = (torch.softmax(pooled, 1) - nn.functional.one_hot(y, 3).double()) / 5
+        expected = 2 * 2 * 2 * float((0.5 * (pooled * error).pow(2).mean(0)).sum())
+    conv.float()
+    assert fisher(net, x, y) == pytest.approx(expected, rel=1e-5)
+    inplace = nn.Sequential(conv, nn.ReLU(inplace=True), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    copied = nn.Sequential(conv, nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    assert fisher(inplace, x, y) == pytest.approx(fisher(copied, x, y), rel=1e-6)  # z is read before the ReLU
+    with pytest.raises(ValueError, match="fisher needs nn.Conv\\*d or nn.Linear layers"):
+        fisher(nn.Sequential(nn.Flatten(), _Scale()), x, y)
+
+
+def test_fisher_equals_the_gradients_of_per_image_channel_masks_on_a_nas_bench_201_network() -> None:
+    """Independent route: multiply every conv/linear output by a mask m[n, k] = 1 per image and channel; then
+    dL/dm[n, k] = sum_s z * dL/dz, so the score is sum_layers fan_in * 0.5 * sum_k mean_n (dL/dm[n, k])^2."""
+    torch.manual_seed(3)
+    cell = "|nor_conv_3x3~0|+|nor_conv_1x1~0|skip_connect~1|+|avg_pool_3x3~0|nor_conv_3x3~1|nor_conv_1x1~2|"
+    net = NasBench201Network(cell, in_channels=1, channels=4, cells_per_stage=1)
+    x, y = torch.randn(6, 1, 8, 8), torch.tensor([0, 1, 2, 3, 4, 5])
+    masks: list[tuple[int, torch.Tensor]] = []
+
+    def masked(module: nn.Module, _inputs: object, output: torch.Tensor) -> torch.Tensor:
+        shape = (output.shape[0], output.shape[1], *([1] * (output.ndim - 2)))
+        mask = torch.ones(shape, requires_grad=True)
+        masks.append((module.weight[0].numel(), mask))
+        return output * mask
+
+    layers = [m for m in net.modules() if isinstance(m, nn.Conv2d | nn.Linear)]
+    handles = [layer.register_forward_hook(masked) for layer in layers]
+    net.train()
+    loss = nn.functional.cross_entropy(net(x), y)
+    grads = torch.autograd.grad(loss, [mask for _, mask in masks])
+    for handle in handles:
+        handle.remove()
+    expected = sum(fan_in * 0.5 * float(g.flatten(1).pow(2).mean(0).sum()) for (fan_in, _), g in zip(masks, grads))
+    assert len(masks) == len(layers) > 5
+    assert fisher(net, x, y) == pytest.approx(expected, rel=1e-5)
+
+
+class _Scale(nn.Module):
+    """A network whose one weight is not a convolution or linear layer."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(1, 32))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x * self.weight)[:, :3]
 
 
 def test_jacob_cov_matches_its_formula() -> None:

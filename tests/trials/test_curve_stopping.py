@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
 import lightning.pytorch as pl
+import numpy as np
 import pytest
 import torch
 from ray import cloudpickle
@@ -14,8 +16,9 @@ from lightning_nas.arch import Arch
 from lightning_nas.data import SyntheticDataModule
 from lightning_nas.predictors import should_stop
 from lightning_nas.trials import LightningTrial, run_trials
+from lightning_nas.trials._records import TrialRecord
 from lightning_nas.trials.scaling import GridSearch
-from lightning_nas.trials.trainables import best_finished_accuracy
+from lightning_nas.trials.trainables import best_finished_accuracy, finished_curves
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])  # Ray workers need not import the tests package
 
@@ -80,6 +83,50 @@ def test_hopeless_trials_stop_early_against_the_best_finished_trial(ray_cluster:
     assert records[0.95].metrics["epoch"] == EPOCHS
     assert result.best.arch == {"ceiling": 0.95}
     assert best_finished_accuracy(result.records, EPOCHS) == pytest.approx(scripted(0.95, EPOCHS))
+    # each record holds the curve it ran: what later trials calibrate their predictions on
+    for ceiling, record in records.items():
+        ran = int(record.metrics["epoch"])
+        assert [record.metrics[f"accuracy_epoch_{e}"] for e in range(1, ran + 1)] == pytest.approx(
+            [scripted(ceiling, e) for e in range(1, ran + 1)]
+        )
+    ran_all = [c for c in ceilings if records[c].metrics["epoch"] == EPOCHS]
+    assert np.allclose(
+        finished_curves(result.records, EPOCHS), [[scripted(c, e) for e in range(1, EPOCHS + 1)] for c in ran_all]
+    )
+
+
+def _record(trial_id: str, curve: list[float], status: str = "ok") -> TrialRecord:
+    metrics = {"accuracy": curve[-1], "epoch": float(len(curve))}
+    metrics.update({f"accuracy_epoch_{e}": v for e, v in enumerate(curve, start=1)})
+    return TrialRecord(trial_id, {"ceiling": 0.0}, metrics, status=status)  # type: ignore[arg-type]
+
+
+def test_the_driver_context_carries_the_finished_curves_and_a_trial_calibrates_on_them(tmp_path: Path) -> None:
+    """Five finished children all gain 0.3 * (1/3 - 1/8) after epoch 3: calibrated on them, the regression knows
+    that a child at 0.83 - 0.3/3 after 3 epochs ends at 0.83 - 0.3/8, below the best (0.9 - 0.3/8), and stops it at
+    epoch 3; the curve fit alone, with a noise prior of 0.05, is unsure of a curve this short and lets it run on."""
+    full = [[scripted(c, e) for e in range(1, EPOCHS + 1)] for c in (0.7, 0.75, 0.8, 0.85, 0.9)]
+    records = [_record(f"{i:05d}", curve) for i, curve in enumerate(full)]
+    records += [_record("00005", full[0][:4]), _record("00006", full[1], status="failed")]  # left out
+    trial = LightningTrial(
+        data, factory, max_epochs=EPOCHS, early_stop={"min_finished": 5, "noise": 0.05, "upper": 1.0}
+    )
+    context = trial.context(records)
+    assert context["best_so_far"] == pytest.approx(scripted(0.9, EPOCHS))
+    assert np.allclose(json.loads(context["finished_curves"]), full)
+
+    def epochs_run(curves: list[list[float]] | None) -> list[dict[str, float]]:
+        reports: list[dict[str, float]] = []
+        trial.run({"ceiling": 0.83}, lambda m: reports.append(dict(m)), context["best_so_far"], finished_curves=curves)
+        return reports
+
+    calibrated, alone = epochs_run(full), epochs_run(None)
+    assert len(calibrated) == 3
+    assert calibrated[-1]["stopped_early"] == 1.0
+    assert [calibrated[-1][f"accuracy_epoch_{e}"] for e in (1, 2, 3)] == pytest.approx(
+        [scripted(0.83, e) for e in (1, 2, 3)]
+    )
+    assert len(alone) > 3
 
 
 def test_unknown_early_stop_options_are_refused() -> None:

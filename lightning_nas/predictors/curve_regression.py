@@ -1,0 +1,164 @@
+"""Learning curves calibrated on finished runs (Baker et al., ICLR 2018 workshop): a run's final value regressed on
+its first epochs.
+
+Baker et al.'s sequential regression models fit one regression per number of observed epochs ``k`` on the curves
+of the runs that already finished, and predict a new run's final value from its first ``k`` values. Here the
+regression is a ridge regression (scikit-learn ``RidgeCV``) of the gain still to come,
+
+    y_T - y_k = b + sum_j w_j (y_j - m_j) / s_j,    j = 1 .. k,
+
+with ``m_j``, ``s_j`` the finished runs' mean and standard deviation at epoch ``j`` and the penalty chosen by
+exact leave-one-out error over a grid. Regressing the gain rather than ``y_T`` makes the heavily regularised
+limit "the last observed value plus the finished runs' mean gain", so few finished runs give a sensible ranking and
+more of them let the weights average out the epoch-to-epoch noise and learn how the gain depends on the curve.
+
+The predictive distribution is ``y_T = prediction + s * t_nu`` (Baker et al. use a Gaussian with the
+cross-validation error; the t widens it while few runs have finished):
+
+- ``s`` is the root-mean-square leave-one-out error of the ``n`` finished runs, each run's error taken at the
+  penalty chosen without it (the leave-one-out errors of every penalty come exactly and at once from ``RidgeCV``),
+  so that choosing the penalty does not make ``s`` optimistic;
+- ``nu = n - 1 - df`` (at least 1), with ``df = sum_i d_i^2 / (d_i^2 + alpha)`` the ridge fit's effective number
+  of parameters (``d_i``: the singular values of the centred features; Hastie et al., ESL, Eq. 3.50).
+
+Unlike :func:`~lightning_nas.predictors.extrapolate`, it needs no curve family: whatever shape the learning-rate
+schedule gives the curves, the finished runs had it too.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from lightning_nas.predictors.curves import CurvePrediction
+
+__all__ = ["CurveRegression"]
+
+ALPHAS: tuple[float, ...] = tuple(float(a) for a in np.logspace(-3, 4, 15))
+"""The ridge penalties tried (on standardised features), chosen per ``k`` by leave-one-out error."""
+
+
+@dataclass(frozen=True)
+class _Model:
+    """The ridge regression of ``y_T - y_k`` on the first ``k`` standardised values."""
+
+    intercept: float
+    weights: np.ndarray
+    mean: np.ndarray
+    scale: np.ndarray
+    loo_rmse: float
+    alpha: float
+    dof: float
+
+
+class CurveRegression:
+    """Predict a run's value at the finished runs' last epoch from its first epochs (Baker et al. 2018).
+
+    Args:
+        finished: the curves of finished runs (one value per epoch from epoch 1, all of the same length ``T``;
+            at least 3 runs). The last value of each is its final value.
+        alphas: ridge penalties to choose from.
+
+    Raises:
+        ValueError: fewer than 3 curves, curves of different lengths or shorter than 2 epochs, non-finite values,
+            or a non-positive penalty.
+
+    Example:
+        >>> finished = [[0.5, 0.6, 0.7], [0.3, 0.4, 0.5], [0.6, 0.7, 0.8], [0.4, 0.5, 0.6]]  # each gains 0.1 later
+        >>> prediction = CurveRegression(finished).predict([0.45, 0.55])
+        >>> round(prediction.mean, 3)
+        0.65
+    """
+
+    def __init__(self, finished: Sequence[Sequence[float]], *, alphas: Sequence[float] = ALPHAS) -> None:
+        lengths = sorted({len(curve) for curve in finished})
+        if len(finished) < 3:
+            raise ValueError(f"a curve regression needs at least 3 finished curves, got {len(finished)}")
+        if len(lengths) != 1 or lengths[0] < 2:
+            raise ValueError(f"finished curves must share one length of at least 2 epochs, got lengths {lengths}")
+        curves = np.asarray(finished, dtype=np.float64)
+        if not np.isfinite(curves).all():
+            raise ValueError("finished curves have non-finite values")
+        if not alphas or min(alphas) <= 0:
+            raise ValueError(f"alphas must be positive ridge penalties, got {list(alphas)}")
+        self.curves = curves
+        self.alphas = tuple(float(a) for a in alphas)
+        self._models: dict[int, _Model] = {}
+
+    @property
+    def final_epoch(self) -> int:
+        """``T``: the epoch predicted (the finished runs' length)."""
+        return int(self.curves.shape[1])
+
+    @property
+    def num_runs(self) -> int:
+        """``n``: the finished runs the regression learns from."""
+        return int(self.curves.shape[0])
+
+    def predict(
+        self, curve: Sequence[float], *, upper: float | None = None, z: float = 1.96, num_samples: int = 1000
+    ) -> CurvePrediction:
+        """The predictive distribution of ``curve``'s value at :attr:`final_epoch`.
+
+        Args:
+            curve: the observed values from epoch 1 (1 to ``T`` of them).
+            upper: the metric's ceiling; samples above it are set to it.
+            z: the interval's half-width in standard-normal quantiles (1.96: a 95% interval).
+            num_samples: the predictive distribution's quantiles at ``(i + 0.5) / num_samples``, kept as
+                ``samples`` (``probability_above`` is exact to ``1 / num_samples``).
+
+        Raises:
+            ValueError: an empty curve, one longer than ``T``, non-finite values or fewer than 10 samples.
+        """
+        y = np.asarray(curve, dtype=np.float64)
+        if y.ndim != 1 or not 1 <= len(y) <= self.final_epoch:
+            raise ValueError(
+                f"curve must have 1 to {self.final_epoch} values (the finished runs' length), got {len(y)}"
+            )
+        if not np.isfinite(y).all():
+            raise ValueError(f"learning curve has non-finite values: {y.tolist()}")
+        if num_samples < 10:
+            raise ValueError(f"num_samples must be >= 10, got {num_samples}")
+        last = float(y[-1])
+        if len(y) == self.final_epoch:
+            return CurvePrediction(last, 0.0, last, last, {"regression": last}, {"regression": 1.0})
+        model = self._model(len(y))
+        mean = last + model.intercept + float(((y - model.mean) / model.scale) @ model.weights)
+        from scipy.special import stdtrit  # the Student t's quantile function
+
+        samples = mean + model.loo_rmse * stdtrit(model.dof, (np.arange(num_samples) + 0.5) / num_samples)
+        half = model.loo_rmse * float(stdtrit(model.dof, 0.5 * (1 + math.erf(z / math.sqrt(2)))))
+        low, high = mean - half, mean + half
+        if upper is not None:
+            samples, mean = np.minimum(samples, upper), min(mean, upper)
+            low, high = min(low, upper), min(high, upper)
+        params = {"regression": (model.intercept, *model.weights.tolist())}
+        return CurvePrediction(
+            mean, float(samples.std()), low, high, {"regression": mean}, {"regression": 1.0}, params,
+            model.loo_rmse, samples,
+        )  # fmt: skip
+
+    def _model(self, k: int) -> _Model:
+        if k not in self._models:
+            self._models[k] = self._fit(k)
+        return self._models[k]
+
+    def _fit(self, k: int) -> _Model:
+        from sklearn.linear_model import RidgeCV
+
+        observed, target = self.curves[:, :k], self.curves[:, -1] - self.curves[:, k - 1]
+        mean, scale = observed.mean(0), observed.std(0)
+        scale = np.where(scale > 1e-12, scale, 1.0)
+        features = (observed - mean) / scale
+        ridge = RidgeCV(alphas=self.alphas, store_cv_results=True).fit(features, target)
+        errors = np.asarray(ridge.cv_results_)  # [runs, alphas]: squared leave-one-out errors
+        without = np.argmin(errors.sum(0)[None, :] - errors, axis=1)  # the penalty chosen without each run
+        loo_rmse = math.sqrt(float(np.mean(errors[np.arange(len(target)), without])))
+        alpha = float(ridge.alpha_)
+        singular = np.linalg.svd(features - features.mean(0), compute_uv=False)
+        dof = max(len(target) - 1 - float(np.sum(singular**2 / (singular**2 + alpha))), 1.0)
+        weights = np.asarray(ridge.coef_, dtype=np.float64)
+        return _Model(float(ridge.intercept_), weights, mean, scale, loo_rmse, alpha, dof)

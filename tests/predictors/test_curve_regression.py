@@ -1,0 +1,95 @@
+"""The regression calibrated on finished runs (Baker et al. 2018) against known relations, and the stopping rule
+that switches to it once enough runs have finished (issue 16)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from lightning_nas.predictors import CurveRegression, extrapolate, predict_final, should_stop
+
+
+def _runs(rng: np.random.Generator, count: int, sigma: float) -> np.ndarray:
+    """Curves of 6 epochs whose final value is 0.2 + 0.5 y_3 + 0.3 y_4 (+ N(0, sigma^2)); epochs 1-4 random."""
+    early = np.sort(rng.uniform(0.3, 0.8, (count, 4)), axis=1)
+    fifth = early[:, 3] + 0.01
+    final = 0.2 + 0.5 * early[:, 2] + 0.3 * early[:, 3] + rng.normal(0.0, sigma, count)
+    return np.column_stack([early, fifth, final])
+
+
+def test_the_regression_recovers_a_known_linear_relation() -> None:
+    rng = np.random.default_rng(0)
+    finished, new = _runs(rng, 40, sigma=0.0), _runs(rng, 5, sigma=0.0)
+    regression = CurveRegression(finished.tolist())
+    assert (regression.final_epoch, regression.num_runs) == (6, 40)
+    for curve in new:
+        prediction = regression.predict(curve[:4].tolist())
+        assert prediction.mean == pytest.approx(curve[-1], abs=2e-3)  # the smallest penalty's shrinkage only
+        assert prediction.high - prediction.low == pytest.approx(0.0, abs=1e-2)
+    # every epoch observed: the prediction is the last value itself
+    assert regression.predict(new[0].tolist()).mean == new[0][-1]
+
+
+def test_the_interval_covers_noisy_finals_at_least_95_percent_of_the_time() -> None:
+    """200 independent searches with 12 finished runs each and final noise sigma = 0.01: the 95% interval of a new
+    run holds its final value in at least 95% of them, less three binomial standard errors (0.0154)."""
+    trials, covered = 200, 0
+    for seed in range(trials):
+        rng = np.random.default_rng(seed)
+        finished, new = _runs(rng, 12, sigma=0.01), _runs(rng, 1, sigma=0.01)[0]
+        prediction = CurveRegression(finished.tolist()).predict(new[:3].tolist(), num_samples=200)
+        covered += prediction.low <= new[-1] <= prediction.high
+    assert covered / trials >= 0.95 - 3 * math.sqrt(0.95 * 0.05 / trials)
+
+
+def test_few_finished_runs_give_the_last_value_plus_their_mean_gain() -> None:
+    """Identical early values carry no information: the regression falls back to its intercept, the mean gain."""
+    finished = [[0.5, 0.5, 0.6], [0.5, 0.5, 0.8], [0.5, 0.5, 0.7]]
+    prediction = CurveRegression(finished).predict([0.4, 0.5], upper=1.0)
+    assert prediction.mean == pytest.approx(0.5 + (0.1 + 0.3 + 0.2) / 3)
+    assert prediction.probability_above(prediction.mean) == pytest.approx(0.5, abs=0.01)  # a symmetric t
+    assert prediction.samples.max() <= 1.0
+
+
+def test_bad_finished_curves_and_settings_are_refused() -> None:
+    with pytest.raises(ValueError, match="at least 3 finished curves, got 2"):
+        CurveRegression([[0.1, 0.2], [0.2, 0.3]])
+    with pytest.raises(ValueError, match=r"one length of at least 2 epochs, got lengths \[2, 3\]"):
+        CurveRegression([[0.1, 0.2], [0.2, 0.3], [0.1, 0.2, 0.3]])
+    with pytest.raises(ValueError, match="non-finite"):
+        CurveRegression([[0.1, math.nan], [0.2, 0.3], [0.3, 0.4]])
+    with pytest.raises(ValueError, match=r"alphas must be positive ridge penalties, got \[0.0\]"):
+        CurveRegression([[0.1, 0.2], [0.2, 0.3], [0.3, 0.4]], alphas=[0.0])
+    regression = CurveRegression([[0.1, 0.2], [0.2, 0.3], [0.3, 0.4]])
+    with pytest.raises(ValueError, match="curve must have 1 to 2 values .*, got 3"):
+        regression.predict([0.1, 0.2, 0.3])
+    with pytest.raises(ValueError, match="min_finished must be >= 3 .*, got 2"):
+        predict_final([0.1, 0.2, 0.3], 4, finished=[[0.1, 0.2, 0.3, 0.4]] * 3, min_finished=2)
+    with pytest.raises(ValueError, match="the finished curves have 4 epochs, but final_epoch is 6"):
+        predict_final([0.1, 0.2, 0.3], 6, finished=[[0.1, 0.2, 0.3, 0.4]] * 3, min_finished=3)
+
+
+def test_predict_final_switches_to_the_regression_at_min_finished() -> None:
+    curve = [0.30, 0.45, 0.52]
+    finished = [[0.3, 0.4, 0.5, 0.9], [0.2, 0.3, 0.4, 0.8], [0.4, 0.5, 0.6, 1.0]]  # each gains 0.4 after epoch 3
+    fitted = predict_final(curve, 4, finished=finished, min_finished=4)  # too few: the curve fit
+    assert fitted is not None
+    assert fitted.mean == pytest.approx(extrapolate(curve, 4).mean)
+    forced = predict_final(curve, 4, predictor="fit", finished=finished, min_finished=3)
+    assert forced is not None
+    assert forced.mean == pytest.approx(fitted.mean)
+    assert predict_final(curve, 4, predictor="regression", finished=finished, min_finished=4) is None
+    for predictor in ("auto", "regression"):
+        calibrated = predict_final(curve, 4, predictor=predictor, finished=finished, min_finished=3)  # type: ignore[arg-type]
+        assert calibrated is not None
+        assert calibrated.mean == pytest.approx(0.92)
+    # the curve fit says this run stays below 0.8; the finished runs say it gains 0.4
+    assert should_stop(curve, best_so_far=0.8, final_epoch=4)
+    assert not should_stop(curve, best_so_far=0.8, final_epoch=4, finished=finished, min_finished=3)
+    assert should_stop(curve, best_so_far=0.99, final_epoch=4, finished=finished, min_finished=3)
+    # the regression alone waits for min_finished runs: no prediction, no stop
+    assert not should_stop(curve, 0.99, 4, predictor="regression", finished=finished, min_finished=4)
+    with pytest.raises(ValueError, match="unknown predictor 'baker'; valid predictors: auto, fit, regression"):
+        should_stop(curve, 0.99, 4, predictor="baker")  # type: ignore[arg-type]
