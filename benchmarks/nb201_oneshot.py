@@ -20,27 +20,30 @@ ranked by their validation loss with generated weights (on two validation batche
 
 Protocols (``--protocol``):
 
-* ``cpu``: each method at most about ten minutes on a 2-core machine. The cuts, all against the benchmark's own
-  settings: a supernet of C=8 and N=1 cell per stage (the paper: C=16, N=5); 10,000 training images (``--subset``:
-  5,000 for the weights, 5,000 for the architecture) seen at 16x16 (each augmented 32x32 batch average-pooled 2x2,
-  as the benchmark's own ImageNet16-120 is 16x16; see ``_nb201_data.py``), batch 64; an architecture learning rate
-  of 3e-3 for the differentiable methods (10x the paper's 3e-4: the run has about 1/6 of the paper's architecture
-  steps). Epochs (``--epochs`` sets them all): 40 for DARTS-V1, PC-DARTS, DrNAS and DARTS- (the paper: 50);
-  GDAS 100 (the benchmark runs it 240 epochs against DARTS's 50, and one path per edge makes its step cheap);
-  DARTS-V2 20 (its unrolled step costs about two first-order ones); SPOS/RSPS, ENAS and SMASH about the wall time
-  of DARTS-V1 (80, 100 and 60 epochs). Weight-only warm-up where the method's own paper has one:
-  PC-DARTS 30% of the epochs (15 of 50, Xu et al., Sec. 4.2) and DrNAS 20% (10 of each 50-epoch stage, its
-  NAS-Bench-201 code); the others none, as in their papers. ENAS with 30 weight steps and 10 controller steps per
-  phase; SPOS/RSPS with 100 evaluations (evolution: population 20, tournament 5), each scored on 4 held batches
-  of the architecture half with BatchNorm statistics recalibrated on 4 training batches.
+* ``cpu``: each method at most about ten minutes on a 2-core machine (one run per core). The cuts, all against the
+  benchmark's own settings: a supernet of C=8 and N=1 cell per stage (the paper: C=16, N=5); 10,000 training
+  images (``--subset``: 5,000 for the weights, 5,000 for the architecture) seen at 16x16 (each augmented 32x32
+  batch average-pooled 2x2, as the benchmark's own ImageNet16-120 is 16x16; see ``_nb201_data.py``), batch 64; an
+  architecture learning rate of 3e-3 for the differentiable methods (10x the paper's 3e-4: the run has about a
+  quarter of the paper's architecture steps). Epochs (``--epochs`` sets them all): 70 of 78 steps for DARTS-V1,
+  PC-DARTS, DrNAS and DARTS- (the paper: 50 of 390); GDAS 175 (the benchmark runs it 240 epochs against DARTS's
+  50, and one path per edge makes its step cheap); DARTS-V2 35 (its unrolled step costs about two first-order
+  ones); SPOS/RSPS, ENAS and SMASH about the wall time of DARTS-V1 (140, 175 and 105 epochs). Weight-only warm-up
+  where the method's own paper has one: PC-DARTS 30% of the epochs (15 of 50, Xu et al., Sec. 4.2) and DrNAS 20%
+  (10 of each 50-epoch stage, its NAS-Bench-201 code); the others none, as in their papers. ENAS with 30 weight
+  steps and 10 controller steps per phase; SPOS/RSPS with 100 evaluations (evolution: population 20, tournament
+  5), each scored on 4 held batches of the architecture half with BatchNorm statistics recalibrated on 4 training
+  batches.
 * ``paper``: the benchmark's settings for GPUs: C=16, N=5, 32x32, the full 25,000/25,000 split, batch 64, 50 epochs
   (GDAS 240, DrNAS 100), architecture learning rate 3e-4, the same warm-up fractions, SPOS/RSPS with 1,000
   evaluations (evolution: population 50, tournament 10) on 20 held batches.
 
-The summary ends with the drift table (the mean count of parameter-free ops in the cell each method would return
-at 0%, 10%, ..., 100% of its epochs, and the table accuracy of that cell) and the comparison the robust methods
-exist for: each robust method's mean table accuracy minus DARTS-V1's, with the standard error of that difference
-over seeds.
+The summary ends with the drift tables (the mean count of parameter-free ops in the cell each method would return
+at 0%, 10%, ..., 100% of its epochs with that cell's table accuracy; the mean probability of ``skip_connect`` and of
+all parameter-free ops in the method's architecture distribution) and the comparison the robust methods exist for:
+each robust method's mean table accuracy minus DARTS-V1's, paired by seed, with the standard error of that
+difference. ``--out runs.jsonl`` keeps every finished run (one JSON line each, so runs split over processes or cut
+short are not lost); ``--report runs*.jsonl`` prints the summary of saved runs.
 
     python benchmarks/nb201_oneshot.py --protocol cpu --seeds 3
     python benchmarks/nb201_oneshot.py --protocol cpu --seeds 1 --methods DARTS-V1 GDAS --subset 2000 --epochs 4
@@ -149,6 +152,9 @@ class Run:
     per_epoch: Sequence[Mapping[str, Any]]
     seconds: float
     seed: int = 0
+    op_probabilities: Sequence[Mapping[str, float]] = ()
+    """After each epoch, per op the mean over edges of the probability the method's architecture distribution gives
+    it (the DARTS family: the relaxation's distribution; empty for methods without one)."""
 
 
 def parameter_free(arch: Mapping[str, Any]) -> int:
@@ -156,15 +162,26 @@ def parameter_free(arch: Mapping[str, Any]) -> int:
     return sum(str(op) in PARAMETER_FREE for op in arch.values())
 
 
+def mean_probabilities(probabilities: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
+    """Per op, the mean over edges of its probability."""
+    edges = list(probabilities.values())
+    return {op: statistics.fmean(edge[op] for edge in edges) for op in edges[0]}
+
+
 class _EpochArchs(pl.Callback):
-    """Records the architecture a method would return at the end of each training epoch."""
+    """Records the architecture a method would return at the end of each training epoch, and the mean probability
+    its architecture distribution gives each op."""
 
     def __init__(self) -> None:
         self.archs: list[dict[str, Any]] = []
+        self.op_probabilities: list[dict[str, float]] = []
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         assert isinstance(pl_module, NASModule)
         self.archs.append(dict(pl_module.current_arch()))
+        probabilities = pl_module.arch_probabilities()
+        if probabilities:
+            self.op_probabilities.append(mean_probabilities(probabilities))
 
 
 def _space(protocol: Protocol) -> NasBench201Space:
@@ -189,7 +206,8 @@ def _fit(module: NASModule, datamodule: pl.LightningDataModule, protocol: Protoc
     )
     start = time.perf_counter()
     trainer.fit(module, datamodule=datamodule)
-    return Run(dict(module.current_arch()), record.archs, time.perf_counter() - start)
+    seconds = time.perf_counter() - start
+    return Run(dict(module.current_arch()), record.archs, seconds, op_probabilities=record.op_probabilities)
 
 
 def _differentiable(build: Callable[..., DARTS], name: str, **options: Any) -> MethodRunner:
@@ -286,12 +304,12 @@ METHODS: dict[str, MethodRunner] = {
 
 def _protocol(name: str, args: argparse.Namespace) -> Protocol:
     if name == "cpu":
-        epochs = {"GDAS": 100, "DARTS-V2": 20, "SPOS": 80, "ENAS": 100, "SMASH": 60}
+        epochs = {"GDAS": 175, "DARTS-V2": 35, "SPOS": 140, "ENAS": 175, "SMASH": 105}
         return Protocol(
             channels=8,
             cells_per_stage=1,
             subset=args.subset or 10_000,
-            epochs=args.epochs or 40,
+            epochs=args.epochs or 70,
             arch_lr=3e-3,
             evaluations=100,
             population=20,
@@ -364,6 +382,24 @@ def report(runs: Mapping[str, Sequence[Run]], accuracy: Callable[[Mapping[str, A
         score = [statistics.fmean(accuracy(_at_fraction(r.per_epoch, f)) for r in method_runs) for f in fractions]
         cells = " | ".join(f"{a:.1f} ({s:.1f})" for a, s in zip(free, score))
         lines.append(f"| {name} | {cells} | {free[-1] - free[0]:+.1f} ({score[-1] - score[0]:+.1f}) |")
+    lines += ["", "The op DARTS collapses to: mean over seeds and edges of the probability of skip_connect in the"]
+    lines.append("method's architecture distribution (uniform: 0.20), and of all parameter-free ops (uniform: 0.60)")
+    lines.append("| method | " + " | ".join(f"{int(100 * f)}%" for f in fractions) + " | change |")
+    lines.append("| --- |" + " --- |" * (len(fractions) + 1))
+    for name, method_runs in runs.items():
+        if not method_runs or not all(r.op_probabilities for r in method_runs):
+            continue
+        skip, mass = (
+            [
+                statistics.fmean(
+                    sum(_at_fraction(r.op_probabilities, f).get(op, 0.0) for op in ops) for r in method_runs
+                )
+                for f in fractions
+            ]
+            for ops in (("skip_connect",), PARAMETER_FREE)
+        )
+        cells = " | ".join(f"{a:.2f} ({b:.2f})" for a, b in zip(skip, mass))
+        lines.append(f"| {name} | {cells} | {skip[-1] - skip[0]:+.2f} ({mass[-1] - mass[0]:+.2f}) |")
     if runs.get("DARTS-V1"):
         darts = {r.seed: accuracy(r.arch) for r in runs["DARTS-V1"]}
         lines += ["", "Robust methods against DARTS-V1 (same seeds, same data): table accuracy difference ± SE"]
@@ -380,7 +416,13 @@ def _load_runs(paths: Sequence[Path], methods: Sequence[str]) -> dict[str, list[
     for path in paths:
         for record in JsonLines(path).read():
             if record["method"] in found:
-                run = Run(record["arch"], record["per_epoch"], record["seconds"], int(record["seed"]))
+                run = Run(
+                    record["arch"],
+                    record["per_epoch"],
+                    record["seconds"],
+                    int(record["seed"]),
+                    record["op_probabilities"],
+                )
                 found[record["method"]][int(record["seed"])] = run
     return {name: [by_seed[seed] for seed in sorted(by_seed)] for name, by_seed in found.items()}
 
