@@ -188,6 +188,11 @@ def check_module(module: object, factory: object) -> pl.LightningModule:
 
 EARLY_STOP_OPTIONS = ("min_epochs", "threshold", "upper", "noise", "predictor", "min_finished")
 """The keys of ``LightningTrial(early_stop=...)``: :class:`~lightning_nas.callbacks.LearningCurveStopping`'s."""
+TRIAL_PREDICTOR = "regression"
+"""The default ``predictor`` of a multi-trial search (Baker et al.'s protocol): the first ``min_finished`` trials
+run to the end and calibrate the regression that stops the later ones. On the recorded Fashion-MNIST runs of
+``benchmarks/learning_curves.py`` the curve fit (``"fit"``, and ``"auto"`` before enough trials finished) stopped
+the eventual best run in most searches; the regression in a third of them."""
 
 
 def best_finished_accuracy(records: Sequence[Any], max_epochs: int) -> float | None:
@@ -230,9 +235,10 @@ class LightningTrial:
         trainer_options: more :class:`lightning.pytorch.Trainer` arguments (``limit_train_batches``, ...).
         early_stop: stop hopeless trials by learning-curve prediction: options of
             :class:`~lightning_nas.callbacks.LearningCurveStopping` (``min_epochs``, ``threshold``, ``upper``,
-            ``noise``, ``predictor``, ``min_finished``; ``{}`` for the defaults); each trial gets the best finished
-            trial's final accuracy as the value to beat and the finished trials' curves to calibrate its prediction
-            on. ``None``: every trial runs ``max_epochs``.
+            ``noise``, ``predictor``, ``min_finished``; ``{}`` for the defaults, with ``predictor`` defaulting to
+            ``"regression"`` here: nothing stops before ``min_finished`` trials finished); each trial gets the best
+            finished trial's final accuracy as the value to beat and the finished trials' curves to calibrate its
+            prediction on. ``None``: every trial runs ``max_epochs``.
     """
 
     datamodule: Callable[[], pl.LightningDataModule]
@@ -259,7 +265,7 @@ class LightningTrial:
         self, best_so_far: float | None, finished: Sequence[Sequence[float]] | None = None
     ) -> LearningCurveStopping:
         """The early-stopping callback of one trial (requires ``early_stop``)."""
-        options = dict(self.early_stop or {})
+        options = {"predictor": TRIAL_PREDICTOR, **(self.early_stop or {})}
         return LearningCurveStopping(
             monitor=self.monitor, final_epoch=self.max_epochs, best_so_far=best_so_far, finished=finished, **options
         )

@@ -23,7 +23,7 @@ from lightning_nas.trials.trainables import best_finished_accuracy, finished_cur
 cloudpickle.register_pickle_by_value(sys.modules[__name__])  # Ray workers need not import the tests package
 
 EPOCHS = 8
-OPTIONS = {"min_epochs": 3, "threshold": 0.05, "upper": 1.0}
+OPTIONS = {"min_epochs": 3, "threshold": 0.05, "upper": 1.0, "predictor": "auto"}  # the curve fit: 3 trials
 
 
 def scripted(ceiling: float, epoch: int) -> float:
@@ -104,7 +104,8 @@ def _record(trial_id: str, curve: list[float], status: str = "ok") -> TrialRecor
 def test_the_driver_context_carries_the_finished_curves_and_a_trial_calibrates_on_them(tmp_path: Path) -> None:
     """Five finished children all gain 0.3 * (1/3 - 1/8) after epoch 3: calibrated on them, the regression knows
     that a child at 0.83 - 0.3/3 after 3 epochs ends at 0.83 - 0.3/8, below the best (0.9 - 0.3/8), and stops it at
-    epoch 3; the curve fit alone, with a noise prior of 0.05, is unsure of a curve this short and lets it run on."""
+    epoch 3; without finished curves the trial's default predictor (the regression) has nothing to learn from and
+    lets it run on."""
     full = [[scripted(c, e) for e in range(1, EPOCHS + 1)] for c in (0.7, 0.75, 0.8, 0.85, 0.9)]
     records = [_record(f"{i:05d}", curve) for i, curve in enumerate(full)]
     records += [_record("00005", full[0][:4]), _record("00006", full[1], status="failed")]  # left out
