@@ -39,6 +39,8 @@ from lightning_nas.spaces import NasBench201Network
 from lightning_nas.spaces.nasbench201 import NB201_OPS
 
 MEAN, STD = 0.2860, 0.3530
+SCHEDULES = ("cosine", "constant")
+"""The learning rate over a run: Retrain's cosine from 0.025 to 0 over the run, or 0.025 throughout."""
 PROTOCOL = 2
 """1: running-average BN statistics, 2,000 validation images, one shuffling generator shared by all runs."""
 
@@ -49,8 +51,13 @@ class CellRetrain(TrainFromScratch):
     CHECKPOINT_METHOD = "CellRetrain"
     CHECKPOINT_NETWORK = "NasBench201Network"
 
-    def __init__(self, cell: str, *, channels: int = 8, cells_per_stage: int = 1, lr: float = 0.025) -> None:
-        super().__init__(in_channels=1, num_classes=10, lr=lr, lr_min=0.0, momentum=0.9, weight_decay=3e-4)
+    def __init__(
+        self, cell: str, *, channels: int = 8, cells_per_stage: int = 1, lr: float = 0.025, schedule: str = "cosine"
+    ) -> None:
+        if schedule not in SCHEDULES:
+            raise ValueError(f"unknown schedule {schedule!r}; valid schedules: {', '.join(SCHEDULES)}")
+        lr_min = 0.0 if schedule == "cosine" else lr  # a cosine from lr to lr is a constant learning rate
+        super().__init__(in_channels=1, num_classes=10, lr=lr, lr_min=lr_min, momentum=0.9, weight_decay=3e-4)
         self.cell = cell
         self.network = NasBench201Network(cell, in_channels=1, channels=channels, cells_per_stage=cells_per_stage)
 
@@ -120,6 +127,7 @@ def record(
     val_size: int,
     calibration_size: int,
     seed: int,
+    schedule: str = "cosine",
 ) -> dict:
     """Record (or continue recording) ``runs`` curves into ``path``; returns the JSON's content."""
     settings = {
@@ -131,7 +139,7 @@ def record(
         "seed": seed,
         "channels": 8,
         "lr": 0.025,
-        "schedule": "cosine",
+        "schedule": schedule,
     }
     data: dict[str, Any] = {"settings": settings, "runs": []}
     if path.is_file():
@@ -156,7 +164,7 @@ def record(
             callbacks=[curve],
         )
         trainer.fit(
-            CellRetrain(cell),
+            CellRetrain(cell, schedule=schedule),
             train_dataloaders=DataLoader(train, batch_size=128, shuffle=True, generator=order),
             val_dataloaders=DataLoader(val, batch_size=500),
         )

@@ -203,6 +203,7 @@ def _load(args: argparse.Namespace) -> dict:
         val_size=args.val_size,
         calibration_size=args.calibration_size,
         seed=args.seed,
+        schedule=args.schedule,
     )
 
 
@@ -215,6 +216,7 @@ def main() -> None:
     parser.add_argument("--val-size", type=int, default=5000)
     parser.add_argument("--calibration-size", type=int, default=1000, help="training images for precise BN")
     parser.add_argument("--seed", type=int, default=0, help="draws the cells")
+    parser.add_argument("--schedule", choices=("cosine", "constant"), default="cosine", help="for a new recording")
     parser.add_argument("--observed", type=int, nargs="+", default=[2, 3, 4, 5, 6, 7], help="epochs seen")
     parser.add_argument("--min-epochs", type=int, default=3)
     parser.add_argument("--threshold", type=float, default=0.05)
@@ -251,7 +253,7 @@ def main() -> None:
         f'"regression" (Baker: the first {args.min_finished} finished runs train it)': _Search(
             curves, None, args.min_finished
         ),
-        f'"auto" (the default: "fit" until {args.min_finished} runs finished, then "regression")': _Search(
+        f'"auto" (should_stop\'s default: "fit" until {args.min_finished} runs finished, then "regression")': _Search(
             curves, fits[False], args.min_finished
         ),
     }
