@@ -158,3 +158,20 @@ def test_retrain_ramps_drop_path_linearly(tmp_path: Path) -> None:
     data = SyntheticDataModule(num_samples=64, num_classes=4, in_channels=1, image_size=8, batch_size=16)
     _trainer(tmp_path, max_epochs=4, limit_val_batches=0, callbacks=[Probe()]).fit(model, datamodule=data)
     assert seen == pytest.approx([0.0, 0.05, 0.1, 0.15])  # 0.2 * epoch / 4, as the reference schedule
+
+
+@pytest.mark.parametrize("nesterov", [False, True])
+def test_weight_nesterov_reaches_the_weight_optimizer(tmp_path: Path, nesterov: bool) -> None:
+    """NAS-Bench-201's runs of DARTS and GDAS use Nesterov momentum: the flag sets torch's SGD, the alphas' Adam
+    is unchanged."""
+    model = DARTS(_tiny_space(num_classes=4), order="first", weight_nesterov=nesterov)
+    gen = torch.Generator().manual_seed(0)
+    batch = {
+        k: (torch.randn(4, 1, 8, 8, generator=gen), torch.randint(0, 4, (4,), generator=gen)) for k in ("train", "val")
+    }
+    trainer = _trainer(tmp_path, max_steps=1)
+    trainer.fit(model, train_dataloaders=torch.utils.data.DataLoader([batch], batch_size=None))
+    weight_opt, arch_opt = trainer.optimizers
+    assert isinstance(weight_opt, torch.optim.SGD)
+    assert weight_opt.param_groups[0]["nesterov"] is nesterov
+    assert isinstance(arch_opt, torch.optim.Adam)
