@@ -56,12 +56,17 @@ def _check_sizes(search: bool, train_portion: float, subset: int | None, availab
 def split_indices(
     size: int, *, search: bool, train_portion: float, subset: int | None, seed: int
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """The seeded choice of training images: sorted indices for the weights and, in search mode, for the architecture.
+    """The seeded choice of training images: indices for the weights and, in search mode, for the architecture.
 
     A permutation of ``range(size)`` from ``torch.Generator().manual_seed(seed)`` is cut to ``subset`` (if given);
     without ``search`` it is the training set, with ``search`` its first ``floor(train_portion * n)`` entries train
     the weights and the rest the architecture. Every datamodule (and :class:`~lightning_nas.data.BilevelDataModule`
     around a user's datamodule) splits with this function, so one seed gives one split everywhere.
+
+    The weight indices are sorted (their loader shuffles them); the architecture half keeps the permutation's order,
+    because it is also the validation set, read in order: its first batches are then a random sample of it even
+    when the data is stored class by class (image folders, the CIFAR-10 JPEG archive), so a search that scores
+    architectures on a few validation batches sees every class.
 
     Args:
         size: Number of training items.
@@ -71,7 +76,8 @@ def split_indices(
         seed: Seed of the permutation.
 
     Returns:
-        ``(weights, architecture)``: sorted ``int64`` index tensors; ``architecture`` is ``None`` without ``search``.
+        ``(weights, architecture)``: ``int64`` index tensors, the first sorted, the second in the permutation's order;
+        ``architecture`` is ``None`` without ``search``.
 
     Raises:
         ValueError: If ``subset`` exceeds ``size`` or a search half would be empty.
@@ -86,7 +92,7 @@ def split_indices(
     if not search:
         return order.sort().values, None
     weights = math.floor(train_portion * len(order))
-    return order[:weights].sort().values, order[weights:].sort().values
+    return order[:weights].sort().values, order[weights:]
 
 
 def resumable_loader(
@@ -143,6 +149,10 @@ class ImageDataModule(pl.LightningDataModule):
           covers the architecture half, ``test_dataloader()`` the official test split.
         * ``search=False``: ``train_dataloader()`` covers the training set (or ``subset``); ``val_dataloader()``
           and ``test_dataloader()`` both cover the official test split.
+
+        The evaluation loaders read in order, and their datasets are held in a seeded random order (the
+        architecture half in :func:`split_indices`'s, the test split in a permutation from ``seed``), so the first
+        batches of a validation or test loader are a random sample of it, whatever order the files are stored in.
 
     Loaders yield ``uint8`` images ``[B, C, H, W]`` and ``int64`` labels ``[B]``. After the transfer to the device,
     :meth:`on_after_batch_transfer` returns ``(x, y)`` tuples (inside the dict in search mode) with ``x`` ``float32``
@@ -261,7 +271,12 @@ class ImageDataModule(pl.LightningDataModule):
         if self.train_dataset is None and (stage == "fit" or (stage == "validate" and self.search)):
             self._setup_train()
         if self.test_dataset is None and (stage in ("test", "predict") or not self.search):
-            self.test_dataset = self._load_checked(train=False)
+            test = self._load_checked(train=False)
+            # a fixed seeded order: the first batches of the (sequential) evaluation loaders are a random sample of
+            # the split even when it is stored class by class (image folders, the CIFAR-10 JPEG archive)
+            self.test_dataset = test.subset(
+                torch.randperm(len(test), generator=torch.Generator().manual_seed(self.seed))
+            )
         if not self.search:
             self.val_dataset = self.test_dataset
 

@@ -298,7 +298,7 @@ def test_image_folder_datamodule_derives_its_spec_from_the_data(tmp_path: Path) 
     assert data.spec.std == pytest.approx(tuple(scaled.std(axis=(0, 1, 2))), abs=1e-12)
     data.setup("test")
     assert data.test_dataset is not None
-    assert data.test_dataset.labels.tolist() == [0, 0, 1, 1]
+    assert sorted(data.test_dataset.labels.tolist()) == [0, 0, 1, 1]  # held in a seeded random order
     (root / "test" / "bee").rename(root / "test" / "wasp")
     other = ImageFolderDataModule(path=str(root), cache_dir=str(tmp_path))
     with pytest.raises(ValueError, match=r"'test' split has classes \['ant', 'wasp'\].*'train' split has"):
@@ -467,3 +467,32 @@ def test_cifar10_jpeg_recipes_run_through_the_cli(data_root: Path, image_cache: 
         ]
     )
     assert "val/acc" in (tmp_path / "retrain_cifar10_jpeg" / "version_0" / "metrics.csv").read_text()
+
+
+def test_first_evaluation_batches_of_a_class_sorted_folder_are_a_random_sample(tmp_path: Path) -> None:
+    """Files stored class by class (here 4 classes of 12): the validation loader (the architecture half) and the test
+    loader read their datasets in order, so those datasets are held in a seeded random order, and the first batch
+    of either sees most classes. Before, the architecture half was sorted and its first batches held one class."""
+    names = ("ant", "bee", "cat", "dog")
+    files = {
+        f"{split}/{name}/{i}.jpg": _jpeg(seed=1000 * len(split) + 100 * label + i)
+        for split, count in (("train", 12), ("test", 12))
+        for label, name in enumerate(names)
+        for i in range(count)
+    }
+    root = _write_folder(tmp_path / "src", files)
+    data = ImageFolderDataModule(path=str(root), cache_dir=str(tmp_path), batch_size=8, search=True, seed=3)
+    data.setup("fit")
+    data.setup("test")
+    # the architecture half is the seeded permutation's tail, in the permutation's order
+    order = torch.randperm(48, generator=torch.Generator().manual_seed(3))
+    assert data.val_indices is not None
+    assert torch.equal(data.val_indices, order[24:])
+    assert torch.equal(data.train_indices, order[:24].sort().values)
+    (_, val_labels), (_, test_labels) = next(iter(data.val_dataloader())), next(iter(data.test_dataloader()))
+    assert len(set(val_labels.tolist())) >= 3
+    assert len(set(test_labels.tolist())) >= 3
+    # the test split is every test image once, in a permutation from the seed
+    test_order = torch.randperm(48, generator=torch.Generator().manual_seed(3))
+    assert data.test_dataset is not None
+    assert data.test_dataset.labels.tolist() == (torch.arange(48) // 12)[test_order].tolist()
