@@ -61,11 +61,16 @@ def test_bf16_mixed_trains_with_finite_losses_to_the_fp32_architecture(case: Met
     assert isinstance(reference, NASModule)
     if isinstance(module, DARTS) and isinstance(reference, DARTS):
         # 4 steps move the alphas about as far as their random init (1e-3): the argmax of an edge is a near-tie that
-        # any rounding flips, so compare where the alphas went instead of the genotype
+        # any rounding flips, so compare where the alphas went instead of the genotype. Adam moves an entry by about
+        # its lr per step whatever the gradient's size, so the entries fp32 moved by most are those whose gradient
+        # kept its sign over all 4 steps; rounding may flip a gradient near zero, never one of those
         pl.seed_everything(0)
         start = _alphas(case.build())
         moved, expected = _alphas(module) - start, _alphas(reference) - start
-        assert float(torch.nn.functional.cosine_similarity(moved, expected, dim=0)) > 0.8
+        steady = expected.abs() > 0.75 * expected.abs().max()
+        assert int(steady.sum()) >= 3
+        assert torch.equal(torch.sign(moved[steady]), torch.sign(expected[steady]))
+        assert float(torch.nn.functional.cosine_similarity(moved, expected, dim=0)) > 0.5
     elif isinstance(module, CARS) and isinstance(reference, CARS):
         # the pool is scored on one batch of 16 images, where many members tie or differ by one image and rounding
         # decides the best; the same pool must get the same scores within one image
