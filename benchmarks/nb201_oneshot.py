@@ -43,12 +43,14 @@ at 0%, 10%, ..., 100% of its epochs with that cell's table accuracy; the mean pr
 all parameter-free ops in the method's architecture distribution) and the comparison the robust methods exist for:
 each robust method's mean table accuracy minus DARTS-V1's, paired by seed, with the standard error of that
 difference. ``--out runs.jsonl`` keeps every finished run (one JSON line each, so runs split over processes or cut
-short are not lost); ``--report runs*.jsonl`` prints the summary of saved runs.
+short are not lost); ``--report runs*.jsonl`` prints the summary of saved runs. The CPU-protocol runs behind
+``docs/nb201-oneshot.md`` (3 seeds of every method) are in ``benchmarks/results/nb201_oneshot_cpu.jsonl``.
 
     python benchmarks/nb201_oneshot.py --protocol cpu --seeds 3
     python benchmarks/nb201_oneshot.py --protocol cpu --seeds 1 --methods DARTS-V1 GDAS --subset 2000 --epochs 4
     python benchmarks/nb201_oneshot.py --data digits --seeds 1 --epochs 1      # a smoke test of the pipeline
     python benchmarks/nb201_oneshot.py --protocol paper --seeds 3 --accelerator gpu
+    python benchmarks/nb201_oneshot.py --report benchmarks/results/nb201_oneshot_cpu.jsonl
 """
 
 from __future__ import annotations
@@ -310,7 +312,7 @@ def _protocol(name: str, args: argparse.Namespace) -> Protocol:
             cells_per_stage=1,
             subset=args.subset or 10_000,
             epochs=args.epochs or 70,
-            arch_lr=3e-3,
+            arch_lr=args.arch_lr or 3e-3,
             evaluations=100,
             population=20,
             tournament=5,
@@ -323,7 +325,7 @@ def _protocol(name: str, args: argparse.Namespace) -> Protocol:
         cells_per_stage=5,
         subset=args.subset,
         epochs=args.epochs or 50,
-        arch_lr=3e-4,
+        arch_lr=args.arch_lr or 3e-4,
         evaluations=1000,
         population=50,
         tournament=10,
@@ -435,6 +437,9 @@ def main() -> None:
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
     parser.add_argument("--subset", type=int, default=None, help="training images used (both halves together)")
     parser.add_argument("--epochs", type=int, default=None, help="search epochs of every method")
+    parser.add_argument(
+        "--arch-lr", type=float, default=None, help="the differentiable methods' architecture learning rate"
+    )
     parser.add_argument("--accelerator", default="gpu", help="paper protocol only (the cpu protocol runs on CPU)")
     parser.add_argument("--table", type=Path, default=table_path())
     parser.add_argument(
