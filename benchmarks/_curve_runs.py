@@ -90,11 +90,28 @@ def random_cells(count: int, seed: int) -> list[str]:
 
 
 class _PreciseCurve(pl.Callback):
-    """Re-estimate the network's BN statistics on fixed training images before each validation; record the curve."""
+    """Re-estimate the network's BN statistics on fixed training images before each validation; record the curve.
+
+    Also kept, per epoch: the mean training loss over the epoch's batches (``train_loss``, Ru et al.'s "sum of
+    training losses" divided by the batches) and the validation loss (``val_loss``).
+    """
 
     def __init__(self, calibration: Tensor, batch_size: int = 250) -> None:
         self.batches = list(calibration.split(batch_size))
         self.values: list[float] = []
+        self.train_loss: list[float] = []
+        self.val_loss: list[float] = []
+        self._losses: list[float] = []
+
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+        self._losses.append(float(loss))
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.train_loss.append(sum(self._losses) / len(self._losses))
+        self._losses = []
 
     def on_validation_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not trainer.sanity_checking:
@@ -103,6 +120,7 @@ class _PreciseCurve(pl.Callback):
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not trainer.sanity_checking:
             self.values.append(float(trainer.callback_metrics["val/acc"]))
+            self.val_loss.append(float(trainer.callback_metrics["val/loss"]))
 
 
 def _datasets(root: Path, train_size: int, val_size: int) -> tuple[TensorDataset, TensorDataset]:
@@ -128,8 +146,13 @@ def record(
     calibration_size: int,
     seed: int,
     schedule: str = "cosine",
+    sizes: list[tuple[int, int]] | None = None,
 ) -> dict:
-    """Record (or continue recording) ``runs`` curves into ``path``; returns the JSON's content."""
+    """Record (or continue recording) ``runs`` curves into ``path``; returns the JSON's content.
+
+    ``sizes``: ``(channels, cells_per_stage)`` pairs, one drawn per run (seeded by ``seed``), for a search over the
+    network's size as well as its cell; ``None``: every run is ``C=8, N=1``.
+    """
     settings = {
         "protocol": PROTOCOL,
         "epochs": epochs,
@@ -141,12 +164,16 @@ def record(
         "lr": 0.025,
         "schedule": schedule,
     }
+    if sizes is not None:
+        settings["sizes"] = [list(size) for size in sizes]
     data: dict[str, Any] = {"settings": settings, "runs": []}
     if path.is_file():
         data = json.loads(path.read_text())
         if data["settings"] != settings:
             raise ValueError(f"{path} was recorded with {data['settings']}, not {settings}; use another --curves")
     cells = random_cells(runs, seed)
+    size_rng = random.Random(seed + 10_000)
+    run_sizes = [size_rng.choice(sizes) if sizes else (8, 1) for _ in cells]
     train, val = _datasets(root, train_size, val_size)
     calibration = train.tensors[0][:calibration_size]
     for k, cell in enumerate(cells[len(data["runs"]) :], start=len(data["runs"])):
@@ -164,12 +191,16 @@ def record(
             callbacks=[curve],
         )
         trainer.fit(
-            CellRetrain(cell, schedule=schedule),
+            CellRetrain(cell, channels=run_sizes[k][0], cells_per_stage=run_sizes[k][1], schedule=schedule),
             train_dataloaders=DataLoader(train, batch_size=128, shuffle=True, generator=order),
             val_dataloaders=DataLoader(val, batch_size=500),
         )
         seconds = time.perf_counter() - start
-        data["runs"].append({"cell": cell, "curve": curve.values, "seconds": seconds})
+        channels, cells_per_stage = run_sizes[k]
+        data["runs"].append(
+            {"cell": cell, "channels": channels, "cells_per_stage": cells_per_stage, "curve": curve.values,
+             "train_loss": curve.train_loss, "val_loss": curve.val_loss, "seconds": seconds}
+        )  # fmt: skip
         atomic_write_text(path, json.dumps(data, indent=1))
         print(f"run {k}: {cell} final {curve.values[-1]:.4f} ({seconds:.0f} s)", flush=True)
     return data

@@ -49,6 +49,12 @@ A second recording, declared before it was made (same settings and verdict; 25 o
 constant learning rate, ``--schedule constant``), is in
 ``benchmarks/results/learning_curves_fmnist_nb201_constant_lr.json``.
 
+Two more, declared before they were made (``--seed 2``, ``--seed 3``: 25 other cells each, the cosine schedule),
+also keep each epoch's mean training loss and validation loss (``train_loss``, ``val_loss``). On them the verdict
+is read from the regression with the training losses as extra features (``regression+train_loss``, printed when a
+recording has them): ``benchmarks/results/learning_curves_fmnist_nb201_seed2.json`` and ``..._seed3.json``.
+``--sizes 4x1 8x1 4x2 8x2`` records a search over the network's size (``C x N`` drawn per run) as well as its cell.
+
     OMP_NUM_THREADS=1 python benchmarks/learning_curves.py                # reads benchmarks/results/... if there
     OMP_NUM_THREADS=1 python benchmarks/learning_curves.py \\
         --curves benchmarks/results/learning_curves_fmnist_nb201_constant_lr.json
@@ -83,6 +89,12 @@ Predict = Callable[[int, int], CurvePrediction]
 """``(run, epochs seen) -> prediction of the run's final accuracy``."""
 
 
+def _sizes(settings: dict) -> str:
+    if "sizes" not in settings:
+        return f"C={settings['channels']} N=1"
+    return "C x N drawn from " + ", ".join(f"{c}x{n}" for c, n in settings["sizes"])
+
+
 def _data_root() -> Path:
     root = os.environ.get("LIGHTNING_NAS_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data"
     return Path(root)
@@ -103,10 +115,26 @@ def _fit_predictions(curves: Curves, val_size: int, binomial: bool) -> dict[tupl
     }
 
 
-def _leave_one_out(curves: Curves) -> Predict:
-    """Each run predicted by the regression on all the other runs."""
-    models = [CurveRegression([c for j, c in enumerate(curves) if j != run]) for run in range(len(curves))]
-    return lambda run, seen: models[run].predict(curves[run][:seen], upper=1.0)
+Extra = dict[str, Curves]
+"""More per-epoch series of every run, by name (``{"train_loss": [run 0's, run 1's, ...]}``)."""
+
+
+def _regression(curves: Curves, extra: Extra, runs: list[int]) -> CurveRegression:
+    """The regression on ``runs``' curves and extra series."""
+    return CurveRegression(
+        [curves[j] for j in runs], extra={name: [series[j] for j in runs] for name, series in extra.items()}
+    )
+
+
+def _predict(model: CurveRegression, curves: Curves, extra: Extra, run: int, seen: int) -> CurvePrediction:
+    return model.predict(curves[run][:seen], extra={name: series[run] for name, series in extra.items()}, upper=1.0)
+
+
+def _leave_one_out(curves: Curves, extra: Extra | None = None) -> Predict:
+    """Each run predicted by the regression on all the other runs (with ``extra`` series as features too)."""
+    extra = extra or {}
+    models = [_regression(curves, extra, [j for j in range(len(curves)) if j != run]) for run in range(len(curves))]
+    return lambda run, seen: _predict(models[run], curves, extra, run, seen)
 
 
 def _ranking(curves: Curves, observed: list[int], predict: Predict, first: int) -> None:
@@ -149,16 +177,17 @@ class _Search:
         curves: Curves,
         fits: dict[tuple[int, int], CurvePrediction] | None,
         min_finished: int | None,
+        extra: Extra | None = None,
     ) -> None:
-        self.curves, self.fits, self.min_finished = curves, fits, min_finished
+        self.curves, self.fits, self.min_finished, self.extra = curves, fits, min_finished, extra or {}
         self._regressions: dict[tuple[int, ...], CurveRegression] = {}
 
     def prediction(self, run: int, seen: int, finished: list[int]) -> CurvePrediction | None:
         if self.min_finished is not None and len(finished) >= self.min_finished:
             key = tuple(sorted(finished))
             if key not in self._regressions:
-                self._regressions[key] = CurveRegression([self.curves[j] for j in key])
-            return self._regressions[key].predict(self.curves[run][:seen], upper=1.0)
+                self._regressions[key] = _regression(self.curves, self.extra, list(key))
+            return _predict(self._regressions[key], self.curves, self.extra, run, seen)
         return None if self.fits is None else self.fits[run, seen]
 
     def run(self, order: list[int], min_epochs: int, threshold: float) -> tuple[int, int]:
@@ -210,6 +239,7 @@ def _load(args: argparse.Namespace) -> dict:
         calibration_size=args.calibration_size,
         seed=args.seed,
         schedule=args.schedule,
+        sizes=None if args.sizes is None else [(int(c), int(n)) for c, n in (size.split("x") for size in args.sizes)],
     )
 
 
@@ -223,6 +253,9 @@ def main() -> None:
     parser.add_argument("--calibration-size", type=int, default=1000, help="training images for precise BN")
     parser.add_argument("--seed", type=int, default=0, help="draws the cells")
     parser.add_argument("--schedule", choices=("cosine", "constant"), default="cosine", help="for a new recording")
+    parser.add_argument(
+        "--sizes", nargs="+", help="for a new recording: network sizes CxN drawn per run (e.g. 4x1 8x1 4x2 8x2)"
+    )
     parser.add_argument("--observed", type=int, nargs="+", default=[2, 3, 4, 5, 6, 7], help="epochs seen")
     parser.add_argument("--min-epochs", type=int, default=3)
     parser.add_argument("--threshold", type=float, default=0.05)
@@ -234,11 +267,14 @@ def main() -> None:
     data = _load(args)
     runs, settings = data["runs"], data["settings"]
     curves = [r["curve"] for r in runs]
+    # recordings from 2026-12 on also keep each epoch's mean training loss: a feature of the regression beside the
+    # curve (named "+train_loss" below); the older ones have only the curve
+    extra: Extra = {"train_loss": [r["train_loss"] for r in runs]} if all("train_loss" in r for r in runs) else {}
     final = [c[-1] for c in curves]
     ranked = sorted(final)
     print(
         f"{len(runs)} runs of {settings['epochs']} epochs (Fashion-MNIST {settings['train_size']} train / "
-        f"{settings['val_size']} val images, NB201 C={settings['channels']} N=1, protocol "
+        f"{settings['val_size']} val images, NB201 {_sizes(settings)}, protocol "
         f"{settings.get('protocol', 1)}) from {args.curves.name}; {sum(r['seconds'] for r in runs) / 60:.1f} min "
         f"of training recorded\nfinal accuracies {ranked[0]:.4f}..{ranked[-1]:.4f} (median "
         f"{statistics.median(final):.4f}); best {ranked[-1]:.4f}, runner-up {ranked[-2]:.4f}"
@@ -249,6 +285,8 @@ def main() -> None:
         "fit+binomial": (lambda run, seen: fits[True][run, seen], 3),
         "regression (leave-one-out)": (_leave_one_out(curves), 1),
     }
+    if extra:
+        predictors["regression+train_loss (leave-one-out)"] = (_leave_one_out(curves, extra), 1)
     for name, (predict, first) in predictors.items():
         print(f"\n## Ranking by {name}\n")
         _ranking(curves, [k for k in args.observed if k < settings["epochs"]], predict, first)
@@ -263,6 +301,10 @@ def main() -> None:
             curves, fits[False], args.min_finished
         ),
     }
+    if extra:
+        rules['"regression+train_loss" (the same, with the mean training losses as features)'] = _Search(
+            curves, None, args.min_finished, extra
+        )
     print(
         f"\n## Early stopping: min_epochs {args.min_epochs}, threshold {args.threshold}, {args.seeds} search orders\n"
     )

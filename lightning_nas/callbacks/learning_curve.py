@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import lightning.pytorch as pl
+import torch
 from typing_extensions import override
 
 from lightning_nas.predictors.curves import CurvePrediction
@@ -17,7 +18,11 @@ from lightning_nas.predictors.stopping import (
     predict_final,
 )
 
-__all__ = ["LearningCurveStopping"]
+__all__ = ["TRAIN_LOSS", "LearningCurveStopping"]
+
+TRAIN_LOSS = "train_loss"
+"""The extra series recorded by the callback itself: the mean of the losses ``training_step`` returned over the
+epoch (averaged over the ranks under DDP)."""
 
 
 class LearningCurveStopping(pl.Callback):
@@ -45,10 +50,17 @@ class LearningCurveStopping(pl.Callback):
             ``"fit"`` or ``"regression"``.
         finished: the curves of finished runs of the same length (``final_epoch`` values each).
         min_finished: finished runs needed before the regression is used (>= 3).
+        extra: more per-epoch series for the regression to read beside the curve (recorded in :attr:`series`):
+            ``"train_loss"`` (:data:`TRAIN_LOSS`, the epoch's mean training loss, which the callback averages
+            from what ``training_step`` returns) or the name of any metric the module logs by the validation's end
+            (e.g. ``"val_loss"``).
+        finished_extra: those series of the finished runs (``{name: [one series per finished run]}``), required
+            for every name in ``extra`` when ``finished`` is given.
 
     Raises:
         ValueError: ``min_epochs < 3``, a ``threshold`` outside (0, 1), a negative ``noise``, ``final_epoch < 1``,
-            an unknown ``predictor``, ``min_finished < 3`` or finished curves of different lengths.
+            an unknown ``predictor``, ``min_finished < 3``, finished curves of different lengths, or finished
+            extra series that are missing or do not match ``extra``.
     """
 
     def __init__(
@@ -64,6 +76,8 @@ class LearningCurveStopping(pl.Callback):
         predictor: Predictor = "auto",
         finished: Sequence[Sequence[float]] | None = None,
         min_finished: int = MIN_FINISHED,
+        extra: Sequence[str] = (),
+        finished_extra: Mapping[str, Sequence[Sequence[float]]] | None = None,
     ) -> None:
         if min_epochs < 3:
             raise ValueError(f"min_epochs must be >= 3 (a curve fit needs 3 points), got {min_epochs}")
@@ -77,8 +91,24 @@ class LearningCurveStopping(pl.Callback):
         self.min_epochs, self.threshold, self.upper, self.noise = min_epochs, threshold, upper, noise
         check_predictor(predictor, min_finished)
         self.predictor, self.min_finished = predictor, min_finished
-        self.regression = None if predictor == "fit" else calibrated_regression(finished, final_epoch, min_finished)
+        self.extra = tuple(extra)
+        if len(set(self.extra)) != len(self.extra):
+            raise ValueError(f"extra names a series twice: {list(self.extra)}")
+        finished_extra = dict(finished_extra or {})
+        if finished is not None and sorted(finished_extra) != sorted(self.extra):
+            raise ValueError(
+                f"finished_extra must hold the finished runs' series of every name in extra {sorted(self.extra)}, "
+                f"got {sorted(finished_extra)}"
+            )
+        self.regression = (
+            None
+            if predictor == "fit"
+            else calibrated_regression(finished, final_epoch, min_finished, finished_extra or None)
+        )
         self.curve: list[float] = []
+        self.series: dict[str, list[float]] = {name: [] for name in self.extra}
+        self._loss_sum: torch.Tensor | None = None  # summed on the device: no host sync per step
+        self._loss_count = 0
         self.stopped_epoch: int | None = None
 
     @property
@@ -87,11 +117,24 @@ class LearningCurveStopping(pl.Callback):
         return self._generate_state_key(monitor=self.monitor)
 
     @override
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        if TRAIN_LOSS in self.extra:
+            loss = outputs.get("loss") if isinstance(outputs, Mapping) else outputs
+            if isinstance(loss, torch.Tensor):
+                loss = loss.detach().float()
+                self._loss_sum = loss if self._loss_sum is None else self._loss_sum + loss
+                self._loss_count += 1
+
+    @override
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         """Record the epoch's value, log the prediction and decide whether to stop."""
         if trainer.sanity_checking or self.monitor not in trainer.callback_metrics:
             return
         self.curve.append(float(trainer.callback_metrics[self.monitor]))
+        for name in self.extra:
+            self.series[name].append(self._epoch_value(trainer, pl_module, name))
         final = self._final_epoch(trainer)
         if len(self.curve) < self.min_epochs or final <= len(self.curve):
             return
@@ -107,6 +150,24 @@ class LearningCurveStopping(pl.Callback):
             trainer.should_stop = True
             self.stopped_epoch = len(self.curve)
 
+    def _epoch_value(self, trainer: pl.Trainer, pl_module: pl.LightningModule, name: str) -> float:
+        if name == TRAIN_LOSS:
+            if self._loss_sum is None:
+                raise ValueError(
+                    "LearningCurveStopping(extra=['train_loss']) needs training_step to return the loss "
+                    "(a tensor or {'loss': tensor}); this module's returned none this epoch"
+                )
+            # on the module's device: a DDP all-reduce over NCCL takes GPU tensors only
+            local = (self._loss_sum / self._loss_count).to(pl_module.device)
+            self._loss_sum, self._loss_count = None, 0
+            return float(trainer.strategy.reduce(local, reduce_op="mean"))
+        if name not in trainer.callback_metrics:
+            raise KeyError(
+                f"LearningCurveStopping(extra=[{name!r}]): the module logs no {name!r} by the validation's end; "
+                f"it logs {sorted(trainer.callback_metrics)}, or use {TRAIN_LOSS!r}"
+            )
+        return float(trainer.callback_metrics[name])
+
     def _predict(self, final_epoch: int) -> CurvePrediction | None:
         return predict_final(
             self.curve,
@@ -116,6 +177,7 @@ class LearningCurveStopping(pl.Callback):
             min_finished=self.min_finished,
             upper=self.upper,
             noise=self.noise,
+            extra=self.series if self.regression is not None else None,
         )
 
     def _final_epoch(self, trainer: pl.Trainer) -> int:
@@ -127,9 +189,15 @@ class LearningCurveStopping(pl.Callback):
 
     @override
     def state_dict(self) -> dict[str, Any]:
-        return {"curve": list(self.curve), "stopped_epoch": self.stopped_epoch}
+        return {
+            "curve": list(self.curve),
+            "stopped_epoch": self.stopped_epoch,
+            "series": {name: list(values) for name, values in self.series.items()},
+        }
 
     @override
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
         self.curve = [float(v) for v in state_dict["curve"]]
         self.stopped_epoch = state_dict["stopped_epoch"]
+        saved = state_dict.get("series", {})
+        self.series = {name: [float(v) for v in saved.get(name, [])] for name in self.extra}

@@ -23,12 +23,18 @@ cross-validation error; the t widens it while few runs have finished):
 
 Unlike :func:`~lightning_nas.predictors.extrapolate`, it needs no curve family: whatever shape the learning-rate
 schedule gives the curves, the finished runs had it too.
+
+Other per-epoch series of the same runs can join the features (``extra``; Baker et al. add more than the curve
+itself): each series' first ``k`` values, standardised the same way, enter the sum beside the curve's. The mean
+training loss of each epoch (``"train_loss"``; Ru et al., NeurIPS 2021, rank architectures by the sum of training
+losses) is averaged over every training batch, so it carries far less sampling noise than an accuracy measured on
+a few thousand validation images.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -41,9 +47,13 @@ ALPHAS: tuple[float, ...] = tuple(float(a) for a in np.logspace(-3, 4, 15))
 """The ridge penalties tried (on standardised features), chosen per ``k`` by leave-one-out error."""
 
 
+Series = Mapping[str, Sequence[Sequence[float]]]
+"""Named per-epoch series of several runs: ``{name: [run 1's values, run 2's values, ...]}``."""
+
+
 @dataclass(frozen=True)
 class _Model:
-    """The ridge regression of ``y_T - y_k`` on the first ``k`` standardised values."""
+    """The ridge regression of ``y_T - y_k`` on the first ``k`` standardised values (curve, then each extra)."""
 
     intercept: float
     weights: np.ndarray
@@ -60,11 +70,13 @@ class CurveRegression:
     Args:
         finished: the curves of finished runs (one value per epoch from epoch 1, all of the same length ``T``;
             at least 3 runs). The last value of each is its final value.
+        extra: more per-epoch series of the same runs, by name (e.g. ``{"train_loss": [...]}``): one series per
+            finished run, in the same order, ``T`` values each. :meth:`predict` then needs the same series.
         alphas: ridge penalties to choose from.
 
     Raises:
         ValueError: fewer than 3 curves, curves of different lengths or shorter than 2 epochs, non-finite values,
-            or a non-positive penalty.
+            an extra series whose runs or lengths differ from the curves', or a non-positive penalty.
 
     Example:
         >>> finished = [[0.5, 0.6, 0.7], [0.3, 0.4, 0.5], [0.6, 0.7, 0.8], [0.4, 0.5, 0.6]]  # each gains 0.1 later
@@ -73,7 +85,9 @@ class CurveRegression:
         0.65
     """
 
-    def __init__(self, finished: Sequence[Sequence[float]], *, alphas: Sequence[float] = ALPHAS) -> None:
+    def __init__(
+        self, finished: Sequence[Sequence[float]], *, extra: Series | None = None, alphas: Sequence[float] = ALPHAS
+    ) -> None:
         lengths = sorted({len(curve) for curve in finished})
         if len(finished) < 3:
             raise ValueError(f"a curve regression needs at least 3 finished curves, got {len(finished)}")
@@ -85,6 +99,18 @@ class CurveRegression:
         if not alphas or min(alphas) <= 0:
             raise ValueError(f"alphas must be positive ridge penalties, got {list(alphas)}")
         self.curves = curves
+        self.extra: dict[str, np.ndarray] = {}
+        for name, series in (extra or {}).items():
+            shapes = sorted({len(values) for values in series})
+            if len(series) != len(finished) or shapes != [curves.shape[1]]:
+                raise ValueError(
+                    f"extra series {name!r} must hold {len(finished)} runs of {curves.shape[1]} values (like the "
+                    f"finished curves), got {len(series)} runs of lengths {shapes}"
+                )
+            values = np.asarray(series, dtype=np.float64)
+            if not np.isfinite(values).all():
+                raise ValueError(f"extra series {name!r} of the finished runs has non-finite values")
+            self.extra[name] = values
         self.alphas = tuple(float(a) for a in alphas)
         self._models: dict[int, _Model] = {}
 
@@ -98,20 +124,34 @@ class CurveRegression:
         """``n``: the finished runs the regression learns from."""
         return int(self.curves.shape[0])
 
+    @property
+    def extra_names(self) -> tuple[str, ...]:
+        """The extra series the regression was given (and :meth:`predict` needs)."""
+        return tuple(self.extra)
+
     def predict(
-        self, curve: Sequence[float], *, upper: float | None = None, z: float = 1.96, num_samples: int = 1000
+        self,
+        curve: Sequence[float],
+        *,
+        extra: Mapping[str, Sequence[float]] | None = None,
+        upper: float | None = None,
+        z: float = 1.96,
+        num_samples: int = 1000,
     ) -> CurvePrediction:
         """The predictive distribution of ``curve``'s value at :attr:`final_epoch`.
 
         Args:
             curve: the observed values from epoch 1 (1 to ``T`` of them).
+            extra: the run's values of every series in :attr:`extra_names` (at least ``len(curve)`` each; the
+                first ``len(curve)`` are used).
             upper: the metric's ceiling; samples above it are set to it.
             z: the interval's half-width in standard-normal quantiles (1.96: a 95% interval).
             num_samples: the predictive distribution's quantiles at ``(i + 0.5) / num_samples``, kept as
                 ``samples`` (``probability_above`` is exact to ``1 / num_samples``).
 
         Raises:
-            ValueError: an empty curve, one longer than ``T``, non-finite values or fewer than 10 samples.
+            ValueError: an empty curve, one longer than ``T``, non-finite values, fewer than 10 samples, or extra
+                series that are missing, unknown or shorter than the curve.
         """
         y = np.asarray(curve, dtype=np.float64)
         if y.ndim != 1 or not 1 <= len(y) <= self.final_epoch:
@@ -122,11 +162,24 @@ class CurveRegression:
             raise ValueError(f"learning curve has non-finite values: {y.tolist()}")
         if num_samples < 10:
             raise ValueError(f"num_samples must be >= 10, got {num_samples}")
+        given = dict(extra or {})
+        if sorted(given) != sorted(self.extra):
+            raise ValueError(f"this regression was fitted with extra series {sorted(self.extra)}; got {sorted(given)}")
+        observed = [y]
+        for name in self.extra:
+            values = np.asarray(given[name], dtype=np.float64)
+            if values.ndim != 1 or len(values) < len(y):
+                raise ValueError(
+                    f"extra series {name!r} needs at least {len(y)} values (the curve's), got {len(values)}"
+                )
+            if not np.isfinite(values[: len(y)]).all():
+                raise ValueError(f"extra series {name!r} has non-finite values: {values[: len(y)].tolist()}")
+            observed.append(values[: len(y)])
         last = float(y[-1])
         if len(y) == self.final_epoch:
             return CurvePrediction(last, 0.0, last, last, {"regression": last}, {"regression": 1.0})
         model = self._model(len(y))
-        mean = last + model.intercept + float(((y - model.mean) / model.scale) @ model.weights)
+        mean = last + model.intercept + float(((np.concatenate(observed) - model.mean) / model.scale) @ model.weights)
         from scipy.special import stdtrit  # the Student t's quantile function
 
         samples = mean + model.loo_rmse * stdtrit(model.dof, (np.arange(num_samples) + 0.5) / num_samples)
@@ -149,11 +202,12 @@ class CurveRegression:
     def _fit(self, k: int) -> _Model:
         from sklearn.linear_model import RidgeCV
 
-        observed, target = self.curves[:, :k], self.curves[:, -1] - self.curves[:, k - 1]
+        observed = np.concatenate([self.curves[:, :k], *(values[:, :k] for values in self.extra.values())], axis=1)
+        target = self.curves[:, -1] - self.curves[:, k - 1]
         mean, scale = observed.mean(0), observed.std(0)
         scale = np.where(scale > 1e-12, scale, 1.0)
         features = (observed - mean) / scale
-        ridge = RidgeCV(alphas=self.alphas, store_cv_results=True).fit(features, target)
+        ridge = RidgeCV(alphas=np.asarray(self.alphas), store_cv_results=True).fit(features, target)
         errors = np.asarray(ridge.cv_results_)  # [runs, alphas]: squared leave-one-out errors
         without = np.argmin(errors.sum(0)[None, :] - errors, axis=1)  # the penalty chosen without each run
         loo_rmse = math.sqrt(float(np.mean(errors[np.arange(len(target)), without])))

@@ -10,14 +10,18 @@ Three predictors (``predictor``):
 - ``"auto"``: the regression once ``min_finished`` runs have finished, the curve fit before.
 
 :func:`should_stop` stops a run once ``P(final > best_so_far) < threshold``.
+
+The regression can also read other per-epoch series of the runs (``finished_extra`` for the finished runs,
+``extra`` for the one predicted), such as each epoch's mean training loss (see
+:class:`~lightning_nas.predictors.CurveRegression`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Literal
 
-from lightning_nas.predictors.curve_regression import CurveRegression
+from lightning_nas.predictors.curve_regression import CurveRegression, Series
 from lightning_nas.predictors.curves import CurvePrediction, extrapolate
 
 __all__ = ["MIN_FINISHED", "PREDICTOR_CHOICES", "calibrated_regression", "predict_final", "should_stop"]
@@ -39,13 +43,17 @@ def check_predictor(predictor: str, min_finished: int) -> None:
 
 
 def calibrated_regression(
-    finished: Finished, final_epoch: int | None, min_finished: int = MIN_FINISHED
+    finished: Finished,
+    final_epoch: int | None,
+    min_finished: int = MIN_FINISHED,
+    finished_extra: Series | None = None,
 ) -> CurveRegression | None:
-    """The regression on ``finished`` (curves or an already built one), or ``None`` with fewer than
-    ``min_finished`` runs.
+    """The regression on ``finished`` (curves, with ``finished_extra``'s series as more features, or an already
+    built regression), or ``None`` with fewer than ``min_finished`` runs.
 
     Raises:
-        ValueError: ``min_finished < 3``, or finished curves whose length is not ``final_epoch`` (unless ``None``).
+        ValueError: ``min_finished < 3``, finished curves whose length is not ``final_epoch`` (unless ``None``), or
+            extra series that do not match the curves.
     """
     check_predictor("regression", min_finished)
     if finished is None:
@@ -53,7 +61,7 @@ def calibrated_regression(
     if not isinstance(finished, CurveRegression):
         if len(finished) < min_finished:
             return None
-        finished = CurveRegression(finished)
+        finished = CurveRegression(finished, extra=finished_extra)
     if final_epoch is not None and finished.final_epoch != final_epoch:
         raise ValueError(f"the finished curves have {finished.final_epoch} epochs, but final_epoch is {final_epoch}")
     return finished if finished.num_runs >= min_finished else None
@@ -68,6 +76,8 @@ def predict_final(
     min_finished: int = MIN_FINISHED,
     upper: float | None = None,
     noise: float | None = None,
+    extra: Mapping[str, Sequence[float]] | None = None,
+    finished_extra: Series | None = None,
 ) -> CurvePrediction | None:
     """The predictive distribution of ``curve``'s value at ``final_epoch``; ``None`` when ``predictor`` is
     ``"regression"`` and fewer than ``min_finished`` runs have finished.
@@ -80,10 +90,13 @@ def predict_final(
         min_finished: finished runs needed before the regression is used (>= 3).
         upper: the metric's ceiling.
         noise: the curve fit's prior observation noise (see :func:`~lightning_nas.predictors.extrapolate`).
+        extra: this run's other per-epoch series (e.g. ``{"train_loss": [...]}``), read by the regression only.
+        finished_extra: the same series of the finished runs (``{name: [one series per finished run]}``).
 
     Raises:
         ValueError: an unknown ``predictor``, ``min_finished < 3``, finished curves of another length than
-            ``final_epoch``, or what :func:`~lightning_nas.predictors.extrapolate` refuses.
+            ``final_epoch``, extra series that do not match, or what
+            :func:`~lightning_nas.predictors.extrapolate` refuses.
 
     Example:
         >>> finished = [[0.5, 0.6, 0.7, 0.8], [0.3, 0.4, 0.5, 0.6], [0.6, 0.7, 0.8, 0.9]]  # each gains 0.1 last
@@ -93,9 +106,11 @@ def predict_final(
         True
     """
     check_predictor(predictor, min_finished)
-    regression = None if predictor == "fit" else calibrated_regression(finished, final_epoch, min_finished)
+    regression = (
+        None if predictor == "fit" else calibrated_regression(finished, final_epoch, min_finished, finished_extra)
+    )
     if regression is not None:
-        return regression.predict(curve, upper=upper)
+        return regression.predict(curve, extra=extra, upper=upper)
     if predictor == "regression":
         return None
     return extrapolate(curve, final_epoch, upper=upper, noise=noise)
@@ -113,6 +128,8 @@ def should_stop(
     predictor: Predictor = "auto",
     finished: Finished = None,
     min_finished: int = MIN_FINISHED,
+    extra: Mapping[str, Sequence[float]] | None = None,
+    finished_extra: Series | None = None,
 ) -> bool:
     """Whether a run whose metric so far is ``curve`` is unlikely to end above ``best_so_far``.
 
@@ -142,5 +159,7 @@ def should_stop(
         min_finished=min_finished,
         upper=upper,
         noise=noise,
+        extra=extra,
+        finished_extra=finished_extra,
     )
     return prediction is not None and prediction.probability_above(best_so_far) < threshold

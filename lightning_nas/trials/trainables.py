@@ -12,7 +12,9 @@ trial's config; the trial predicts its own final accuracy after every epoch
 finished curves once there are ``min_finished`` of them) and stops once it is unlikely to beat the best. Such a
 trial reports its whole curve so far (``accuracy_epoch_1``, ``accuracy_epoch_2``, ...) with every epoch, so the
 record of a finished trial holds its curve; its last report carries ``stopped_early: 1`` if it stopped early, and
-``epoch`` is the number of epochs it ran.
+``epoch`` is the number of epochs it ran. With ``early_stop={"extra": ["train_loss"]}`` the regression also reads
+each epoch's mean training loss: the trial reports it (``train_loss_epoch_1``, ...) and the driver passes the
+finished trials' series (``finished_extra``, JSON) beside their curves.
 """
 
 from __future__ import annotations
@@ -46,20 +48,24 @@ __all__ = [
     "TrialSpec",
     "best_finished_accuracy",
     "finished_curves",
+    "finished_series",
     "run_trial",
 ]
 
 Report = Callable[[Mapping[str, Any]], None]
 CURVE_METRIC = "accuracy_epoch_{}"
 """The key of epoch ``e``'s accuracy (from 1) in the reports of a trial that stops early."""
+SERIES_METRIC = "{}_epoch_{}"
+"""The key of epoch ``e``'s value of an extra series (``train_loss_epoch_3``) in the reports of such a trial."""
 
 
 class TrialSpec(Protocol):
     """What :func:`run_trial` runs: ``run(arch, report, best_so_far, finished_curves=...)`` reports metrics one or
     more times.
 
-    ``best_so_far`` is the best final accuracy of the finished trials and ``finished_curves`` their learning curves,
-    for trials that stop early; each is passed only when known, so a spec may also define ``run(arch, report)``.
+    ``best_so_far`` is the best final accuracy of the finished trials and ``finished_curves`` their learning curves
+    (``finished_extra``: their other per-epoch series), for trials that stop early; each is passed only when known,
+    so a spec may also define ``run(arch, report)``.
     """
 
     def run(
@@ -68,6 +74,7 @@ class TrialSpec(Protocol):
         report: Report,
         best_so_far: float | None = None,
         finished_curves: Sequence[Sequence[float]] | None = None,
+        finished_extra: Mapping[str, Sequence[Sequence[float]]] | None = None,
     ) -> None: ...
 
     def describe(self) -> dict[str, Any]: ...
@@ -85,14 +92,17 @@ def run_trial(config: Mapping[str, Any], spec: TrialSpec) -> None:
 
     best = config.get("best_so_far")
     curves = json.loads(config["finished_curves"]) if config.get("finished_curves") else None
+    extra = json.loads(config["finished_extra"]) if config.get("finished_extra") else None
     try:
         # a spec (a user's too) that predates best_so_far takes (arch, report): pass the context only when there is one
         if best is None:
             spec.run(arch, report)
         elif curves is None:
             spec.run(arch, report, float(best))
-        else:
+        elif extra is None:
             spec.run(arch, report, float(best), finished_curves=curves)
+        else:
+            spec.run(arch, report, float(best), finished_curves=curves, finished_extra=extra)
     except Exception as err:  # a failed trial is a result, never the end of the experiment
         last = traceback.extract_tb(err.__traceback__)[-1] if err.__traceback__ else None
         where = f" (at {Path(last.filename).name}:{last.lineno})" if last else ""
@@ -107,8 +117,8 @@ class ReportEpochs(pl.Callback):
         monitor: the logged metric read as accuracy (``val/acc`` for :class:`~lightning_nas.methods.Retrain`).
         extra: constant metrics added to each report (params, FLOPs, latency).
         stopper: a :class:`~lightning_nas.callbacks.LearningCurveStopping` placed before this callback; every
-            report then carries the curve so far (``accuracy_epoch_1`` ...), and the report of the epoch it stops
-            at ``stopped_early: 1``.
+            report then carries the curve so far (``accuracy_epoch_1`` ...) and the stopper's extra series
+            (``train_loss_epoch_1`` ...), and the report of the epoch it stops at ``stopped_early: 1``.
     """
 
     def __init__(
@@ -143,6 +153,8 @@ class ReportEpochs(pl.Callback):
         stopped, curve = {}, {}
         if self.stopper is not None:
             curve = {CURVE_METRIC.format(epoch): v for epoch, v in enumerate(self.curve, start=1)}
+            for name, values in self.stopper.series.items():
+                curve.update({SERIES_METRIC.format(name, epoch): v for epoch, v in enumerate(values, start=1)})
             stopped = {"stopped_early": 1.0} if self.stopper.stopped_epoch else {}
         metrics = {"accuracy": float(value), "epoch": float(trainer.current_epoch + 1), **self.extra, **curve}
         self.report({**metrics, **stopped})
@@ -186,7 +198,7 @@ def check_module(module: object, factory: object) -> pl.LightningModule:
     return module
 
 
-EARLY_STOP_OPTIONS = ("min_epochs", "threshold", "upper", "noise", "predictor", "min_finished")
+EARLY_STOP_OPTIONS = ("min_epochs", "threshold", "upper", "noise", "predictor", "min_finished", "extra")
 """The keys of ``LightningTrial(early_stop=...)``: :class:`~lightning_nas.callbacks.LearningCurveStopping`'s."""
 TRIAL_PREDICTOR = "regression"
 """The default ``predictor`` of a multi-trial search (Baker et al.'s protocol): the first ``min_finished`` trials
@@ -212,12 +224,26 @@ def best_finished_accuracy(records: Sequence[Any], max_epochs: int) -> float | N
 def finished_curves(records: Sequence[Any], max_epochs: int) -> list[list[float]]:
     """The learning curves (``accuracy_epoch_1`` .. ``accuracy_epoch_{max_epochs}``) of the successful records that
     ran ``max_epochs`` epochs and reported them, in record order."""
-    keys = [CURVE_METRIC.format(epoch) for epoch in range(1, max_epochs + 1)]
-    return [
-        [r.metrics[key] for key in keys]
+    return finished_series(records, max_epochs)[0]
+
+
+def finished_series(
+    records: Sequence[Any], max_epochs: int, extra: Sequence[str] = ()
+) -> tuple[list[list[float]], dict[str, list[list[float]]]]:
+    """The learning curves and the ``extra`` series (``{name}_epoch_1`` ..) of the successful records that ran
+    ``max_epochs`` epochs and reported all of them, in record order (the same records for every series)."""
+    epochs = range(1, max_epochs + 1)
+    keys = {"": [CURVE_METRIC.format(e) for e in epochs]}
+    keys.update({name: [SERIES_METRIC.format(name, e) for e in epochs] for name in extra})
+    complete = [
+        r
         for r in records
-        if r.status == "ok" and r.metrics.get("epoch", 0.0) >= max_epochs and all(key in r.metrics for key in keys)
+        if r.status == "ok"
+        and r.metrics.get("epoch", 0.0) >= max_epochs
+        and all(key in r.metrics for series in keys.values() for key in series)
     ]
+    series = {name: [[r.metrics[key] for key in names] for r in complete] for name, names in keys.items()}
+    return series.pop(""), series
 
 
 @dataclass
@@ -235,10 +261,11 @@ class LightningTrial:
         trainer_options: more :class:`lightning.pytorch.Trainer` arguments (``limit_train_batches``, ...).
         early_stop: stop hopeless trials by learning-curve prediction: options of
             :class:`~lightning_nas.callbacks.LearningCurveStopping` (``min_epochs``, ``threshold``, ``upper``,
-            ``noise``, ``predictor``, ``min_finished``; ``{}`` for the defaults, with ``predictor`` defaulting to
-            ``"regression"`` here: nothing stops before ``min_finished`` trials finished); each trial gets the best
-            finished trial's final accuracy as the value to beat and the finished trials' curves to calibrate its
-            prediction on. ``None``: every trial runs ``max_epochs``.
+            ``noise``, ``predictor``, ``min_finished``, ``extra``; ``{}`` for the defaults, with ``predictor``
+            defaulting to ``"regression"`` here: nothing stops before ``min_finished`` trials finished); each trial
+            gets the best finished trial's final accuracy as the value to beat and the finished trials' curves
+            (and ``extra`` series, e.g. ``["train_loss"]``) to calibrate its prediction on. ``None``: every trial
+            runs ``max_epochs``.
     """
 
     datamodule: Callable[[], pl.LightningDataModule]
@@ -262,12 +289,20 @@ class LightningTrial:
             self.stopper(None)  # bad values fail here, in the driver
 
     def stopper(
-        self, best_so_far: float | None, finished: Sequence[Sequence[float]] | None = None
+        self,
+        best_so_far: float | None,
+        finished: Sequence[Sequence[float]] | None = None,
+        finished_extra: Mapping[str, Sequence[Sequence[float]]] | None = None,
     ) -> LearningCurveStopping:
         """The early-stopping callback of one trial (requires ``early_stop``)."""
         options = {"predictor": TRIAL_PREDICTOR, **(self.early_stop or {})}
         return LearningCurveStopping(
-            monitor=self.monitor, final_epoch=self.max_epochs, best_so_far=best_so_far, finished=finished, **options
+            monitor=self.monitor,
+            final_epoch=self.max_epochs,
+            best_so_far=best_so_far,
+            finished=finished,
+            finished_extra=finished_extra,
+            **options,
         )
 
     def context(self, records: Sequence[Any]) -> dict[str, Any]:
@@ -275,8 +310,10 @@ class LightningTrial:
         trials' curves (``finished_curves``, a JSON list of lists)."""
         if self.early_stop is None:
             return {}
-        curves = finished_curves(records, self.max_epochs)
-        return {"best_so_far": best_finished_accuracy(records, self.max_epochs), "finished_curves": json.dumps(curves)}
+        curves, extra = finished_series(records, self.max_epochs, self.early_stop.get("extra", ()))
+        best = best_finished_accuracy(records, self.max_epochs)
+        context = {"best_so_far": best, "finished_curves": json.dumps(curves)}
+        return {**context, "finished_extra": json.dumps(extra)} if extra else context
 
     def build(self, arch: Arch) -> pl.LightningModule:
         """The child module of ``arch`` (raises ``TypeError`` if the factory returns something else)."""
@@ -299,6 +336,7 @@ class LightningTrial:
         report: Report,
         best_so_far: float | None = None,
         finished_curves: Sequence[Sequence[float]] | None = None,
+        finished_extra: Mapping[str, Sequence[Sequence[float]]] | None = None,
     ) -> None:
         module = self.build(arch)
         options = {
@@ -313,7 +351,7 @@ class LightningTrial:
             "num_sanity_val_steps": 0,
             **self.trainer_options,
         }
-        stopper = self.stopper(best_so_far, finished_curves) if self.early_stop is not None else None
+        stopper = self.stopper(best_so_far, finished_curves, finished_extra) if self.early_stop is not None else None
         reporter = ReportEpochs(report, self.monitor, self.costs(module), stopper)
         callbacks = [*([stopper] if stopper else []), reporter, *options.pop("callbacks", [])]
         trainer = pl.Trainer(callbacks=callbacks, **options)
@@ -366,6 +404,7 @@ class TabularTrial:
         report: Report,
         best_so_far: float | None = None,
         finished_curves: Sequence[Sequence[float]] | None = None,
+        finished_extra: Mapping[str, Sequence[Sequence[float]]] | None = None,
     ) -> None:
         row = self.table().query(arch)
         values = row if self.columns is None else {name: row[name] for name in self.columns}

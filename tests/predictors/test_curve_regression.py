@@ -93,3 +93,43 @@ def test_predict_final_switches_to_the_regression_at_min_finished() -> None:
     assert not should_stop(curve, 0.99, 4, predictor="regression", finished=finished, min_finished=4)
     with pytest.raises(ValueError, match="unknown predictor 'baker'; valid predictors: auto, fit, regression"):
         should_stop(curve, 0.99, 4, predictor="baker")  # type: ignore[arg-type]
+
+
+def test_an_extra_series_carries_what_the_curve_does_not() -> None:
+    """Curves with identical early values and finals 0.9 - 0.5 l_3, l the run's (e.g. training-loss) series: the
+    curve alone can only predict the mean gain; with ``extra={"loss": ...}`` the regression recovers the relation."""
+    rng = np.random.default_rng(1)
+    losses = np.sort(rng.uniform(0.2, 1.0, (30, 5)), axis=1)[:, ::-1]  # falling, like a training loss
+    curves = np.tile([0.5, 0.6, 0.65, 0.7, 0.0], (30, 1))
+    curves[:, -1] = 0.9 - 0.5 * losses[:, 2]
+    new_loss = [0.9, 0.7, 0.4, 0.3, 0.2]
+    alone = CurveRegression(curves.tolist()).predict([0.5, 0.6, 0.65])
+    assert alone.mean == pytest.approx(curves[:, -1].mean(), abs=1e-9)  # the early values tell the runs apart not
+    regression = CurveRegression(curves.tolist(), extra={"loss": losses.tolist()}, alphas=[1e-9])
+    assert regression.extra_names == ("loss",)
+    prediction = regression.predict([0.5, 0.6, 0.65], extra={"loss": new_loss})
+    assert prediction.mean == pytest.approx(0.9 - 0.5 * 0.4, abs=1e-6)
+    assert prediction.high - prediction.low == pytest.approx(0.0, abs=1e-6)
+    # the first len(curve) values of a longer series are used, whatever follows
+    assert regression.predict([0.5, 0.6, 0.65], extra={"loss": [*new_loss[:3], 9.0, 9.0]}).mean == prediction.mean
+
+
+def test_bad_extra_series_are_refused() -> None:
+    finished = [[0.1, 0.2], [0.2, 0.3], [0.3, 0.4]]
+    with pytest.raises(ValueError, match=r"extra series 'loss' must hold 3 runs of 2 values .*, got 2 runs"):
+        CurveRegression(finished, extra={"loss": [[1.0, 0.9], [1.0, 0.8]]})
+    with pytest.raises(ValueError, match=r"extra series 'loss' must hold 3 runs of 2 values .*lengths \[1, 2\]"):
+        CurveRegression(finished, extra={"loss": [[1.0, 0.9], [1.0], [1.0, 0.7]]})
+    with pytest.raises(ValueError, match="extra series 'loss' of the finished runs has non-finite values"):
+        CurveRegression(finished, extra={"loss": [[1.0, math.inf], [1.0, 0.8], [1.0, 0.7]]})
+    regression = CurveRegression(finished, extra={"loss": [[1.0, 0.9], [1.0, 0.8], [1.0, 0.7]]})
+    with pytest.raises(ValueError, match=r"fitted with extra series \['loss'\]; got \[\]"):
+        regression.predict([0.1])
+    with pytest.raises(ValueError, match=r"fitted with extra series \['loss'\]; got \['los'\]"):
+        regression.predict([0.1], extra={"los": [1.0]})
+    with pytest.raises(ValueError, match="extra series 'loss' needs at least 1 values"):
+        regression.predict([0.1], extra={"loss": []})
+    with pytest.raises(ValueError, match="extra series 'loss' has non-finite values"):
+        regression.predict([0.1], extra={"loss": [math.nan]})
+    with pytest.raises(ValueError, match=r"fitted with extra series \[\]; got \['loss'\]"):
+        CurveRegression(finished).predict([0.1], extra={"loss": [1.0]})

@@ -199,3 +199,43 @@ def test_callback_refuses_bad_settings() -> None:
         LearningCurveStopping(min_finished=1)
     with pytest.raises(ValueError, match="unknown predictor 'fits'; valid predictors: auto, fit, regression"):
         LearningCurveStopping(predictor="fits")  # type: ignore[arg-type]
+
+
+class _LossCurveModule(_CurveModule):
+    """A flat validation accuracy of 0.5 (the curve tells nothing) and a training loss of ``start - 0.05 * epoch``
+    in every step of an epoch (learning rate 0: only the returned value changes)."""
+
+    def __init__(self, start: float) -> None:
+        super().__init__()
+        self.start = start
+
+    def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
+        return self.layer(batch[0]).sum() * 0.0 + (self.start - 0.05 * self.current_epoch)
+
+    def validation_step(self, batch: torch.Tensor, batch_idx: int) -> None:
+        self.log("val_acc", 0.5)
+
+
+def test_callback_reads_the_training_loss_as_an_extra_series(tmp_path: Path) -> None:
+    """Finished runs with flat curves whose final is 0.9 - 0.5 * (epoch 3's mean training loss): calibrated on them
+    with ``extra=["train_loss"]`` the callback records each epoch's mean loss, stops the run whose loss says it ends
+    at 0.9 - 0.5 * 0.9 = 0.45 < 0.8 at epoch 3, and lets the one heading to 0.9 - 0.5 * 0.1 = 0.85 run on."""
+    losses = [[start - 0.05 * e for e in range(20)] for start in (1.0, 0.8, 0.6, 0.4, 0.3, 0.2)]
+    finished = [[0.5] * 19 + [0.9 - 0.5 * loss[2]] for loss in losses]
+    options = {"monitor": "val_acc", "best_so_far": 0.8, "finished": finished, "min_finished": 5}
+    hopeless = LearningCurveStopping(extra=["train_loss"], finished_extra={"train_loss": losses}, **options)
+    _fit(tmp_path / "hopeless", hopeless, _LossCurveModule(1.0))
+    assert hopeless.stopped_epoch == 3
+    assert hopeless.series["train_loss"] == pytest.approx([1.0, 0.95, 0.9])
+    promising = LearningCurveStopping(extra=["train_loss"], finished_extra={"train_loss": losses}, **options)
+    assert _fit(tmp_path / "promising", promising, _LossCurveModule(0.2)).current_epoch == 20
+    assert promising.stopped_epoch is None
+    blind = LearningCurveStopping(**options)  # the flat curves alone: the finished runs' mean, 0.9 - 0.5 * 0.45
+    assert _fit(tmp_path / "blind", blind, _LossCurveModule(1.0)).current_epoch == 20
+    with pytest.raises(ValueError, match=r"finished_extra must hold .* every name in extra \['train_loss'\], got \[\]"):
+        LearningCurveStopping(extra=["train_loss"], **options)
+    with pytest.raises(ValueError, match=r"extra names a series twice"):
+        LearningCurveStopping(extra=["train_loss", "train_loss"])
+    missing = LearningCurveStopping(monitor="val_acc", extra=["val_loss"])
+    with pytest.raises(KeyError, match=r"logs no 'val_loss' by the validation's end; it logs \['val_acc'\]"):
+        _fit(tmp_path / "missing", missing)

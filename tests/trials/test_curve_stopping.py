@@ -135,3 +135,85 @@ def test_unknown_early_stop_options_are_refused() -> None:
         LightningTrial(data, factory, early_stop={"patience": 2})
     with pytest.raises(ValueError, match="min_epochs must be >= 3"):
         LightningTrial(data, factory, early_stop={"min_epochs": 1})
+
+
+class ScriptedLoss(ScriptedCurve):
+    """The same flat accuracy for every child (0.6); its training loss, ``loss - 0.05 * epoch``, tells them apart."""
+
+    def __init__(self, loss: float) -> None:
+        super().__init__(0.0)
+        self.loss = loss
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        return self.layer(batch[0].flatten(1)).sum() * 0.0 + (self.loss - 0.05 * self.current_epoch)
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        self.log("val/acc", 0.6)
+
+
+def loss_factory(arch: Arch) -> pl.LightningModule:
+    return ScriptedLoss(float(arch["loss"]))
+
+
+def test_trials_report_the_training_loss_and_calibrate_on_the_finished_trials_losses() -> None:
+    """``early_stop={"extra": ["train_loss"]}``: a trial reports its mean training loss per epoch; the context holds
+    the finished trials' losses beside their curves; finished children whose final is 0.95 - 0.5 * (epoch 3's loss)
+    let the regression stop a child whose loss (0.9 at epoch 3) says it ends at 0.5, below the best."""
+    losses = [0.2, 0.4, 0.6, 0.8, 1.0]
+    series = [[loss - 0.05 * (e - 1) for e in range(1, EPOCHS + 1)] for loss in losses]
+    records = []
+    for i, loss in enumerate(series):
+        curve = [0.6] * (EPOCHS - 1) + [0.95 - 0.5 * loss[2]]
+        record = _record(f"{i:05d}", curve)
+        record.metrics.update({f"train_loss_epoch_{e}": v for e, v in enumerate(loss, start=1)})
+        records.append(record)
+    records.append(_record("00005", [0.6] * EPOCHS))  # finished without reporting losses: left out of both
+    trial = LightningTrial(
+        data, loss_factory, max_epochs=EPOCHS, early_stop={"min_finished": 5, "extra": ["train_loss"]}
+    )
+    context = trial.context(records)
+    assert context["best_so_far"] == pytest.approx(0.95 - 0.5 * 0.1)
+    finals = [[0.6] * (EPOCHS - 1) + [0.95 - 0.5 * loss[2]] for loss in series]
+    assert np.allclose(json.loads(context["finished_curves"]), finals)
+    assert np.allclose(json.loads(context["finished_extra"])["train_loss"], series)
+
+    reports: list[dict[str, float]] = []
+    trial.run(
+        {"loss": 1.0},
+        lambda m: reports.append(dict(m)),
+        context["best_so_far"],
+        finished_curves=json.loads(context["finished_curves"]),
+        finished_extra=json.loads(context["finished_extra"]),
+    )
+    assert len(reports) == 3
+    assert reports[-1]["stopped_early"] == 1.0
+    assert [reports[-1][f"train_loss_epoch_{e}"] for e in (1, 2, 3)] == pytest.approx([1.0, 0.95, 0.9])
+    with pytest.raises(ValueError, match=r"finished_extra must hold .*\['train_loss'\], got \[\]"):
+        trial.run({"loss": 1.0}, lambda m: None, 0.9, finished_curves=json.loads(context["finished_curves"]))
+
+
+def test_run_trial_passes_the_finished_series_only_to_specs_that_get_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ray import tune
+
+    from lightning_nas.trials.trainables import run_trial
+
+    calls: list[tuple] = []
+
+    class Spec:
+        def run(self, arch: Arch, report: object, *args: object, **kwargs: object) -> None:
+            calls.append((args, kwargs))
+
+        def describe(self) -> dict:
+            return {}
+
+    monkeypatch.setattr(tune, "report", lambda metrics: None)
+    arch = json.dumps({"ceiling": 0.5})
+    run_trial({"arch": arch}, Spec())
+    run_trial({"arch": arch, "best_so_far": 0.8, "finished_curves": "[[0.1, 0.2]]"}, Spec())
+    extra = json.dumps({"train_loss": [[1.0, 0.9]]})
+    run_trial({"arch": arch, "best_so_far": 0.8, "finished_curves": "[[0.1, 0.2]]", "finished_extra": extra}, Spec())
+    assert calls == [
+        ((), {}),
+        ((0.8,), {"finished_curves": [[0.1, 0.2]]}),
+        ((0.8,), {"finished_curves": [[0.1, 0.2]], "finished_extra": {"train_loss": [[1.0, 0.9]]}}),
+    ]
