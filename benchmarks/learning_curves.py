@@ -53,7 +53,9 @@ Two more, declared before they were made (``--seed 2``, ``--seed 3``: 25 other c
 also keep each epoch's mean training loss and validation loss (``train_loss``, ``val_loss``). On them the verdict
 is read from the regression with the training losses as extra features (``regression+train_loss``, printed when a
 recording has them): ``benchmarks/results/learning_curves_fmnist_nb201_seed2.json`` and ``..._seed3.json``.
-``--sizes 4x1 8x1 4x2 8x2`` records a search over the network's size (``C x N`` drawn per run) as well as its cell.
+``--sizes 4x1 8x1 4x2 8x2`` records a search over the network's size (``C x N`` drawn per run) as well as its cell;
+the one declared before it was made (``--seed 4``, same verdict) is
+``benchmarks/results/learning_curves_fmnist_nb201_sizes_seed4.json``.
 
     OMP_NUM_THREADS=1 python benchmarks/learning_curves.py                # reads benchmarks/results/... if there
     OMP_NUM_THREADS=1 python benchmarks/learning_curves.py \\
