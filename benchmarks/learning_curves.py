@@ -121,10 +121,12 @@ Extra = dict[str, Curves]
 """More per-epoch series of every run, by name (``{"train_loss": [run 0's, run 1's, ...]}``)."""
 
 
-def _regression(curves: Curves, extra: Extra, runs: list[int]) -> CurveRegression:
-    """The regression on ``runs``' curves and extra series."""
+def _regression(curves: Curves, extra: Extra, runs: list[int], window: int | None = None) -> CurveRegression:
+    """The regression on ``runs``' curves and extra series (the last ``window`` epochs of each)."""
     return CurveRegression(
-        [curves[j] for j in runs], extra={name: [series[j] for j in runs] for name, series in extra.items()}
+        [curves[j] for j in runs],
+        extra={name: [series[j] for j in runs] for name, series in extra.items()},
+        window=window,
     )
 
 
@@ -132,10 +134,12 @@ def _predict(model: CurveRegression, curves: Curves, extra: Extra, run: int, see
     return model.predict(curves[run][:seen], extra={name: series[run] for name, series in extra.items()}, upper=1.0)
 
 
-def _leave_one_out(curves: Curves, extra: Extra | None = None) -> Predict:
+def _leave_one_out(curves: Curves, extra: Extra | None = None, window: int | None = None) -> Predict:
     """Each run predicted by the regression on all the other runs (with ``extra`` series as features too)."""
     extra = extra or {}
-    models = [_regression(curves, extra, [j for j in range(len(curves)) if j != run]) for run in range(len(curves))]
+    models = [
+        _regression(curves, extra, [j for j in range(len(curves)) if j != run], window) for run in range(len(curves))
+    ]
     return lambda run, seen: _predict(models[run], curves, extra, run, seen)
 
 
@@ -180,15 +184,17 @@ class _Search:
         fits: dict[tuple[int, int], CurvePrediction] | None,
         min_finished: int | None,
         extra: Extra | None = None,
+        window: int | None = None,
     ) -> None:
         self.curves, self.fits, self.min_finished, self.extra = curves, fits, min_finished, extra or {}
+        self.window = window
         self._regressions: dict[tuple[int, ...], CurveRegression] = {}
 
     def prediction(self, run: int, seen: int, finished: list[int]) -> CurvePrediction | None:
         if self.min_finished is not None and len(finished) >= self.min_finished:
             key = tuple(sorted(finished))
             if key not in self._regressions:
-                self._regressions[key] = _regression(self.curves, self.extra, list(key))
+                self._regressions[key] = _regression(self.curves, self.extra, list(key), self.window)
             return _predict(self._regressions[key], self.curves, self.extra, run, seen)
         return None if self.fits is None else self.fits[run, seen]
 
@@ -272,6 +278,8 @@ def main() -> None:
     # recordings from 2026-12 on also keep each epoch's mean training loss: a feature of the regression beside the
     # curve (named "+train_loss" below); the older ones have only the curve
     extra: Extra = {"train_loss": [r["train_loss"] for r in runs]} if all("train_loss" in r for r in runs) else {}
+    # and the validation loss: the regression on the last epoch's accuracy and both losses ("last+losses")
+    losses: Extra = {**extra, "val_loss": [r["val_loss"] for r in runs]} if extra else {}
     final = [c[-1] for c in curves]
     ranked = sorted(final)
     print(
@@ -289,6 +297,7 @@ def main() -> None:
     }
     if extra:
         predictors["regression+train_loss (leave-one-out)"] = (_leave_one_out(curves, extra), 1)
+        predictors["regression, last epoch+losses (leave-one-out)"] = (_leave_one_out(curves, losses, 1), 1)
     for name, (predict, first) in predictors.items():
         print(f"\n## Ranking by {name}\n")
         _ranking(curves, [k for k in args.observed if k < settings["epochs"]], predict, first)
@@ -306,6 +315,9 @@ def main() -> None:
     if extra:
         rules['"regression+train_loss" (the same, with the mean training losses as features)'] = _Search(
             curves, None, args.min_finished, extra
+        )
+        rules['"last+losses" (the regression on the last epoch\'s accuracy, validation and training loss)'] = _Search(
+            curves, None, args.min_finished, losses, 1
         )
     print(
         f"\n## Early stopping: min_epochs {args.min_epochs}, threshold {args.threshold}, {args.seeds} search orders\n"

@@ -56,6 +56,7 @@ class LearningCurveStopping(pl.Callback):
             (e.g. ``"val_loss"``).
         finished_extra: those series of the finished runs (``{name: [one series per finished run]}``), required
             for every name in ``extra`` when ``finished`` is given.
+        window: the regression reads the last ``window`` epochs of the curve and series (``None``: all of them).
 
     Raises:
         ValueError: ``min_epochs < 3``, a ``threshold`` outside (0, 1), a negative ``noise``, ``final_epoch < 1``,
@@ -78,6 +79,7 @@ class LearningCurveStopping(pl.Callback):
         min_finished: int = MIN_FINISHED,
         extra: Sequence[str] = (),
         finished_extra: Mapping[str, Sequence[Sequence[float]]] | None = None,
+        window: int | None = None,
     ) -> None:
         if min_epochs < 3:
             raise ValueError(f"min_epochs must be >= 3 (a curve fit needs 3 points), got {min_epochs}")
@@ -103,7 +105,7 @@ class LearningCurveStopping(pl.Callback):
         self.regression = (
             None
             if predictor == "fit"
-            else calibrated_regression(finished, final_epoch, min_finished, finished_extra or None)
+            else calibrated_regression(finished, final_epoch, min_finished, finished_extra or None, window)
         )
         self.curve: list[float] = []
         self.series: dict[str, list[float]] = {name: [] for name in self.extra}

@@ -29,6 +29,10 @@ itself): each series' first ``k`` values, standardised the same way, enter the s
 training loss of each epoch (``"train_loss"``; Ru et al., NeurIPS 2021, rank architectures by the sum of training
 losses) is averaged over every training batch, so it carries far less sampling noise than an accuracy measured on
 a few thousand validation images.
+
+``window`` keeps only the last ``window`` observed epochs of the curve and of each series as features: with few
+finished runs a regression on the latest values (``window=1``: the last accuracy, and e.g. the last validation and
+training losses) has fewer weights to learn than one on the whole curve.
 """
 
 from __future__ import annotations
@@ -73,10 +77,12 @@ class CurveRegression:
         extra: more per-epoch series of the same runs, by name (e.g. ``{"train_loss": [...]}``): one series per
             finished run, in the same order, ``T`` values each. :meth:`predict` then needs the same series.
         alphas: ridge penalties to choose from.
+        window: read only the last ``window`` observed epochs of the curve and of each series (``None``: all).
 
     Raises:
         ValueError: fewer than 3 curves, curves of different lengths or shorter than 2 epochs, non-finite values,
-            an extra series whose runs or lengths differ from the curves', or a non-positive penalty.
+            an extra series whose runs or lengths differ from the curves', a non-positive penalty or a ``window``
+            below 1.
 
     Example:
         >>> finished = [[0.5, 0.6, 0.7], [0.3, 0.4, 0.5], [0.6, 0.7, 0.8], [0.4, 0.5, 0.6]]  # each gains 0.1 later
@@ -86,7 +92,12 @@ class CurveRegression:
     """
 
     def __init__(
-        self, finished: Sequence[Sequence[float]], *, extra: Series | None = None, alphas: Sequence[float] = ALPHAS
+        self,
+        finished: Sequence[Sequence[float]],
+        *,
+        extra: Series | None = None,
+        alphas: Sequence[float] = ALPHAS,
+        window: int | None = None,
     ) -> None:
         lengths = sorted({len(curve) for curve in finished})
         if len(finished) < 3:
@@ -98,7 +109,9 @@ class CurveRegression:
             raise ValueError("finished curves have non-finite values")
         if not alphas or min(alphas) <= 0:
             raise ValueError(f"alphas must be positive ridge penalties, got {list(alphas)}")
-        self.curves = curves
+        if window is not None and window < 1:
+            raise ValueError(f"window must be >= 1 epoch (or None: every observed epoch), got {window}")
+        self.curves, self.window = curves, window
         self.extra: dict[str, np.ndarray] = {}
         for name, series in (extra or {}).items():
             shapes = sorted({len(values) for values in series})
@@ -175,6 +188,8 @@ class CurveRegression:
             if not np.isfinite(values[: len(y)]).all():
                 raise ValueError(f"extra series {name!r} has non-finite values: {values[: len(y)].tolist()}")
             observed.append(values[: len(y)])
+        start = self._start(len(y))
+        observed = [values[start:] for values in observed]
         last = float(y[-1])
         if len(y) == self.final_epoch:
             return CurvePrediction(last, 0.0, last, last, {"regression": last}, {"regression": 1.0})
@@ -194,6 +209,10 @@ class CurveRegression:
             model.loo_rmse, samples,
         )  # fmt: skip
 
+    def _start(self, k: int) -> int:
+        """The first epoch index read after ``k`` observed epochs."""
+        return 0 if self.window is None else max(k - self.window, 0)
+
     def _model(self, k: int) -> _Model:
         if k not in self._models:
             self._models[k] = self._fit(k)
@@ -202,7 +221,10 @@ class CurveRegression:
     def _fit(self, k: int) -> _Model:
         from sklearn.linear_model import RidgeCV
 
-        observed = np.concatenate([self.curves[:, :k], *(values[:, :k] for values in self.extra.values())], axis=1)
+        start = self._start(k)
+        observed = np.concatenate(
+            [self.curves[:, start:k], *(values[:, start:k] for values in self.extra.values())], axis=1
+        )
         target = self.curves[:, -1] - self.curves[:, k - 1]
         mean, scale = observed.mean(0), observed.std(0)
         scale = np.where(scale > 1e-12, scale, 1.0)

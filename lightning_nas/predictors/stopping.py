@@ -47,9 +47,10 @@ def calibrated_regression(
     final_epoch: int | None,
     min_finished: int = MIN_FINISHED,
     finished_extra: Series | None = None,
+    window: int | None = None,
 ) -> CurveRegression | None:
-    """The regression on ``finished`` (curves, with ``finished_extra``'s series as more features, or an already
-    built regression), or ``None`` with fewer than ``min_finished`` runs.
+    """The regression on ``finished`` (curves, with ``finished_extra``'s series as more features and the last
+    ``window`` epochs read, or an already built regression), or ``None`` with fewer than ``min_finished`` runs.
 
     Raises:
         ValueError: ``min_finished < 3``, finished curves whose length is not ``final_epoch`` (unless ``None``), or
@@ -61,7 +62,7 @@ def calibrated_regression(
     if not isinstance(finished, CurveRegression):
         if len(finished) < min_finished:
             return None
-        finished = CurveRegression(finished, extra=finished_extra)
+        finished = CurveRegression(finished, extra=finished_extra, window=window)
     if final_epoch is not None and finished.final_epoch != final_epoch:
         raise ValueError(f"the finished curves have {finished.final_epoch} epochs, but final_epoch is {final_epoch}")
     return finished if finished.num_runs >= min_finished else None

@@ -198,7 +198,7 @@ def check_module(module: object, factory: object) -> pl.LightningModule:
     return module
 
 
-EARLY_STOP_OPTIONS = ("min_epochs", "threshold", "upper", "noise", "predictor", "min_finished", "extra")
+EARLY_STOP_OPTIONS = ("min_epochs", "threshold", "upper", "noise", "predictor", "min_finished", "extra", "window")
 """The keys of ``LightningTrial(early_stop=...)``: :class:`~lightning_nas.callbacks.LearningCurveStopping`'s."""
 TRIAL_PREDICTOR = "regression"
 """The default ``predictor`` of a multi-trial search (Baker et al.'s protocol): the first ``min_finished`` trials
@@ -261,11 +261,11 @@ class LightningTrial:
         trainer_options: more :class:`lightning.pytorch.Trainer` arguments (``limit_train_batches``, ...).
         early_stop: stop hopeless trials by learning-curve prediction: options of
             :class:`~lightning_nas.callbacks.LearningCurveStopping` (``min_epochs``, ``threshold``, ``upper``,
-            ``noise``, ``predictor``, ``min_finished``, ``extra``; ``{}`` for the defaults, with ``predictor``
-            defaulting to ``"regression"`` here: nothing stops before ``min_finished`` trials finished); each trial
-            gets the best finished trial's final accuracy as the value to beat and the finished trials' curves
-            (and ``extra`` series, e.g. ``["train_loss"]``) to calibrate its prediction on. ``None``: every trial
-            runs ``max_epochs``.
+            ``noise``, ``predictor``, ``min_finished``, ``extra``, ``window``; ``{}`` for the defaults, with
+            ``predictor`` defaulting to ``"regression"`` here: nothing stops before ``min_finished`` trials
+            finished); each trial gets the best finished trial's final accuracy as the value to beat and the
+            finished trials' curves (and ``extra`` series, e.g. ``["train_loss"]``) to calibrate its prediction on.
+            ``None``: every trial runs ``max_epochs``.
     """
 
     datamodule: Callable[[], pl.LightningDataModule]

@@ -133,3 +133,24 @@ def test_bad_extra_series_are_refused() -> None:
         regression.predict([0.1], extra={"loss": [math.nan]})
     with pytest.raises(ValueError, match=r"fitted with extra series \[\]; got \['loss'\]"):
         CurveRegression(finished).predict([0.1], extra={"loss": [1.0]})
+
+
+def test_a_window_reads_only_the_last_epochs() -> None:
+    """Finals y_3 + 0.1 + 0.5 l_3 with random earlier epochs: ``window=1`` learns the relation from epoch 3's values
+    alone (exactly, at a vanishing penalty), and a run's earlier epochs do not move its prediction."""
+    rng = np.random.default_rng(2)
+    curves = rng.uniform(0.3, 0.8, (20, 5))
+    losses = rng.uniform(0.2, 1.0, (20, 5))
+    curves[:, -1] = curves[:, 2] + 0.1 + 0.5 * losses[:, 2]
+    regression = CurveRegression(curves.tolist(), extra={"loss": losses.tolist()}, alphas=[1e-9], window=1)
+    prediction = regression.predict([0.4, 0.5, 0.6], extra={"loss": [0.9, 0.8, 0.3]})
+    assert prediction.mean == pytest.approx(0.6 + 0.1 + 0.5 * 0.3, abs=1e-6)
+    moved = regression.predict([0.9, 0.1, 0.6], extra={"loss": [0.1, 0.2, 0.3]})  # other epochs 1-2
+    assert moved.mean == pytest.approx(prediction.mean, abs=1e-9)
+    # four runs and six features (all 3 epochs of both): the whole-curve fit is underdetermined and leans on them
+    whole = CurveRegression(curves[:4].tolist(), extra={"loss": losses[:4].tolist()}, alphas=[1e-9])
+    assert whole.predict([0.9, 0.1, 0.6], extra={"loss": [0.1, 0.2, 0.3]}).mean != pytest.approx(
+        whole.predict([0.4, 0.5, 0.6], extra={"loss": [0.9, 0.8, 0.3]}).mean
+    )
+    with pytest.raises(ValueError, match="window must be >= 1 epoch .*, got 0"):
+        CurveRegression(curves.tolist(), window=0)

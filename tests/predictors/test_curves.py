@@ -230,6 +230,10 @@ def test_callback_reads_the_training_loss_as_an_extra_series(tmp_path: Path) -> 
     promising = LearningCurveStopping(extra=["train_loss"], finished_extra={"train_loss": losses}, **options)
     assert _fit(tmp_path / "promising", promising, _LossCurveModule(0.2)).current_epoch == 20
     assert promising.stopped_epoch is None
+    latest = LearningCurveStopping(extra=["train_loss"], finished_extra={"train_loss": losses}, window=1, **options)
+    assert latest.regression is not None
+    assert latest.regression.window == 1  # epoch 3's loss alone says the same
+    assert _fit(tmp_path / "latest", latest, _LossCurveModule(1.0)).current_epoch == 3
     blind = LearningCurveStopping(**options)  # the flat curves alone: the finished runs' mean, 0.9 - 0.5 * 0.45
     assert _fit(tmp_path / "blind", blind, _LossCurveModule(1.0)).current_epoch == 20
     with pytest.raises(ValueError, match=r"finished_extra must hold .* every name in extra \['train_loss'\], got \[\]"):
