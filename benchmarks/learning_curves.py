@@ -55,7 +55,9 @@ is read from the regression with the training losses as extra features (``regres
 recording has them): ``benchmarks/results/learning_curves_fmnist_nb201_seed2.json`` and ``..._seed3.json``.
 ``--sizes 4x1 8x1 4x2 8x2`` records a search over the network's size (``C x N`` drawn per run) as well as its cell;
 the one declared before it was made (``--seed 4``, same verdict) is
-``benchmarks/results/learning_curves_fmnist_nb201_sizes_seed4.json``.
+``benchmarks/results/learning_curves_fmnist_nb201_sizes_seed4.json``. The last two, declared with the regression on
+the last epoch's accuracy and both losses (``last+losses``) as the verdict's predictor, are ``..._seed5.json`` and
+``..._sizes_seed6.json`` (``--seed 6 --sizes 4x1 8x1 4x2 8x2``).
 
     OMP_NUM_THREADS=1 python benchmarks/learning_curves.py                # reads benchmarks/results/... if there
     OMP_NUM_THREADS=1 python benchmarks/learning_curves.py \\
