@@ -191,10 +191,13 @@ class LearningCurveStopping(pl.Callback):
 
     @override
     def state_dict(self) -> dict[str, Any]:
+        partial = None if self._loss_sum is None else float(self._loss_sum)  # an epoch's losses so far
         return {
             "curve": list(self.curve),
             "stopped_epoch": self.stopped_epoch,
             "series": {name: list(values) for name, values in self.series.items()},
+            "loss_sum": partial,
+            "loss_count": self._loss_count,
         }
 
     @override
@@ -203,3 +206,6 @@ class LearningCurveStopping(pl.Callback):
         self.stopped_epoch = state_dict["stopped_epoch"]
         saved = state_dict.get("series", {})
         self.series = {name: [float(v) for v in saved.get(name, [])] for name in self.extra}
+        partial = state_dict.get("loss_sum")
+        self._loss_sum = None if partial is None else torch.tensor(float(partial))
+        self._loss_count = int(state_dict.get("loss_count", 0))

@@ -243,3 +243,30 @@ def test_callback_reads_the_training_loss_as_an_extra_series(tmp_path: Path) -> 
     missing = LearningCurveStopping(monitor="val_acc", extra=["val_loss"])
     with pytest.raises(KeyError, match=r"logs no 'val_loss' by the validation's end; it logs \['val_acc'\]"):
         _fit(tmp_path / "missing", missing)
+
+
+def test_a_resume_in_the_middle_of_an_epoch_keeps_its_training_losses() -> None:
+    """The epoch's losses so far travel in the callback's state: losses 1, 2 before a checkpoint and 6 after it
+    average to 3 in the resumed callback, as in one that never stopped."""
+    from types import SimpleNamespace
+
+    trainer = SimpleNamespace(
+        sanity_checking=False,
+        callback_metrics={"val_acc": torch.tensor(0.5)},
+        strategy=SimpleNamespace(reduce=lambda tensor, reduce_op: tensor),
+        max_epochs=10,
+    )
+    module = SimpleNamespace(device=torch.device("cpu"))
+
+    def feed(callback: LearningCurveStopping, losses: list[float]) -> None:
+        for loss in losses:
+            callback.on_train_batch_end(trainer, module, torch.tensor(loss), None, 0)  # type: ignore[arg-type]
+
+    first = LearningCurveStopping(monitor="val_acc", extra=["train_loss"])
+    feed(first, [1.0, 2.0])
+    resumed = LearningCurveStopping(monitor="val_acc", extra=["train_loss"])
+    resumed.load_state_dict(first.state_dict())
+    feed(resumed, [6.0])
+    resumed.on_validation_end(trainer, module)  # type: ignore[arg-type]
+    assert resumed.series["train_loss"] == pytest.approx([3.0])
+    assert resumed.state_dict()["loss_sum"] is None  # the epoch closed
