@@ -33,6 +33,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from lightning_nas.arch import atomic_write_text
 from lightning_nas.calibration import recalibrate_batchnorm
+from lightning_nas.callbacks.learning_curve import TRAIN_LOSS, LearningCurveStopping
 from lightning_nas.data import load_fashion_mnist
 from lightning_nas.methods.retrain import TrainFromScratch
 from lightning_nas.spaces import NasBench201Network
@@ -89,38 +90,21 @@ def random_cells(count: int, seed: int) -> list[str]:
     return cells
 
 
-class _PreciseCurve(pl.Callback):
-    """Re-estimate the network's BN statistics on fixed training images before each validation; record the curve.
-
-    Also kept, per epoch: the mean training loss over the epoch's batches (``train_loss``, Ru et al.'s "sum of
-    training losses" divided by the batches) and the validation loss (``val_loss``).
-    """
+class _PreciseBatchNorm(pl.Callback):
+    """Re-estimate the network's BN statistics on fixed training images before each validation."""
 
     def __init__(self, calibration: Tensor, batch_size: int = 250) -> None:
         self.batches = list(calibration.split(batch_size))
-        self.values: list[float] = []
-        self.train_loss: list[float] = []
-        self.val_loss: list[float] = []
-        self._losses: list[float] = []
-
-    def on_train_batch_end(
-        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
-    ) -> None:
-        loss = outputs["loss"] if isinstance(outputs, dict) else outputs
-        self._losses.append(float(loss))
-
-    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self.train_loss.append(sum(self._losses) / len(self._losses))
-        self._losses = []
 
     def on_validation_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not trainer.sanity_checking:
             recalibrate_batchnorm(pl_module, self.batches)
 
-    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if not trainer.sanity_checking:
-            self.values.append(float(trainer.callback_metrics["val/acc"]))
-            self.val_loss.append(float(trainer.callback_metrics["val/loss"]))
+
+def _recorder() -> LearningCurveStopping:
+    """Records each epoch's validation accuracy, mean training loss and validation loss (it predicts and stops
+    nothing: the regression alone, with no finished runs to learn from)."""
+    return LearningCurveStopping(monitor="val/acc", predictor="regression", extra=[TRAIN_LOSS, "val/loss"])
 
 
 def _datasets(root: Path, train_size: int, val_size: int) -> tuple[TensorDataset, TensorDataset]:
@@ -179,7 +163,7 @@ def record(
     for k, cell in enumerate(cells[len(data["runs"]) :], start=len(data["runs"])):
         torch.manual_seed(seed * 1000 + k)
         order = torch.Generator().manual_seed(seed * 1000 + k)
-        curve, start = _PreciseCurve(calibration), time.perf_counter()
+        curve, start = _recorder(), time.perf_counter()
         trainer = pl.Trainer(
             max_epochs=epochs,
             accelerator="cpu",
@@ -188,7 +172,7 @@ def record(
             enable_progress_bar=False,
             enable_model_summary=False,
             num_sanity_val_steps=0,
-            callbacks=[curve],
+            callbacks=[_PreciseBatchNorm(calibration), curve],
         )
         trainer.fit(
             CellRetrain(cell, channels=run_sizes[k][0], cells_per_stage=run_sizes[k][1], schedule=schedule),
@@ -198,9 +182,9 @@ def record(
         seconds = time.perf_counter() - start
         channels, cells_per_stage = run_sizes[k]
         data["runs"].append(
-            {"cell": cell, "channels": channels, "cells_per_stage": cells_per_stage, "curve": curve.values,
-             "train_loss": curve.train_loss, "val_loss": curve.val_loss, "seconds": seconds}
+            {"cell": cell, "channels": channels, "cells_per_stage": cells_per_stage, "curve": curve.curve,
+             "train_loss": curve.series[TRAIN_LOSS], "val_loss": curve.series["val/loss"], "seconds": seconds}
         )  # fmt: skip
         atomic_write_text(path, json.dumps(data, indent=1))
-        print(f"run {k}: {cell} final {curve.values[-1]:.4f} ({seconds:.0f} s)", flush=True)
+        print(f"run {k}: {cell} final {curve.curve[-1]:.4f} ({seconds:.0f} s)", flush=True)
     return data
