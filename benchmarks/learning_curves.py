@@ -57,7 +57,10 @@ recording has them): ``benchmarks/results/learning_curves_fmnist_nb201_seed2.jso
 the one declared before it was made (``--seed 4``, same verdict) is
 ``benchmarks/results/learning_curves_fmnist_nb201_sizes_seed4.json``. The last two, declared with the regression on
 the last epoch's accuracy and both losses (``last+losses``) as the verdict's predictor, are ``..._seed5.json`` and
-``..._sizes_seed6.json`` (``--seed 6 --sizes 4x1 8x1 4x2 8x2``).
+``..._sizes_seed6.json`` (``--seed 6 --sizes 4x1 8x1 4x2 8x2``). Two 30-epoch recordings, declared before they were
+made with the same predictor and verdict read at ``k = 3, 6, 9`` (10-30% of the run), test short observation of
+longer runs: ``..._30ep_seed7.json`` (``--seed 7 --epochs 30 --observed 3 6 9``) and ``..._30ep_sizes_seed8.json``
+(``--seed 8 --epochs 30 --observed 3 6 9 --sizes 4x1 8x1 4x2 8x2``).
 
     OMP_NUM_THREADS=1 python benchmarks/learning_curves.py                # reads benchmarks/results/... if there
     OMP_NUM_THREADS=1 python benchmarks/learning_curves.py \\
