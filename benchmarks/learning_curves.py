@@ -61,6 +61,9 @@ the last epoch's accuracy and both losses (``last+losses``) as the verdict's pre
 made with the same predictor and verdict read at ``k = 3, 6, 9`` (10-30% of the run), test short observation of
 longer runs: ``..._30ep_seed7.json`` (``--seed 7 --epochs 30 --observed 3 6 9``) and ``..._30ep_sizes_seed8.json``
 (``--seed 8 --epochs 30 --observed 3 6 9 --sizes 4x1 8x1 4x2 8x2``).
+A last pair, declared with ``regression+train_loss`` as the verdict's predictor (16 runs each):
+``..._30ep_seed9.json`` and ``..._30ep_seed10.json``
+(``--seed 9`` / ``--seed 10 --runs 16 --epochs 30 --observed 3 6 9``).
 
     OMP_NUM_THREADS=1 python benchmarks/learning_curves.py                # reads benchmarks/results/... if there
     OMP_NUM_THREADS=1 python benchmarks/learning_curves.py \\
