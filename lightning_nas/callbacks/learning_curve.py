@@ -57,11 +57,16 @@ class LearningCurveStopping(pl.Callback):
         finished_extra: those series of the finished runs (``{name: [one series per finished run]}``), required
             for every name in ``extra`` when ``finished`` is given.
         window: the regression reads the last ``window`` epochs of the curve and series (``None``: all of them).
+        features: this run's static features for the regression (numbers known before the run starts, e.g.
+            ``[math.log10(lr)]``: the finished runs' gains are learned as a function of them too).
+        finished_features: the finished runs' rows of the same features, required with ``features`` when
+            ``finished`` is given.
 
     Raises:
         ValueError: ``min_epochs < 3``, a ``threshold`` outside (0, 1), a negative ``noise``, ``final_epoch < 1``,
-            an unknown ``predictor``, ``min_finished < 3``, finished curves of different lengths, or finished
-            extra series that are missing or do not match ``extra``.
+            an unknown ``predictor``, ``min_finished < 3``, finished curves of different lengths, finished
+            extra series that are missing or do not match ``extra``, or ``features`` without
+            ``finished_features`` (or the other way round) or of another length.
     """
 
     def __init__(
@@ -80,6 +85,8 @@ class LearningCurveStopping(pl.Callback):
         extra: Sequence[str] = (),
         finished_extra: Mapping[str, Sequence[Sequence[float]]] | None = None,
         window: int | None = None,
+        features: Sequence[float] | None = None,
+        finished_features: Sequence[Sequence[float]] | None = None,
     ) -> None:
         if min_epochs < 3:
             raise ValueError(f"min_epochs must be >= 3 (a curve fit needs 3 points), got {min_epochs}")
@@ -102,11 +109,24 @@ class LearningCurveStopping(pl.Callback):
                 f"finished_extra must hold the finished runs' series of every name in extra {sorted(self.extra)}, "
                 f"got {sorted(finished_extra)}"
             )
+        if finished is not None and (features is None) != (finished_features is None):
+            raise ValueError(
+                "features (this run's) and finished_features (the finished runs') must be given together, got "
+                f"features={features!r} and finished_features={'None' if finished_features is None else '...'}"
+            )
+        self.features = None if features is None else [float(v) for v in features]
         self.regression = (
             None
             if predictor == "fit"
-            else calibrated_regression(finished, final_epoch, min_finished, finished_extra or None, window)
+            else calibrated_regression(
+                finished, final_epoch, min_finished, finished_extra or None, window, finished_features
+            )
         )
+        if self.regression is not None and self.regression.num_features != len(self.features or []):
+            raise ValueError(
+                f"features has {len(self.features or [])} numbers, the finished runs' rows "
+                f"{self.regression.num_features}"
+            )
         self.curve: list[float] = []
         self.series: dict[str, list[float]] = {name: [] for name in self.extra}
         self._loss_sum: torch.Tensor | None = None  # summed on the device: no host sync per step
@@ -180,6 +200,7 @@ class LearningCurveStopping(pl.Callback):
             upper=self.upper,
             noise=self.noise,
             extra=self.series if self.regression is not None else None,
+            features=self.features if self.regression is not None else None,
         )
 
     def _final_epoch(self, trainer: pl.Trainer) -> int:

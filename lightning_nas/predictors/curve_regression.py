@@ -33,6 +33,12 @@ a few thousand validation images.
 ``window`` keeps only the last ``window`` observed epochs of the curve and of each series as features: with few
 finished runs a regression on the latest values (``window=1``: the last accuracy, and e.g. the last validation and
 training losses) has fewer weights to learn than one on the whole curve.
+
+Static features of each run (``features``: numbers known before it starts, such as its learning rate, its
+number of parameters or an encoding of its architecture; Baker et al.'s hyperparameter and architecture features)
+join the sum too, standardised the same way. Where the runs of a search differ in how they train, the curves cross,
+and the gain still to come depends on the run: a run at a large learning rate is noisier early and gains more once
+the schedule anneals it. The last value cannot know that; a feature can tell the regression.
 """
 
 from __future__ import annotations
@@ -57,7 +63,8 @@ Series = Mapping[str, Sequence[Sequence[float]]]
 
 @dataclass(frozen=True)
 class _Model:
-    """The ridge regression of ``y_T - y_k`` on the first ``k`` standardised values (curve, then each extra)."""
+    """The ridge regression of ``y_T - y_k`` on the first ``k`` standardised values (curve, then each extra), then
+    the standardised static features."""
 
     intercept: float
     weights: np.ndarray
@@ -76,13 +83,15 @@ class CurveRegression:
             at least 3 runs). The last value of each is its final value.
         extra: more per-epoch series of the same runs, by name (e.g. ``{"train_loss": [...]}``): one series per
             finished run, in the same order, ``T`` values each. :meth:`predict` then needs the same series.
+        features: static features of the same runs, one row of numbers per finished run in the same order (e.g.
+            ``[[math.log10(lr)], ...]``). :meth:`predict` then needs the run's row of the same length.
         alphas: ridge penalties to choose from.
         window: read only the last ``window`` observed epochs of the curve and of each series (``None``: all).
 
     Raises:
         ValueError: fewer than 3 curves, curves of different lengths or shorter than 2 epochs, non-finite values,
-            an extra series whose runs or lengths differ from the curves', a non-positive penalty or a ``window``
-            below 1.
+            an extra series whose runs or lengths differ from the curves', feature rows that are not one per run
+            or not all of one length, a non-positive penalty or a ``window`` below 1.
 
     Example:
         >>> finished = [[0.5, 0.6, 0.7], [0.3, 0.4, 0.5], [0.6, 0.7, 0.8], [0.4, 0.5, 0.6]]  # each gains 0.1 later
@@ -96,6 +105,7 @@ class CurveRegression:
         finished: Sequence[Sequence[float]],
         *,
         extra: Series | None = None,
+        features: Sequence[Sequence[float]] | None = None,
         alphas: Sequence[float] = ALPHAS,
         window: int | None = None,
     ) -> None:
@@ -124,6 +134,17 @@ class CurveRegression:
             if not np.isfinite(values).all():
                 raise ValueError(f"extra series {name!r} of the finished runs has non-finite values")
             self.extra[name] = values
+        self.features: np.ndarray | None = None
+        if features is not None:
+            widths = sorted({len(row) for row in features})
+            if len(features) != len(finished) or len(widths) != 1 or widths[0] < 1:
+                raise ValueError(
+                    f"features must hold one row per finished run ({len(finished)}), all of one length >= 1; got "
+                    f"{len(features)} rows of lengths {widths}"
+                )
+            self.features = np.asarray(features, dtype=np.float64)
+            if not np.isfinite(self.features).all():
+                raise ValueError("features of the finished runs have non-finite values")
         self.alphas = tuple(float(a) for a in alphas)
         self._models: dict[int, _Model] = {}
 
@@ -142,11 +163,17 @@ class CurveRegression:
         """The extra series the regression was given (and :meth:`predict` needs)."""
         return tuple(self.extra)
 
+    @property
+    def num_features(self) -> int:
+        """The length of the static feature row the regression was given (0: none) and :meth:`predict` needs."""
+        return 0 if self.features is None else int(self.features.shape[1])
+
     def predict(
         self,
         curve: Sequence[float],
         *,
         extra: Mapping[str, Sequence[float]] | None = None,
+        features: Sequence[float] | None = None,
         upper: float | None = None,
         z: float = 1.96,
         num_samples: int = 1000,
@@ -157,14 +184,16 @@ class CurveRegression:
             curve: the observed values from epoch 1 (1 to ``T`` of them).
             extra: the run's values of every series in :attr:`extra_names` (at least ``len(curve)`` each; the
                 first ``len(curve)`` are used).
+            features: the run's static features, :attr:`num_features` numbers (only if the regression has them).
             upper: the metric's ceiling; samples above it are set to it.
             z: the interval's half-width in standard-normal quantiles (1.96: a 95% interval).
             num_samples: the predictive distribution's quantiles at ``(i + 0.5) / num_samples``, kept as
                 ``samples`` (``probability_above`` is exact to ``1 / num_samples``).
 
         Raises:
-            ValueError: an empty curve, one longer than ``T``, non-finite values, fewer than 10 samples, or extra
-                series that are missing, unknown or shorter than the curve.
+            ValueError: an empty curve, one longer than ``T``, non-finite values, fewer than 10 samples, extra
+                series that are missing, unknown or shorter than the curve, or features that are missing, given to
+                a regression without them, or of another length.
         """
         y = np.asarray(curve, dtype=np.float64)
         if y.ndim != 1 or not 1 <= len(y) <= self.final_epoch:
@@ -190,6 +219,18 @@ class CurveRegression:
             observed.append(values[: len(y)])
         start = self._start(len(y))
         observed = [values[start:] for values in observed]
+        if (features is None) != (self.features is None):
+            raise ValueError(
+                f"this regression was fitted with {self.num_features} static features per run; got "
+                f"{'none' if features is None else len(features)}"
+            )
+        if features is not None:
+            row = np.asarray(features, dtype=np.float64)
+            if row.shape != (self.num_features,):
+                raise ValueError(f"features must be {self.num_features} numbers, got shape {tuple(row.shape)}")
+            if not np.isfinite(row).all():
+                raise ValueError(f"features have non-finite values: {row.tolist()}")
+            observed.append(row)
         last = float(y[-1])
         if len(y) == self.final_epoch:
             return CurvePrediction(last, 0.0, last, last, {"regression": last}, {"regression": 1.0})
@@ -223,7 +264,12 @@ class CurveRegression:
 
         start = self._start(k)
         observed = np.concatenate(
-            [self.curves[:, start:k], *(values[:, start:k] for values in self.extra.values())], axis=1
+            [
+                self.curves[:, start:k],
+                *(values[:, start:k] for values in self.extra.values()),
+                *([] if self.features is None else [self.features]),
+            ],
+            axis=1,
         )
         target = self.curves[:, -1] - self.curves[:, k - 1]
         mean, scale = observed.mean(0), observed.std(0)

@@ -12,7 +12,8 @@ Three predictors (``predictor``):
 :func:`should_stop` stops a run once ``P(final > best_so_far) < threshold``.
 
 The regression can also read other per-epoch series of the runs (``finished_extra`` for the finished runs,
-``extra`` for the one predicted), such as each epoch's mean training loss (see
+``extra`` for the one predicted), such as each epoch's mean training loss, and static features of each run
+(``finished_features``, ``features``), such as its learning rate (see
 :class:`~lightning_nas.predictors.CurveRegression`).
 """
 
@@ -48,13 +49,15 @@ def calibrated_regression(
     min_finished: int = MIN_FINISHED,
     finished_extra: Series | None = None,
     window: int | None = None,
+    finished_features: Sequence[Sequence[float]] | None = None,
 ) -> CurveRegression | None:
-    """The regression on ``finished`` (curves, with ``finished_extra``'s series as more features and the last
-    ``window`` epochs read, or an already built regression), or ``None`` with fewer than ``min_finished`` runs.
+    """The regression on ``finished`` (curves, with ``finished_extra``'s series and ``finished_features``'s rows as
+    more features and the last ``window`` epochs read, or an already built regression), or ``None`` with fewer
+    than ``min_finished`` runs.
 
     Raises:
         ValueError: ``min_finished < 3``, finished curves whose length is not ``final_epoch`` (unless ``None``), or
-            extra series that do not match the curves.
+            extra series or feature rows that do not match the curves.
     """
     check_predictor("regression", min_finished)
     if finished is None:
@@ -62,7 +65,7 @@ def calibrated_regression(
     if not isinstance(finished, CurveRegression):
         if len(finished) < min_finished:
             return None
-        finished = CurveRegression(finished, extra=finished_extra, window=window)
+        finished = CurveRegression(finished, extra=finished_extra, features=finished_features, window=window)
     if final_epoch is not None and finished.final_epoch != final_epoch:
         raise ValueError(f"the finished curves have {finished.final_epoch} epochs, but final_epoch is {final_epoch}")
     return finished if finished.num_runs >= min_finished else None
@@ -79,6 +82,8 @@ def predict_final(
     noise: float | None = None,
     extra: Mapping[str, Sequence[float]] | None = None,
     finished_extra: Series | None = None,
+    features: Sequence[float] | None = None,
+    finished_features: Sequence[Sequence[float]] | None = None,
 ) -> CurvePrediction | None:
     """The predictive distribution of ``curve``'s value at ``final_epoch``; ``None`` when ``predictor`` is
     ``"regression"`` and fewer than ``min_finished`` runs have finished.
@@ -93,10 +98,12 @@ def predict_final(
         noise: the curve fit's prior observation noise (see :func:`~lightning_nas.predictors.extrapolate`).
         extra: this run's other per-epoch series (e.g. ``{"train_loss": [...]}``), read by the regression only.
         finished_extra: the same series of the finished runs (``{name: [one series per finished run]}``).
+        features: this run's static features (e.g. ``[math.log10(lr)]``), read by the regression only.
+        finished_features: the finished runs' rows of the same features.
 
     Raises:
         ValueError: an unknown ``predictor``, ``min_finished < 3``, finished curves of another length than
-            ``final_epoch``, extra series that do not match, or what
+            ``final_epoch``, extra series or features that do not match, or what
             :func:`~lightning_nas.predictors.extrapolate` refuses.
 
     Example:
@@ -108,10 +115,14 @@ def predict_final(
     """
     check_predictor(predictor, min_finished)
     regression = (
-        None if predictor == "fit" else calibrated_regression(finished, final_epoch, min_finished, finished_extra)
+        None
+        if predictor == "fit"
+        else calibrated_regression(
+            finished, final_epoch, min_finished, finished_extra, finished_features=finished_features
+        )
     )
     if regression is not None:
-        return regression.predict(curve, extra=extra, upper=upper)
+        return regression.predict(curve, extra=extra, features=features, upper=upper)
     if predictor == "regression":
         return None
     return extrapolate(curve, final_epoch, upper=upper, noise=noise)
@@ -131,6 +142,8 @@ def should_stop(
     min_finished: int = MIN_FINISHED,
     extra: Mapping[str, Sequence[float]] | None = None,
     finished_extra: Series | None = None,
+    features: Sequence[float] | None = None,
+    finished_features: Sequence[Sequence[float]] | None = None,
 ) -> bool:
     """Whether a run whose metric so far is ``curve`` is unlikely to end above ``best_so_far``.
 
@@ -162,5 +175,7 @@ def should_stop(
         noise=noise,
         extra=extra,
         finished_extra=finished_extra,
+        features=features,
+        finished_features=finished_features,
     )
     return prediction is not None and prediction.probability_above(best_so_far) < threshold

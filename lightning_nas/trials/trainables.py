@@ -14,7 +14,11 @@ trial reports its whole curve so far (``accuracy_epoch_1``, ``accuracy_epoch_2``
 record of a finished trial holds its curve; its last report carries ``stopped_early: 1`` if it stopped early, and
 ``epoch`` is the number of epochs it ran. With ``early_stop={"extra": ["train_loss"]}`` the regression also reads
 each epoch's mean training loss: the trial reports it (``train_loss_epoch_1``, ...) and the driver passes the
-finished trials' series (``finished_extra``, JSON) beside their curves.
+finished trials' series (``finished_extra``, JSON) beside their curves. With ``early_stop={"features": [...]}`` it
+also reads static features of each trial (Baker et al.'s hyperparameter and architecture features): numeric
+choices of the trial's architecture (``"lr"``) or its costs (``"params"``, ``"flops"``, ``"latency_ms"``), each
+optionally as ``"log10(name)"``; the trial reports its row (``feature_log10(lr)``, ...) and the driver passes the
+finished trials' rows (``finished_features``, JSON).
 """
 
 from __future__ import annotations
@@ -48,8 +52,10 @@ __all__ = [
     "TrialSpec",
     "best_finished_accuracy",
     "finished_curves",
+    "finished_runs",
     "finished_series",
     "run_trial",
+    "static_features",
 ]
 
 Report = Callable[[Mapping[str, Any]], None]
@@ -57,6 +63,8 @@ CURVE_METRIC = "accuracy_epoch_{}"
 """The key of epoch ``e``'s accuracy (from 1) in the reports of a trial that stops early."""
 SERIES_METRIC = "{}_epoch_{}"
 """The key of epoch ``e``'s value of an extra series (``train_loss_epoch_3``) in the reports of such a trial."""
+FEATURE_METRIC = "feature_{}"
+"""The key of a static feature (``feature_log10(lr)``) in the reports of a trial that stops early."""
 
 
 class TrialSpec(Protocol):
@@ -64,8 +72,8 @@ class TrialSpec(Protocol):
     more times.
 
     ``best_so_far`` is the best final accuracy of the finished trials and ``finished_curves`` their learning curves
-    (``finished_extra``: their other per-epoch series), for trials that stop early; each is passed only when known,
-    so a spec may also define ``run(arch, report)``.
+    (``finished_extra``: their other per-epoch series; ``finished_features``: their static features), for trials
+    that stop early; each is passed only when known, so a spec may also define ``run(arch, report)``.
     """
 
     def run(
@@ -75,6 +83,7 @@ class TrialSpec(Protocol):
         best_so_far: float | None = None,
         finished_curves: Sequence[Sequence[float]] | None = None,
         finished_extra: Mapping[str, Sequence[Sequence[float]]] | None = None,
+        finished_features: Sequence[Sequence[float]] | None = None,
     ) -> None: ...
 
     def describe(self) -> dict[str, Any]: ...
@@ -91,18 +100,16 @@ def run_trial(config: Mapping[str, Any], spec: TrialSpec) -> None:
         tune.report({**metrics, "wall_time_s": time.perf_counter() - start})
 
     best = config.get("best_so_far")
-    curves = json.loads(config["finished_curves"]) if config.get("finished_curves") else None
-    extra = json.loads(config["finished_extra"]) if config.get("finished_extra") else None
+    finished = {}  # the finished trials' curves, and their series and features where the trials report them
+    if config.get("finished_curves"):
+        keys = ("finished_curves", "finished_extra", "finished_features")
+        finished = {key: json.loads(config[key]) for key in keys if config.get(key)}
     try:
         # a spec (a user's too) that predates best_so_far takes (arch, report): pass the context only when there is one
         if best is None:
             spec.run(arch, report)
-        elif curves is None:
-            spec.run(arch, report, float(best))
-        elif extra is None:
-            spec.run(arch, report, float(best), finished_curves=curves)
         else:
-            spec.run(arch, report, float(best), finished_curves=curves, finished_extra=extra)
+            spec.run(arch, report, float(best), **finished)
     except Exception as err:  # a failed trial is a result, never the end of the experiment
         last = traceback.extract_tb(err.__traceback__)[-1] if err.__traceback__ else None
         where = f" (at {Path(last.filename).name}:{last.lineno})" if last else ""
@@ -198,7 +205,9 @@ def check_module(module: object, factory: object) -> pl.LightningModule:
     return module
 
 
-EARLY_STOP_OPTIONS = ("min_epochs", "threshold", "upper", "noise", "predictor", "min_finished", "extra", "window")
+EARLY_STOP_OPTIONS = (
+    "min_epochs", "threshold", "upper", "noise", "predictor", "min_finished", "extra", "window", "features",
+)  # fmt: skip
 """The keys of ``LightningTrial(early_stop=...)``: :class:`~lightning_nas.callbacks.LearningCurveStopping`'s."""
 TRIAL_PREDICTOR = "regression"
 """The default ``predictor`` of a multi-trial search (Baker et al.'s protocol): the first ``min_finished`` trials
@@ -232,18 +241,61 @@ def finished_series(
 ) -> tuple[list[list[float]], dict[str, list[list[float]]]]:
     """The learning curves and the ``extra`` series (``{name}_epoch_1`` ..) of the successful records that ran
     ``max_epochs`` epochs and reported all of them, in record order (the same records for every series)."""
+    curves, series, _ = finished_runs(records, max_epochs, extra)
+    return curves, series
+
+
+def finished_runs(
+    records: Sequence[Any], max_epochs: int, extra: Sequence[str] = (), features: Sequence[str] = ()
+) -> tuple[list[list[float]], dict[str, list[list[float]]], list[list[float]]]:
+    """:func:`finished_series` and the rows of the static ``features`` (``feature_{name}``) of the same records:
+    those that ran ``max_epochs`` epochs and reported every series and feature."""
     epochs = range(1, max_epochs + 1)
     keys = {"": [CURVE_METRIC.format(e) for e in epochs]}
     keys.update({name: [SERIES_METRIC.format(name, e) for e in epochs] for name in extra})
+    feature_keys = [FEATURE_METRIC.format(name) for name in features]
     complete = [
         r
         for r in records
         if r.status == "ok"
         and r.metrics.get("epoch", 0.0) >= max_epochs
-        and all(key in r.metrics for series in keys.values() for key in series)
+        and all(key in r.metrics for key in (*feature_keys, *(k for names in keys.values() for k in names)))
     ]
     series = {name: [[r.metrics[key] for key in names] for r in complete] for name, names in keys.items()}
-    return series.pop(""), series
+    rows = [[r.metrics[key] for key in feature_keys] for r in complete]
+    return series.pop(""), series, rows
+
+
+def static_features(names: Sequence[str], arch: Arch, costs: Mapping[str, float]) -> list[float]:
+    """The row of static ``features`` of a trial: each name a numeric choice of ``arch`` or one of its ``costs``,
+    optionally as ``"log10(name)"``.
+
+    Raises:
+        ValueError: a name that is neither (naming the numeric choices and the costs), a value that is not a finite
+            number, or a ``log10`` of a value <= 0.
+    """
+    row = []
+    for name in names:
+        inner = name[len("log10(") : -1] if name.startswith("log10(") and name.endswith(")") else name
+        if inner in costs:
+            value: Any = costs[inner]
+        elif inner in arch:
+            value = arch[inner]
+        else:
+            numeric = sorted(k for k, v in arch.items() if isinstance(v, (int, float)) and not isinstance(v, bool))
+            valid = [*numeric, *costs]
+            raise ValueError(
+                f"unknown static feature {name!r}: valid names are the trial's numeric choices and costs, "
+                f"{', '.join(valid) or 'none'} (each also as 'log10(name)')"
+            )
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ValueError(f"static feature {name!r} must be a finite number, got {value!r}")
+        if inner != name:
+            if value <= 0:
+                raise ValueError(f"static feature {name!r} needs a positive value, got {value!r}")
+            value = math.log10(value)
+        row.append(float(value))
+    return row
 
 
 @dataclass
@@ -265,7 +317,9 @@ class LightningTrial:
             ``predictor`` defaulting to ``"regression"`` here: nothing stops before ``min_finished`` trials
             finished); each trial gets the best finished trial's final accuracy as the value to beat and the
             finished trials' curves (and ``extra`` series, e.g. ``["train_loss"]``) to calibrate its prediction on.
-            ``None``: every trial runs ``max_epochs``.
+            ``features``: names of static features the regression reads too (:func:`static_features`: numeric
+            choices of the arch such as ``"log10(lr)"`` for a space that searches the learning rate, or
+            ``"params"``, ``"flops"``, ``"latency_ms"``). ``None``: every trial runs ``max_epochs``.
     """
 
     datamodule: Callable[[], pl.LightningDataModule]
@@ -286,6 +340,13 @@ class LightningTrial:
             if unknown:
                 valid = ", ".join(EARLY_STOP_OPTIONS)
                 raise ValueError(f"unknown early_stop options {unknown}; valid options: {valid}")
+            names = self.early_stop.get("features", [])
+            if isinstance(names, str) or not all(isinstance(name, str) for name in names):
+                raise ValueError(f"early_stop features must be a list of names, got {names!r}")
+            if {"flops", "latency_ms"} & {n.removeprefix("log10(").removesuffix(")") for n in names} and (
+                self.input_shape is None
+            ):
+                raise ValueError(f"early_stop features {list(names)} need input_shape to count FLOPs and latency")
             self.stopper(None)  # bad values fail here, in the driver
 
     def stopper(
@@ -293,15 +354,23 @@ class LightningTrial:
         best_so_far: float | None,
         finished: Sequence[Sequence[float]] | None = None,
         finished_extra: Mapping[str, Sequence[Sequence[float]]] | None = None,
+        finished_features: Sequence[Sequence[float]] | None = None,
+        features: Sequence[float] | None = None,
     ) -> LearningCurveStopping:
-        """The early-stopping callback of one trial (requires ``early_stop``)."""
+        """The early-stopping callback of one trial (requires ``early_stop``; ``features``: the trial's row of the
+        static features, ``finished_features`` the finished trials' rows)."""
         options = {"predictor": TRIAL_PREDICTOR, **(self.early_stop or {})}
+        named = options.pop("features", [])
+        if finished is not None and named and finished_features is None:
+            raise ValueError(f"early_stop features {list(named)} need the finished trials' rows (finished_features)")
         return LearningCurveStopping(
             monitor=self.monitor,
             final_epoch=self.max_epochs,
             best_so_far=best_so_far,
             finished=finished,
             finished_extra=finished_extra,
+            features=features if named else None,
+            finished_features=finished_features if named else None,
             **options,
         )
 
@@ -310,10 +379,15 @@ class LightningTrial:
         trials' curves (``finished_curves``, a JSON list of lists)."""
         if self.early_stop is None:
             return {}
-        curves, extra = finished_series(records, self.max_epochs, self.early_stop.get("extra", ()))
+        names = self.early_stop.get("features", ())
+        curves, extra, rows = finished_runs(records, self.max_epochs, self.early_stop.get("extra", ()), names)
         best = best_finished_accuracy(records, self.max_epochs)
         context = {"best_so_far": best, "finished_curves": json.dumps(curves)}
-        return {**context, "finished_extra": json.dumps(extra)} if extra else context
+        if extra:
+            context["finished_extra"] = json.dumps(extra)
+        if names:
+            context["finished_features"] = json.dumps(rows)
+        return context
 
     def build(self, arch: Arch) -> pl.LightningModule:
         """The child module of ``arch`` (raises ``TypeError`` if the factory returns something else)."""
@@ -337,6 +411,7 @@ class LightningTrial:
         best_so_far: float | None = None,
         finished_curves: Sequence[Sequence[float]] | None = None,
         finished_extra: Mapping[str, Sequence[Sequence[float]]] | None = None,
+        finished_features: Sequence[Sequence[float]] | None = None,
     ) -> None:
         module = self.build(arch)
         options = {
@@ -351,8 +426,13 @@ class LightningTrial:
             "num_sanity_val_steps": 0,
             **self.trainer_options,
         }
-        stopper = self.stopper(best_so_far, finished_curves, finished_extra) if self.early_stop is not None else None
-        reporter = ReportEpochs(report, self.monitor, self.costs(module), stopper)
+        costs, stopper = self.costs(module), None
+        if self.early_stop is not None:
+            names = self.early_stop.get("features", ())
+            row = static_features(names, arch, costs)
+            stopper = self.stopper(best_so_far, finished_curves, finished_extra, finished_features, row)
+            costs.update({FEATURE_METRIC.format(name): value for name, value in zip(names, row)})
+        reporter = ReportEpochs(report, self.monitor, costs, stopper)
         callbacks = [*([stopper] if stopper else []), reporter, *options.pop("callbacks", [])]
         trainer = pl.Trainer(callbacks=callbacks, **options)
         trainer.fit(module, datamodule=self.datamodule())
@@ -405,6 +485,7 @@ class TabularTrial:
         best_so_far: float | None = None,
         finished_curves: Sequence[Sequence[float]] | None = None,
         finished_extra: Mapping[str, Sequence[Sequence[float]]] | None = None,
+        finished_features: Sequence[Sequence[float]] | None = None,
     ) -> None:
         row = self.table().query(arch)
         values = row if self.columns is None else {name: row[name] for name in self.columns}

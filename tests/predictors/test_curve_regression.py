@@ -154,3 +154,62 @@ def test_a_window_reads_only_the_last_epochs() -> None:
     )
     with pytest.raises(ValueError, match="window must be >= 1 epoch .*, got 0"):
         CurveRegression(curves.tolist(), window=0)
+
+
+def test_a_static_feature_tells_runs_with_the_same_early_curve_apart() -> None:
+    """Runs whose first 3 epochs are identical and whose final is 0.6 + 0.2 log10(lr / 0.005) (a larger learning
+    rate gains more once annealed): the curve alone predicts the finished runs' mean; with the run's log10(lr) as a
+    static feature the regression recovers the relation, and ``should_stop`` stops the small-lr run only."""
+    lrs = np.geomspace(0.005, 0.1, 12)
+    features = np.log10(lrs)[:, None]
+    curves = np.tile([0.4, 0.5, 0.55, 0.6, 0.0], (12, 1))
+    curves[:, -1] = 0.6 + 0.2 * np.log10(lrs / 0.005)
+    alone = CurveRegression(curves.tolist()).predict([0.4, 0.5, 0.55])
+    assert alone.mean == pytest.approx(curves[:, -1].mean(), abs=1e-9)
+    regression = CurveRegression(curves.tolist(), features=features.tolist(), alphas=[1e-9])
+    assert regression.num_features == 1
+    for lr in (0.007, 0.05):
+        prediction = regression.predict([0.4, 0.5, 0.55], features=[math.log10(lr)])
+        assert prediction.mean == pytest.approx(0.6 + 0.2 * math.log10(lr / 0.005), abs=1e-6)
+    options = {"best_so_far": 0.75, "final_epoch": 5, "finished": curves.tolist(), "min_finished": 5}
+    finished_features = features.tolist()
+    small = should_stop([0.4, 0.5, 0.55], features=[math.log10(0.006)], finished_features=finished_features, **options)
+    large = should_stop([0.4, 0.5, 0.55], features=[math.log10(0.08)], finished_features=finished_features, **options)
+    assert (small, large) == (True, False)
+
+
+def test_static_features_enter_the_ridge_regression_standardised_like_the_curve() -> None:
+    """At one fixed penalty the prediction is the closed-form ridge solution on the standardised curve values and
+    features: w = (X'X + alpha I)^-1 X' (t - mean t), prediction = y_k + mean t + x w (X centred by standardising)."""
+    rng = np.random.default_rng(3)
+    curves = rng.uniform(0.3, 0.8, (15, 4))
+    features = rng.normal(0.0, 2.0, (15, 2))
+    alpha, k = 0.7, 2
+    regression = CurveRegression(curves.tolist(), features=features.tolist(), alphas=[alpha])
+    design = np.column_stack([curves[:, :k], features])
+    mean, scale = design.mean(0), design.std(0)
+    x = (design - mean) / scale
+    target = curves[:, -1] - curves[:, k - 1]
+    weights = np.linalg.solve(x.T @ x + alpha * np.eye(x.shape[1]), x.T @ (target - target.mean()))
+    new_curve, new_features = [0.45, 0.5], [0.3, -1.2]
+    expected = 0.5 + target.mean() + ((np.array([*new_curve, *new_features]) - mean) / scale) @ weights
+    assert regression.predict(new_curve, features=new_features).mean == pytest.approx(expected, abs=1e-10)
+
+
+def test_bad_static_features_are_refused() -> None:
+    finished = [[0.1, 0.2], [0.2, 0.3], [0.3, 0.4]]
+    with pytest.raises(ValueError, match=r"one row per finished run \(3\), all of one length >= 1; got 2 rows"):
+        CurveRegression(finished, features=[[1.0], [2.0]])
+    with pytest.raises(ValueError, match=r"got 3 rows of lengths \[1, 2\]"):
+        CurveRegression(finished, features=[[1.0], [2.0, 1.0], [3.0]])
+    with pytest.raises(ValueError, match="features of the finished runs have non-finite values"):
+        CurveRegression(finished, features=[[1.0], [math.nan], [3.0]])
+    regression = CurveRegression(finished, features=[[1.0], [2.0], [3.0]])
+    with pytest.raises(ValueError, match="fitted with 1 static features per run; got none"):
+        regression.predict([0.1])
+    with pytest.raises(ValueError, match=r"features must be 1 numbers, got shape \(2,\)"):
+        regression.predict([0.1], features=[1.0, 2.0])
+    with pytest.raises(ValueError, match="features have non-finite values"):
+        regression.predict([0.1], features=[math.inf])
+    with pytest.raises(ValueError, match="fitted with 0 static features per run; got 1"):
+        CurveRegression(finished).predict([0.1], features=[1.0])

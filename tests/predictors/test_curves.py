@@ -245,6 +245,26 @@ def test_callback_reads_the_training_loss_as_an_extra_series(tmp_path: Path) -> 
         _fit(tmp_path / "missing", missing)
 
 
+def test_callback_reads_static_features(tmp_path: Path) -> None:
+    """Finished runs that all follow ``_CurveModule``'s curve up to epoch 19 and end at 0.5 + 0.2 f, f a static
+    feature of each run (e.g. log10(lr / 0.005)): the curve cannot tell them apart, the feature can. The callback
+    stops the run with f = 0.2 (heading to 0.54 < 0.8) at epoch 3 and lets the one with f = 1.9 (0.88) run on."""
+    shared = [0.6 - 0.3 / epoch for epoch in range(1, 20)]
+    rows = [[0.0], [0.4], [0.8], [1.2], [1.6], [2.0]]
+    finished = [[*shared, 0.5 + 0.2 * row[0]] for row in rows]
+    options = {"monitor": "val_acc", "best_so_far": 0.8, "finished": finished, "finished_features": rows}
+    hopeless = LearningCurveStopping(features=[0.2], **options)
+    assert _fit(tmp_path / "hopeless", hopeless).current_epoch == 3
+    assert hopeless.stopped_epoch == 3
+    promising = LearningCurveStopping(features=[1.9], **options)
+    assert _fit(tmp_path / "promising", promising).current_epoch == 20
+    assert promising.stopped_epoch is None
+    with pytest.raises(ValueError, match="features .* and finished_features .* must be given together"):
+        LearningCurveStopping(monitor="val_acc", best_so_far=0.8, finished=finished, features=[0.2])
+    with pytest.raises(ValueError, match="features has 2 numbers, the finished runs' rows 1"):
+        LearningCurveStopping(features=[0.2, 0.1], **options)
+
+
 def test_a_resume_in_the_middle_of_an_epoch_keeps_its_training_losses() -> None:
     """The epoch's losses so far travel in the callback's state: losses 1, 2 before a checkpoint and 6 after it
     average to 3 in the resumed callback, as in one that never stopped."""

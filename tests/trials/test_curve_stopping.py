@@ -68,7 +68,8 @@ def expected_epochs(ceiling: float, best: float | None) -> int:
 
 def test_hopeless_trials_stop_early_against_the_best_finished_trial(ray_cluster: str, tmp_path: Path) -> None:
     ceilings = [0.85, 0.5, 0.95]  # run in this order, one at a time
-    trial = LightningTrial(data, factory, max_epochs=EPOCHS, early_stop=OPTIONS)
+    # a static feature travels through Ray too (below min_finished the curve fit alone decides)
+    trial = LightningTrial(data, factory, max_epochs=EPOCHS, early_stop={**OPTIONS, "features": ["ceiling"]})
     grid = GridSearch([{"ceiling": c} for c in ceilings])
     result = run_trials(grid, trial, tmp_path, num_trials=len(ceilings), concurrency=1, progress=False)
     records = {float(r.arch["ceiling"]): r for r in result.records}
@@ -79,6 +80,7 @@ def test_hopeless_trials_stop_early_against_the_best_finished_trial(ray_cluster:
         assert metrics["epoch"] == epochs
         assert metrics["accuracy"] == pytest.approx(scripted(ceiling, epochs))  # the last epoch's value
         assert metrics.get("stopped_early", 0.0) == (1.0 if epochs < EPOCHS else 0.0)
+        assert metrics["feature_ceiling"] == ceiling
     assert records[0.5].metrics["epoch"] < EPOCHS
     assert records[0.95].metrics["epoch"] == EPOCHS
     assert result.best.arch == {"ceiling": 0.95}
@@ -192,6 +194,44 @@ def test_trials_report_the_training_loss_and_calibrate_on_the_finished_trials_lo
         trial.run({"loss": 1.0}, lambda m: None, 0.9, finished_curves=json.loads(context["finished_curves"]))
 
 
+def test_trials_calibrate_on_a_static_feature_of_the_finished_trials() -> None:
+    """``early_stop={"features": ["log10(lr)"]}`` on a space that searches the learning rate: finished children share
+    one curve up to epoch 7 and end at 0.55 + 0.3 log10(lr / 0.005). The context carries their rows; a child at
+    lr 0.006 (heading to 0.57) stops at epoch 3 against the best (0.94), one at lr 0.1 runs on. The curve alone could
+    not tell the two apart: both follow the shared curve."""
+    lrs = [0.005 * 20 ** (i / 5) for i in range(6)]  # 0.005 .. 0.1
+    records = []
+    for i, lr in enumerate(lrs):
+        record = _record(f"{i:05d}", [scripted(0.9, e) for e in range(1, EPOCHS)] + [0.55 + 0.3 * np.log10(lr / 0.005)])
+        record.metrics["feature_log10(lr)"] = float(np.log10(lr))
+        records.append(record)
+    records.append(_record("00006", [scripted(0.9, e) for e in range(1, EPOCHS + 1)]))  # no feature: left out
+    trial = LightningTrial(data, factory, max_epochs=EPOCHS, early_stop={"min_finished": 5, "features": ["log10(lr)"]})
+    context = trial.context(records)
+    assert context["best_so_far"] == pytest.approx(0.55 + 0.3 * np.log10(20))
+    assert np.allclose(json.loads(context["finished_features"]), np.log10(lrs)[:, None])
+    assert len(json.loads(context["finished_curves"])) == 6
+    finished = {"finished_curves": json.loads(context["finished_curves"])}
+    finished["finished_features"] = json.loads(context["finished_features"])
+    for lr, epochs in ((0.006, 3), (0.1, EPOCHS)):
+        reports: list[dict[str, float]] = []
+        trial.run({"ceiling": 0.9, "lr": lr}, lambda m: reports.append(dict(m)), context["best_so_far"], **finished)
+        assert len(reports) == epochs
+        assert reports[-1]["feature_log10(lr)"] == pytest.approx(np.log10(lr))
+        assert reports[-1].get("stopped_early", 0.0) == (1.0 if epochs < EPOCHS else 0.0)
+    misnamed = LightningTrial(data, factory, max_epochs=EPOCHS, early_stop={"features": ["log10(lrate)"]})
+    with pytest.raises(ValueError, match=r"unknown static feature 'log10\(lrate\)': .* are .* ceiling, lr, params"):
+        misnamed.run({"ceiling": 0.9, "lr": 0.01}, lambda m: None, 0.9, **finished)
+    with pytest.raises(ValueError, match=r"static feature 'log10\(lr\)' needs a positive value, got 0"):
+        trial.run({"ceiling": 0.9, "lr": 0}, lambda m: None, 0.9, **finished)
+    with pytest.raises(ValueError, match="need the finished trials' rows"):
+        trial.run({"ceiling": 0.9, "lr": 0.01}, lambda m: None, 0.9, finished_curves=finished["finished_curves"])
+    with pytest.raises(ValueError, match="need input_shape to count FLOPs"):
+        LightningTrial(data, factory, max_epochs=EPOCHS, early_stop={"features": ["log10(flops)"]})
+    with pytest.raises(ValueError, match="early_stop features must be a list of names, got 'lr'"):
+        LightningTrial(data, factory, max_epochs=EPOCHS, early_stop={"features": "lr"})
+
+
 def test_run_trial_passes_the_finished_series_only_to_specs_that_get_them(monkeypatch: pytest.MonkeyPatch) -> None:
     from ray import tune
 
@@ -212,8 +252,11 @@ def test_run_trial_passes_the_finished_series_only_to_specs_that_get_them(monkey
     run_trial({"arch": arch, "best_so_far": 0.8, "finished_curves": "[[0.1, 0.2]]"}, Spec())
     extra = json.dumps({"train_loss": [[1.0, 0.9]]})
     run_trial({"arch": arch, "best_so_far": 0.8, "finished_curves": "[[0.1, 0.2]]", "finished_extra": extra}, Spec())
+    rows = "[[-2]]"
+    run_trial({"arch": arch, "best_so_far": 0.8, "finished_curves": "[[0.1, 0.2]]", "finished_features": rows}, Spec())
     assert calls == [
         ((), {}),
         ((0.8,), {"finished_curves": [[0.1, 0.2]]}),
         ((0.8,), {"finished_curves": [[0.1, 0.2]], "finished_extra": {"train_loss": [[1.0, 0.9]]}}),
+        ((0.8,), {"finished_curves": [[0.1, 0.2]], "finished_features": [[-2]]}),
     ]
