@@ -21,6 +21,7 @@ The JSON is rewritten (atomically) after every run, so an interrupted recording 
 from __future__ import annotations
 
 import json
+import math
 import random
 import time
 from pathlib import Path
@@ -131,11 +132,14 @@ def record(
     seed: int,
     schedule: str = "cosine",
     sizes: list[tuple[int, int]] | None = None,
+    lr_range: tuple[float, float] | None = None,
 ) -> dict:
     """Record (or continue recording) ``runs`` curves into ``path``; returns the JSON's content.
 
     ``sizes``: ``(channels, cells_per_stage)`` pairs, one drawn per run (seeded by ``seed``), for a search over the
     network's size as well as its cell; ``None``: every run is ``C=8, N=1``.
+    ``lr_range``: ``(low, high)``, each run's initial learning rate drawn log-uniformly from it (seeded by ``seed``),
+    for a search over the learning rate as well as the cell; ``None``: every run starts at 0.025.
     """
     settings = {
         "protocol": PROTOCOL,
@@ -150,6 +154,10 @@ def record(
     }
     if sizes is not None:
         settings["sizes"] = [list(size) for size in sizes]
+    if lr_range is not None:
+        if not 0 < lr_range[0] <= lr_range[1]:
+            raise ValueError(f"lr_range must be 0 < low <= high, got {list(lr_range)}")
+        settings["lr_range"] = list(lr_range)
     data: dict[str, Any] = {"settings": settings, "runs": []}
     if path.is_file():
         data = json.loads(path.read_text())
@@ -158,6 +166,10 @@ def record(
     cells = random_cells(runs, seed)
     size_rng = random.Random(seed + 10_000)
     run_sizes = [size_rng.choice(sizes) if sizes else (8, 1) for _ in cells]
+    lr_rng = random.Random(seed + 20_000)
+    run_lrs = [
+        math.exp(lr_rng.uniform(math.log(lr_range[0]), math.log(lr_range[1]))) if lr_range else 0.025 for _ in cells
+    ]
     train, val = _datasets(root, train_size, val_size)
     calibration = train.tensors[0][:calibration_size]
     for k, cell in enumerate(cells[len(data["runs"]) :], start=len(data["runs"])):
@@ -175,16 +187,19 @@ def record(
             callbacks=[_PreciseBatchNorm(calibration), curve],
         )
         trainer.fit(
-            CellRetrain(cell, channels=run_sizes[k][0], cells_per_stage=run_sizes[k][1], schedule=schedule),
+            CellRetrain(
+                cell, channels=run_sizes[k][0], cells_per_stage=run_sizes[k][1], lr=run_lrs[k], schedule=schedule
+            ),
             train_dataloaders=DataLoader(train, batch_size=128, shuffle=True, generator=order),
             val_dataloaders=DataLoader(val, batch_size=500),
         )
         seconds = time.perf_counter() - start
         channels, cells_per_stage = run_sizes[k]
         data["runs"].append(
-            {"cell": cell, "channels": channels, "cells_per_stage": cells_per_stage, "curve": curve.curve,
+            {"cell": cell, "channels": channels, "cells_per_stage": cells_per_stage, "lr": run_lrs[k],
+             "curve": curve.curve,
              "train_loss": curve.series[TRAIN_LOSS], "val_loss": curve.series["val/loss"], "seconds": seconds}
         )  # fmt: skip
         atomic_write_text(path, json.dumps(data, indent=1))
-        print(f"run {k}: {cell} final {curve.curve[-1]:.4f} ({seconds:.0f} s)", flush=True)
+        print(f"run {k}: {cell} lr {run_lrs[k]:.4g} final {curve.curve[-1]:.4f} ({seconds:.0f} s)", flush=True)
     return data

@@ -61,14 +61,25 @@ the last epoch's accuracy and both losses (``last+losses``) as the verdict's pre
 made with the same predictor and verdict read at ``k = 3, 6, 9`` (10-30% of the run), test short observation of
 longer runs: ``..._30ep_seed7.json`` (``--seed 7 --epochs 30 --observed 3 6 9``) and ``..._30ep_sizes_seed8.json``
 (``--seed 8 --epochs 30 --observed 3 6 9 --sizes 4x1 8x1 4x2 8x2``).
-A last pair, declared with ``regression+train_loss`` as the verdict's predictor (16 runs each):
+A pair declared with ``regression+train_loss`` as the verdict's predictor (16 runs each):
 ``..._30ep_seed9.json`` and ``..._30ep_seed10.json``
 (``--seed 9`` / ``--seed 10 --runs 16 --epochs 30 --observed 3 6 9``).
+
+A search over the learning rate as well as the cell (``--lr-range 0.005 0.1``: each run's initial learning rate
+drawn log-uniformly from it), where the runs train differently and their curves cross. Two recordings of 40 runs,
+declared before they were made with ``regression+train_loss+lr`` (the regression with the training losses and the
+run's log10(lr) as a static feature) as the verdict's predictor, read at ``k = 3, 4, 5``:
+``..._lr_seed11.json`` and ``..._lr_seed12.json`` (``--seed 11`` / ``--seed 12 --runs 40 --lr-range 0.005 0.1``).
+Given several ``--curves``, the benchmark reads each and then prints the mean Kendall gain over them with a 90%
+bootstrap interval (runs resampled within each recording).
 
     OMP_NUM_THREADS=1 python benchmarks/learning_curves.py                # reads benchmarks/results/... if there
     OMP_NUM_THREADS=1 python benchmarks/learning_curves.py \\
         --curves benchmarks/results/learning_curves_fmnist_nb201_constant_lr.json
     OMP_NUM_THREADS=1 python benchmarks/learning_curves.py --curves /tmp/new.json --runs 30 --epochs 10
+    OMP_NUM_THREADS=1 python benchmarks/learning_curves.py --observed 3 4 5 \\
+        --curves benchmarks/results/learning_curves_fmnist_nb201_lr_seed11.json \\
+        benchmarks/results/learning_curves_fmnist_nb201_lr_seed12.json
 """
 
 from __future__ import annotations
@@ -129,34 +140,58 @@ Extra = dict[str, Curves]
 """More per-epoch series of every run, by name (``{"train_loss": [run 0's, run 1's, ...]}``)."""
 
 
-def _regression(curves: Curves, extra: Extra, runs: list[int], window: int | None = None) -> CurveRegression:
-    """The regression on ``runs``' curves and extra series (the last ``window`` epochs of each)."""
+Features = list[list[float]] | None
+"""Static features of every run (``[[log10(lr)], ...]`` on a learning-rate search), or none."""
+
+
+def _regression(
+    curves: Curves, extra: Extra, runs: list[int], window: int | None = None, features: Features = None
+) -> CurveRegression:
+    """The regression on ``runs``' curves, extra series (the last ``window`` epochs of each) and static features."""
     return CurveRegression(
         [curves[j] for j in runs],
         extra={name: [series[j] for j in runs] for name, series in extra.items()},
+        features=None if features is None else [features[j] for j in runs],
         window=window,
     )
 
 
-def _predict(model: CurveRegression, curves: Curves, extra: Extra, run: int, seen: int) -> CurvePrediction:
-    return model.predict(curves[run][:seen], extra={name: series[run] for name, series in extra.items()}, upper=1.0)
+def _predict(
+    model: CurveRegression, curves: Curves, extra: Extra, run: int, seen: int, features: Features = None
+) -> CurvePrediction:
+    return model.predict(
+        curves[run][:seen],
+        extra={name: series[run] for name, series in extra.items()},
+        features=None if features is None else features[run],
+        upper=1.0,
+    )
 
 
-def _leave_one_out(curves: Curves, extra: Extra | None = None, window: int | None = None) -> Predict:
-    """Each run predicted by the regression on all the other runs (with ``extra`` series as features too)."""
+def _leave_one_out(
+    curves: Curves, extra: Extra | None = None, window: int | None = None, features: Features = None
+) -> Predict:
+    """Each run predicted by the regression on all the other runs (with ``extra`` series and static ``features``
+    as features too)."""
     extra = extra or {}
     models = [
-        _regression(curves, extra, [j for j in range(len(curves)) if j != run], window) for run in range(len(curves))
+        _regression(curves, extra, [j for j in range(len(curves)) if j != run], window, features)
+        for run in range(len(curves))
     ]
-    return lambda run, seen: _predict(models[run], curves, extra, run, seen)
+    return lambda run, seen: _predict(models[run], curves, extra, run, seen, features)
 
 
-def _ranking(curves: Curves, observed: list[int], predict: Predict, first: int) -> None:
+Ranked = dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]]
+"""``k -> (last observed accuracies, predicted finals, finals)`` of one recording's runs."""
+
+
+def _ranking(curves: Curves, observed: list[int], predict: Predict, first: int) -> Ranked:
+    """Print the ranking table; return the arrays behind it (for the pooled figure over several recordings)."""
     final = np.array([c[-1] for c in curves])
     print("| epochs seen | Kendall last | Kendall predicted | Kendall gain (90% bootstrap) | Spearman last ", end="")
     print("| Spearman predicted | 95% interval holds the final |\n| --- | --- | --- | --- | --- | --- | --- |")
     rng = np.random.default_rng(0)
     resamples = [rng.integers(0, len(curves), len(curves)) for _ in range(1000)]
+    ranked: Ranked = {}
     for k in observed:
         last = np.array([c[k - 1] for c in curves])
         cells = [
@@ -170,6 +205,7 @@ def _ranking(curves: Curves, observed: list[int], predict: Predict, first: int) 
         if k >= first:
             predictions = [predict(run, k) for run in range(len(curves))]
             mean = np.array([p.mean for p in predictions])
+            ranked[k] = (last, mean, final)
             gains = [_kendall_gain(mean[r], last[r], final[r]) for r in resamples]
             low, high = np.nanquantile(gains, [0.05, 0.95])
             cells[1] = f"{stats.kendalltau(mean, final)[0]:.3f}"
@@ -177,6 +213,29 @@ def _ranking(curves: Curves, observed: list[int], predict: Predict, first: int) 
             cells[4] = f"{stats.spearmanr(mean, final)[0]:.3f}"
             cells[5] = f"{statistics.fmean(p.low <= y <= p.high for p, y in zip(predictions, final)):.2f}"
         print(f"| {k} | " + " | ".join(cells) + " |")
+    return ranked
+
+
+def _pooled(ranked: dict[str, list[Ranked]], names: list[str]) -> None:
+    """The mean Kendall gain over the recordings, with a 90% bootstrap interval (runs resampled within each)."""
+    print(f"\n## Pooled over {len(names)} recordings: {', '.join(names)}\n")
+    print("| predictor | k | gain per recording | mean gain (90% bootstrap) |\n| --- | --- | --- | --- |")
+    for predictor, recordings in ranked.items():
+        if len(recordings) != len(names):
+            continue  # not printed for every recording (an older one lacks its series)
+        for k in sorted(set.intersection(*(set(r) for r in recordings))):
+            rng = np.random.default_rng(0)  # the same resamples for every predictor and k
+            gains = [_kendall_gain(pred, last, final) for last, pred, final in (r[k] for r in recordings)]
+            boots = []
+            for _ in range(1000):
+                draws = []
+                for last, pred, final in (r[k] for r in recordings):
+                    idx = rng.integers(0, len(final), len(final))
+                    draws.append(_kendall_gain(pred[idx], last[idx], final[idx]))
+                boots.append(np.nanmean(draws))
+            low, high = np.nanquantile(boots, [0.05, 0.95])
+            per = " / ".join(f"{g:+.3f}" for g in gains)
+            print(f"| {predictor} | {k} | {per} | {np.mean(gains):+.3f} ({low:+.3f}..{high:+.3f}) |")
 
 
 def _kendall_gain(predicted: np.ndarray, last: np.ndarray, final: np.ndarray) -> float:
@@ -193,17 +252,18 @@ class _Search:
         min_finished: int | None,
         extra: Extra | None = None,
         window: int | None = None,
+        features: Features = None,
     ) -> None:
         self.curves, self.fits, self.min_finished, self.extra = curves, fits, min_finished, extra or {}
-        self.window = window
+        self.window, self.features = window, features
         self._regressions: dict[tuple[int, ...], CurveRegression] = {}
 
     def prediction(self, run: int, seen: int, finished: list[int]) -> CurvePrediction | None:
         if self.min_finished is not None and len(finished) >= self.min_finished:
             key = tuple(sorted(finished))
             if key not in self._regressions:
-                self._regressions[key] = _regression(self.curves, self.extra, list(key), self.window)
-            return _predict(self._regressions[key], self.curves, self.extra, run, seen)
+                self._regressions[key] = _regression(self.curves, self.extra, list(key), self.window, self.features)
+            return _predict(self._regressions[key], self.curves, self.extra, run, seen, self.features)
         return None if self.fits is None else self.fits[run, seen]
 
     def run(self, order: list[int], min_epochs: int, threshold: float) -> tuple[int, int]:
@@ -225,28 +285,30 @@ class _Search:
                     best, best_run = curve[-1], run
         return spent, best_run
 
-    def summary(self, seeds: int, min_epochs: int, threshold: float) -> tuple[float, float, float, float]:
+    def summary(self, seeds: int, min_epochs: int, threshold: float) -> tuple[float, float, float, float, float]:
         """(mean share of epochs saved, smallest share saved, share of orders that end with the best run, mean
-        shortfall of the run found from the best final accuracy)."""
+        shortfall of the run found from the best final accuracy, share of orders that end with a run whose final
+        accuracy equals the best's: different from the third where runs tie, as measured on ``val_size`` images)."""
         final = [c[-1] for c in self.curves]
-        true_best = max(range(len(self.curves)), key=final.__getitem__)
-        total, saved, same, shortfall = sum(len(c) for c in self.curves), [], 0, []
+        true_best = max(range(len(self.curves)), key=final.__getitem__)  # the first of tied runs
+        total, saved, same, tied, shortfall = sum(len(c) for c in self.curves), [], 0, 0, []
         for seed in range(seeds):
             order = list(range(len(self.curves)))
             random.Random(seed).shuffle(order)
             spent, found = self.run(order, min_epochs, threshold)
             saved.append(1 - spent / total)
             same += found == true_best
+            tied += final[found] == final[true_best]
             shortfall.append(final[true_best] - final[found])
-        return statistics.fmean(saved), min(saved), same / seeds, statistics.fmean(shortfall)
+        return statistics.fmean(saved), min(saved), same / seeds, statistics.fmean(shortfall), tied / seeds
 
 
-def _load(args: argparse.Namespace) -> dict:
-    if args.curves.is_file():
-        return json.loads(args.curves.read_text())
-    args.curves.parent.mkdir(parents=True, exist_ok=True)
+def _load(path: Path, args: argparse.Namespace) -> dict:
+    if path.is_file():
+        return json.loads(path.read_text())
+    path.parent.mkdir(parents=True, exist_ok=True)
     return record(
-        args.curves,
+        path,
         root=_data_root(),
         runs=args.runs,
         epochs=args.epochs,
@@ -256,12 +318,19 @@ def _load(args: argparse.Namespace) -> dict:
         seed=args.seed,
         schedule=args.schedule,
         sizes=None if args.sizes is None else [(int(c), int(n)) for c, n in (size.split("x") for size in args.sizes)],
+        lr_range=None if args.lr_range is None else tuple(args.lr_range),
     )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--curves", type=Path, default=DEFAULT_CURVES, help="recorded curves (recorded if missing)")
+    parser.add_argument(
+        "--curves",
+        type=Path,
+        nargs="+",
+        default=[DEFAULT_CURVES],
+        help="recorded curves (recorded if missing); several: each is read, then the pooled ranking gain",
+    )
     parser.add_argument("--runs", type=int, default=25)
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--train-size", type=int, default=4000)
@@ -272,15 +341,38 @@ def main() -> None:
     parser.add_argument(
         "--sizes", nargs="+", help="for a new recording: network sizes CxN drawn per run (e.g. 4x1 8x1 4x2 8x2)"
     )
+    parser.add_argument(
+        "--lr-range",
+        type=float,
+        nargs=2,
+        metavar=("LOW", "HIGH"),
+        help="for a new recording: each run's learning rate drawn log-uniformly from [LOW, HIGH]",
+    )
     parser.add_argument("--observed", type=int, nargs="+", default=[2, 3, 4, 5, 6, 7], help="epochs seen")
     parser.add_argument("--min-epochs", type=int, default=3)
     parser.add_argument("--threshold", type=float, default=0.05)
     parser.add_argument("--min-finished", type=int, default=5, help="finished runs before the regression is used")
     parser.add_argument("--seeds", type=int, default=200, help="search orders for the early-stopping figure")
     args = parser.parse_args()
+    missing = [path for path in args.curves if not path.is_file()]
+    if missing and len(args.curves) > 1:
+        parser.error(f"--curves: record one recording at a time; missing: {', '.join(map(str, missing))}")
 
     start = time.perf_counter()
-    data = _load(args)
+    ranked: dict[str, list[Ranked]] = {}
+    for path in args.curves:
+        if len(args.curves) > 1:
+            print(f"\n# {path.name}\n")
+        for name, recording in _report(path, args).items():
+            ranked.setdefault(name, []).append(recording)
+    if len(args.curves) > 1:
+        _pooled(ranked, [path.name for path in args.curves])
+    print(f"\n({time.perf_counter() - start:.0f} s)")
+
+
+def _report(path: Path, args: argparse.Namespace) -> dict[str, Ranked]:
+    """Print one recording's ranking and early-stopping tables; return each predictor's ranking arrays."""
+    data = _load(path, args)
     runs, settings = data["runs"], data["settings"]
     curves = [r["curve"] for r in runs]
     # recordings from 2026-12 on also keep each epoch's mean training loss: a feature of the regression beside the
@@ -288,14 +380,19 @@ def main() -> None:
     extra: Extra = {"train_loss": [r["train_loss"] for r in runs]} if all("train_loss" in r for r in runs) else {}
     # and the validation loss: the regression on the last epoch's accuracy and both losses ("last+losses")
     losses: Extra = {**extra, "val_loss": [r["val_loss"] for r in runs]} if extra else {}
+    # a search over the learning rate as well (--lr-range): log10(lr) as the runs' static feature ("+lr")
+    lrs: Features = [[math.log10(r["lr"])] for r in runs] if "lr_range" in settings else None
     final = [c[-1] for c in curves]
     ranked = sorted(final)
+    ties = final.count(ranked[-1])
+    lr_text = "" if lrs is None else f", lr log-uniform in {settings['lr_range'][0]}..{settings['lr_range'][1]}"
     print(
         f"{len(runs)} runs of {settings['epochs']} epochs (Fashion-MNIST {settings['train_size']} train / "
-        f"{settings['val_size']} val images, NB201 {_sizes(settings)}, protocol "
-        f"{settings.get('protocol', 1)}) from {args.curves.name}; {sum(r['seconds'] for r in runs) / 60:.1f} min "
+        f"{settings['val_size']} val images, NB201 {_sizes(settings)}{lr_text}, protocol "
+        f"{settings.get('protocol', 1)}) from {path.name}; {sum(r['seconds'] for r in runs) / 60:.1f} min "
         f"of training recorded\nfinal accuracies {ranked[0]:.4f}..{ranked[-1]:.4f} (median "
         f"{statistics.median(final):.4f}); best {ranked[-1]:.4f}, runner-up {ranked[-2]:.4f}"
+        + (f" ({ties} runs tie for the best)" if ties > 1 else "")
     )
     fits = {binomial: _fit_predictions(curves, settings["val_size"], binomial) for binomial in (False, True)}
     predictors: dict[str, tuple[Predict, int]] = {
@@ -306,9 +403,13 @@ def main() -> None:
     if extra:
         predictors["regression+train_loss (leave-one-out)"] = (_leave_one_out(curves, extra), 1)
         predictors["regression, last epoch+losses (leave-one-out)"] = (_leave_one_out(curves, losses, 1), 1)
+    if lrs is not None:
+        predictors["regression+lr (leave-one-out)"] = (_leave_one_out(curves, features=lrs), 1)
+        predictors["regression+train_loss+lr (leave-one-out)"] = (_leave_one_out(curves, extra, features=lrs), 1)
+    rankings: dict[str, Ranked] = {}
     for name, (predict, first) in predictors.items():
         print(f"\n## Ranking by {name}\n")
-        _ranking(curves, [k for k in args.observed if k < settings["epochs"]], predict, first)
+        rankings[name] = _ranking(curves, [k for k in args.observed if k < settings["epochs"]], predict, first)
 
     rules = {
         '"fit" (Domhan)': _Search(curves, fits[False], None),
@@ -327,25 +428,36 @@ def main() -> None:
         rules['"last+losses" (the regression on the last epoch\'s accuracy, validation and training loss)'] = _Search(
             curves, None, args.min_finished, losses, 1
         )
+    if lrs is not None:
+        rules['"regression+lr" (the regression with log10(lr) as a static feature)'] = _Search(
+            curves, None, args.min_finished, features=lrs
+        )
+        rules['"regression+train_loss+lr" (with the training losses and log10(lr))'] = _Search(
+            curves, None, args.min_finished, extra, features=lrs
+        )
     print(
         f"\n## Early stopping: min_epochs {args.min_epochs}, threshold {args.threshold}, {args.seeds} search orders\n"
     )
     print(
         "| predictor | epochs saved (mean) | epochs saved (min) | orders ending with the best run "
-        "| mean shortfall from the best final (points) |\n| --- | --- | --- | --- | --- |"
+        "| mean shortfall from the best final (points) | orders ending with the best final (ties count) |"
+        "\n| --- | --- | --- | --- | --- | --- |"
     )
     for name, search in rules.items():
-        mean, low, same, shortfall = search.summary(args.seeds, args.min_epochs, args.threshold)
-        print(f"| {name} | {100 * mean:.1f}% | {100 * low:.1f}% | {100 * same:.1f}% | {100 * shortfall:.2f} |")
+        mean, low, same, shortfall, tied = search.summary(args.seeds, args.min_epochs, args.threshold)
+        print(
+            f"| {name} | {100 * mean:.1f}% | {100 * low:.1f}% | {100 * same:.1f}% | {100 * shortfall:.2f} "
+            f"| {100 * tied:.1f}% |"
+        )
     print("\nContext only (not used to pick the setting): other settings, per predictor\n")
     print("| predictor | min epochs | threshold | epochs saved (mean) | orders ending with the best run |")
     print("| --- | --- | --- | --- | --- |")
     for name, search in list(rules.items())[2:]:
         for min_epochs in (3, 5):
             for threshold in (0.01, 0.05):
-                mean, _, same, _ = search.summary(args.seeds, min_epochs, threshold)
+                mean, _, same, _, _ = search.summary(args.seeds, min_epochs, threshold)
                 print(f"| {name.split()[0]} | {min_epochs} | {threshold} | {100 * mean:.1f}% | {100 * same:.1f}% |")
-    print(f"\n({time.perf_counter() - start:.0f} s)")
+    return rankings
 
 
 if __name__ == "__main__":
