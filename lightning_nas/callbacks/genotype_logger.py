@@ -56,7 +56,9 @@ class GenotypeLogger(pl.Callback):
     resumed run first rewrites the file (atomically) with exactly the lines the checkpoint holds, so nothing
     recorded after the checkpoint is duplicated and a new log directory gets the whole history, then re-records an
     epoch that ended after the checkpoint was taken (Lightning checkpoints after validation, before the epoch's
-    ``on_train_epoch_end``), so nothing is lost.
+    ``on_train_epoch_end``), so nothing is lost. That holds too for a checkpoint taken at the last step
+    (``max_steps``): the resumed fit has no step left and Lightning skips its loop, so the logger ends that epoch at
+    fit end.
 
     Args:
         history_filename: the JSON-lines file inside the run directory.
@@ -146,7 +148,7 @@ class GenotypeLogger(pl.Callback):
             return
         # A new fit starts empty; a resumed one gets its state from the checkpoint after this hook.
         self.lines, self.last_epoch, self.last_step, self.sample_counts, self.num_samples = [], -1, -1, {}, 0
-        self._restored = False
+        self._restored, self._started = False, False
         directory = run_dir(trainer)  # collective: every rank asks
         self.history = JsonLines(directory / self.history_filename)
         self.picture_dir = directory / "pictures"
@@ -159,11 +161,8 @@ class GenotypeLogger(pl.Callback):
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not isinstance(pl_module, NASModule) or self.history is None:
             return
-        if trainer.is_global_zero:
-            self.history.rewrite(self.lines)
-            self._table_rows = []
-            for line in self.lines:
-                self._add_table_row(json.loads(line))
+        self._started = True
+        self._restore_history(trainer)
         finished = trainer.current_epoch - 1
         if (self.lines or self._restored) and self.last_epoch < finished:
             # Resumed from a checkpoint taken after this epoch's last batch but before its line was written (also
@@ -190,6 +189,12 @@ class GenotypeLogger(pl.Callback):
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not isinstance(pl_module, NASModule) or self.history is None:
             return
+        if self._restored and not self._started and trainer.global_step != self.last_step:
+            # Resumed from a checkpoint taken after the last step (max_steps) but before its epoch's line was
+            # written: Lightning skips the whole loop, so end that epoch here, in this run's history, as the
+            # uninterrupted fit did (found by the kill -9 soak; its validation metrics were never computed).
+            self._restore_history(trainer)
+            self._record(trainer, pl_module, event="epoch_end", epoch=trainer.current_epoch)
         # Lightning ends every epoch, even one cut short by max_steps, with on_train_epoch_end; this records a fit
         # whose loop ended some other way after training moved on, so the history always ends at the final state.
         if trainer.global_step != self.last_step:
@@ -211,6 +216,15 @@ class GenotypeLogger(pl.Callback):
                 _loggers.log_artifacts(trainer.loggers, "model", "model", [Path(best)])
 
     # ------------------------------------------------------------------------------------------------ recording
+    def _restore_history(self, trainer: pl.Trainer) -> None:
+        """Write the lines so far (a resumed fit's, from its checkpoint) into this run's history file."""
+        if trainer.is_global_zero:
+            assert self.history is not None
+            self.history.rewrite(self.lines)
+            self._table_rows = []
+            for line in self.lines:
+                self._add_table_row(json.loads(line))
+
     def _record(self, trainer: pl.Trainer, pl_module: NASModule, *, event: str, epoch: int) -> None:
         """Write one history line and log it everywhere; advance the position on every rank."""
         probabilities = pl_module.arch_probabilities()

@@ -112,6 +112,28 @@ def test_history_after_interrupted_and_resumed_run(tmp_path: Path, validate: boo
     assert len(set(steps)) == 4
 
 
+def test_a_resume_at_max_steps_ends_the_epoch_the_checkpoint_was_in(tmp_path: Path) -> None:
+    """A step checkpoint at the last step (max_steps) is saved before its epoch's line: a run killed between the two
+    and resumed has no step left, so Lightning skips the loop; the history still gets the epoch's line, once, with
+    the final architecture, in the resumed run's folder (found by the kill -9 soak)."""
+    pl.seed_everything(0)
+    model = _darts()
+    checkpoints = ModelCheckpoint(dirpath=tmp_path / "ckpt", every_n_train_steps=2, save_top_k=-1)
+    callbacks = [GenotypeLogger(pictures=False), checkpoints]
+    _trainer(tmp_path, callbacks, max_steps=4, max_epochs=-1).fit(model, datamodule=_data())  # 2 epochs of 2 steps
+    uninterrupted = [json.loads(line) for line in (tmp_path / "run" / "version_0" / HISTORY).read_text().splitlines()]
+    assert [(r["epoch"], r["step"]) for r in uninterrupted] == [(0, 2), (1, 4)]
+
+    resumed = _darts()
+    logger = CSVLogger(tmp_path, name="run", version=1)
+    trainer = _trainer(tmp_path, [GenotypeLogger(pictures=False)], max_steps=4, max_epochs=-1, logger=logger)
+    trainer.fit(resumed, datamodule=_data(), ckpt_path=tmp_path / "ckpt" / "epoch=1-step=4.ckpt")
+    after = [json.loads(line) for line in (tmp_path / "run" / "version_1" / HISTORY).read_text().splitlines()]
+    assert [(r["epoch"], r["step"], r["event"]) for r in after] == [(0, 2, "epoch_end"), (1, 4, "epoch_end")]
+    assert after[0] == uninterrupted[0]
+    assert after[1]["arch"] == uninterrupted[1]["arch"] == resumed.current_arch()
+
+
 def test_darts_run_logs_scalars_pictures_and_final_architecture(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
