@@ -266,6 +266,13 @@ def finished_runs(
     return series.pop(""), series, rows
 
 
+def _feature_source(name: str) -> tuple[str, bool]:
+    """``(the choice or cost a static feature reads, whether it takes its log10)``: ``"log10(lr)" -> ("lr", True)``."""
+    if name.startswith("log10(") and name.endswith(")"):
+        return name[len("log10(") : -1], True
+    return name, False
+
+
 def static_features(names: Sequence[str], arch: Arch, costs: Mapping[str, float]) -> list[float]:
     """The row of static ``features`` of a trial: each name a numeric choice of ``arch`` or one of its ``costs``,
     optionally as ``"log10(name)"``.
@@ -276,7 +283,7 @@ def static_features(names: Sequence[str], arch: Arch, costs: Mapping[str, float]
     """
     row = []
     for name in names:
-        inner = name[len("log10(") : -1] if name.startswith("log10(") and name.endswith(")") else name
+        inner, log = _feature_source(name)
         if inner in costs:
             value: Any = costs[inner]
         elif inner in arch:
@@ -290,7 +297,7 @@ def static_features(names: Sequence[str], arch: Arch, costs: Mapping[str, float]
             )
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             raise ValueError(f"static feature {name!r} must be a finite number, got {value!r}")
-        if inner != name:
+        if log:
             if value <= 0:
                 raise ValueError(f"static feature {name!r} needs a positive value, got {value!r}")
             value = math.log10(value)
@@ -343,9 +350,7 @@ class LightningTrial:
             names = self.early_stop.get("features", [])
             if isinstance(names, str) or not all(isinstance(name, str) for name in names):
                 raise ValueError(f"early_stop features must be a list of names, got {names!r}")
-            if {"flops", "latency_ms"} & {n.removeprefix("log10(").removesuffix(")") for n in names} and (
-                self.input_shape is None
-            ):
+            if {"flops", "latency_ms"} & {_feature_source(name)[0] for name in names} and (self.input_shape is None):
                 raise ValueError(f"early_stop features {list(names)} need input_shape to count FLOPs and latency")
             self.stopper(None)  # bad values fail here, in the driver
 
