@@ -18,6 +18,7 @@ import importlib
 import json
 import os
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -357,6 +358,11 @@ def _json(payload: dict[str, Any]) -> str:
 def main(args: Sequence[str] | None = None) -> int:
     """Entry point of ``lightning-nas`` and ``python -m lightning_nas``."""
     argv = list(sys.argv[1:] if args is None else args)
+    # Lightning 2.5-2.6 constructs torch's LeafSpec, which torch 2.13 deprecates with a FutureWarning printed on
+    # every fit: nothing a user of this command can act on, so the command leaves it out (the library does not).
+    warnings.filterwarnings(
+        "ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated", category=FutureWarning
+    )
     if argv and argv[0] == "recipes":
         return recipes_main(argv[1:])
     try:

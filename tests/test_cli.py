@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -117,3 +118,21 @@ def test_console_script_runs() -> None:
     assert result.returncode == 0, result.stderr
     assert "fit" in result.stdout
     assert "export" in result.stdout
+
+
+def test_the_command_leaves_out_the_leafspec_deprecation_only(capsys: pytest.CaptureFixture[str]) -> None:
+    """Lightning builds torch's ``LeafSpec`` on every fit; the FutureWarning torch gives it is not the user's to act
+    on, so the command filters exactly that warning and no other."""
+    from torch.utils._pytree import LeafSpec
+
+    with warnings.catch_warnings(record=True) as before:
+        warnings.simplefilter("always")
+        LeafSpec()
+    assert any("LeafSpec" in str(w.message) for w in before)  # the control: torch does warn
+    with warnings.catch_warnings(record=True) as after:
+        warnings.simplefilter("always")
+        assert main(["recipes"]) == 0
+        LeafSpec()
+        warnings.warn("another deprecation", FutureWarning, stacklevel=1)
+    assert [str(w.message) for w in after] == ["another deprecation"]
+    capsys.readouterr()
