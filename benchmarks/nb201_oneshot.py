@@ -38,6 +38,9 @@ Protocols (``--protocol``):
   (GDAS 240, DrNAS 100), architecture learning rate 3e-4, the same warm-up fractions, SPOS/RSPS with 1,000
   evaluations (evolution: population 50, tournament 10) on 20 held batches.
 
+``--channels C`` and ``--cells-per-stage N`` change the supernet of either protocol and nothing else (for example
+the CPU protocol at the paper's depth, ``--cells-per-stage 5``: about four times the time per epoch).
+
 The summary ends with the drift tables (the mean count of parameter-free ops in the cell each method would return
 at 0%, 10%, ..., 100% of its epochs with that cell's table accuracy; the mean probability of ``skip_connect`` and of
 all parameter-free ops in the method's architecture distribution) and the comparison the robust methods exist for:
@@ -413,10 +416,26 @@ def report(runs: Mapping[str, Sequence[Run]], accuracy: Callable[[Mapping[str, A
 
 
 def _load_runs(paths: Sequence[Path], methods: Sequence[str]) -> dict[str, list[Run]]:
-    """The runs saved with ``--out`` in ``paths``, per method in ``methods`` order, each method's runs by seed."""
+    """The runs saved with ``--out`` in ``paths``, per method in ``methods`` order, each method's runs by seed.
+
+    Runs of different protocols (another supernet, data size, epochs or learning rate) are not merged: the summary
+    would mix them, so the first difference is named instead.
+    """
     found: dict[str, dict[int, Run]] = {name: {} for name in methods}
+    first: tuple[Path, dict[str, Any]] | None = None
     for path in paths:
         for record in JsonLines(path).read():
+            protocol = record.get("protocol", {})
+            if first is None:
+                first = (path, protocol)
+            elif protocol != first[1]:
+                fields = sorted(k for k in protocol.keys() | first[1].keys() if protocol.get(k) != first[1].get(k))
+                raise SystemExit(
+                    f"--report: {path} has a {record['method']} run (seed {record['seed']}) of another protocol "
+                    f"than {first[0]}'s first run: "
+                    + ", ".join(f"{k} {protocol.get(k)!r} against {first[1].get(k)!r}" for k in fields)
+                    + "; report them separately"
+                )
             if record["method"] in found:
                 run = Run(
                     record["arch"],
@@ -440,6 +459,10 @@ def main() -> None:
     parser.add_argument(
         "--arch-lr", type=float, default=None, help="the differentiable methods' architecture learning rate"
     )
+    parser.add_argument("--channels", type=int, default=None, help="the supernet's C (the protocol's by default)")
+    parser.add_argument(
+        "--cells-per-stage", type=int, default=None, help="the supernet's N (the protocol's by default)"
+    )
     parser.add_argument("--accelerator", default="gpu", help="paper protocol only (the cpu protocol runs on CPU)")
     parser.add_argument("--table", type=Path, default=table_path())
     parser.add_argument(
@@ -451,6 +474,12 @@ def main() -> None:
     )
     args = parser.parse_args()
     protocol = _protocol(args.protocol, args)
+    if args.channels is not None or args.cells_per_stage is not None:
+        protocol = dataclasses.replace(
+            protocol,
+            channels=args.channels or protocol.channels,
+            cells_per_stage=args.cells_per_stage or protocol.cells_per_stage,
+        )
     if args.data == "digits":
         protocol = dataclasses.replace(protocol, in_channels=1, subset=None, image_size=8)  # all 1,797 images
     table = TabularBenchmark.load(args.table, NasBench201Format())

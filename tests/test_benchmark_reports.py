@@ -1,0 +1,47 @@
+"""The recorded one-shot runs behind docs/nb201-oneshot.md print the docs' table, and ``--report`` refuses to merge
+runs of different protocols."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "benchmarks" / "nb201_oneshot.py"
+RECORDED = ROOT / "benchmarks" / "results" / "nb201_oneshot_cpu.jsonl"
+
+
+def _report(data_root: Path, *paths: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(SCRIPT), "--report", *map(str, paths)],
+        env=os.environ | {"LIGHTNING_NAS_DATA": str(data_root)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+def test_the_recorded_runs_print_the_docs_table(data_root: Path) -> None:
+    result = _report(data_root, RECORDED)
+    assert result.returncode == 0, result.stderr
+    rows = [line for line in result.stdout.splitlines() if line.startswith("| ") and " ± " in line]
+    methods = {json.loads(line)["method"] for line in RECORDED.read_text().splitlines()}
+    assert {row.split(" | ")[0][2:] for row in rows} >= methods  # a row per recorded method
+    docs = (ROOT / "docs" / "nb201-oneshot.md").read_text()
+    missing = [row for row in rows if row not in docs]
+    assert not missing, f"rows the recorded runs give but docs/nb201-oneshot.md does not have: {missing}"
+
+
+def test_runs_of_another_protocol_are_named_not_merged(data_root: Path, tmp_path: Path) -> None:
+    record = json.loads(RECORDED.read_text().splitlines()[0])
+    record["protocol"] = record["protocol"] | {"cells_per_stage": 5}
+    other = tmp_path / "deeper.jsonl"
+    other.write_text(json.dumps(record) + "\n")
+    result = _report(data_root, RECORDED, other)
+    assert result.returncode != 0
+    assert f"{other} has a {record['method']} run (seed {record['seed']}) of another protocol" in result.stderr
+    assert "cells_per_stage 5 against 1" in result.stderr
