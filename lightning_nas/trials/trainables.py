@@ -18,7 +18,10 @@ finished trials' series (``finished_extra``, JSON) beside their curves. With ``e
 also reads static features of each trial (Baker et al.'s hyperparameter and architecture features): numeric
 choices of the trial's architecture (``"lr"``) or its costs (``"params"``, ``"flops"``, ``"latency_ms"``), each
 optionally as ``"log10(name)"``; the trial reports its row (``feature_log10(lr)``, ...) and the driver passes the
-finished trials' rows (``finished_features``, JSON).
+finished trials' rows (``finished_features``, JSON). With ``early_stop={"prior": [...]}`` the regression is also
+calibrated on the finished trials of earlier searches of the same recipe (their directories or ``trials.jsonl``
+files; Baker et al. calibrate on the models trained before): those runs come first in ``finished_curves``, so the
+regression can stop trials from this search's first finished one on, while ``best_so_far`` stays this search's own.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ from lightning_nas.callbacks.learning_curve import LearningCurveStopping
 from lightning_nas.search.constraints import count_network_cost
 from lightning_nas.search.latency import measure_network_latency
 from lightning_nas.search.tabular import ArchFormat, TabularBenchmark
+from lightning_nas.trials._records import load_records
 
 __all__ = [
     "EARLY_STOP_OPTIONS",
@@ -206,9 +210,10 @@ def check_module(module: object, factory: object) -> pl.LightningModule:
 
 
 EARLY_STOP_OPTIONS = (
-    "min_epochs", "threshold", "upper", "noise", "predictor", "min_finished", "extra", "window", "features",
+    "min_epochs", "threshold", "upper", "noise", "predictor", "min_finished", "extra", "window", "features", "prior",
 )  # fmt: skip
-"""The keys of ``LightningTrial(early_stop=...)``: :class:`~lightning_nas.callbacks.LearningCurveStopping`'s."""
+"""The keys of ``LightningTrial(early_stop=...)``: :class:`~lightning_nas.callbacks.LearningCurveStopping`'s, and
+``features`` and ``prior`` (read by the trial and the driver)."""
 TRIAL_PREDICTOR = "regression"
 """The default ``predictor`` of a multi-trial search (Baker et al.'s protocol): the first ``min_finished`` trials
 run to the end and calibrate the regression that stops the later ones. On the recorded Fashion-MNIST runs of
@@ -326,7 +331,10 @@ class LightningTrial:
             finished trials' curves (and ``extra`` series, e.g. ``["train_loss"]``) to calibrate its prediction on.
             ``features``: names of static features the regression reads too (:func:`static_features`: numeric
             choices of the arch such as ``"log10(lr)"`` for a space that searches the learning rate, or
-            ``"params"``, ``"flops"``, ``"latency_ms"``). ``None``: every trial runs ``max_epochs``.
+            ``"params"``, ``"flops"``, ``"latency_ms"``). ``prior``: earlier searches of the same recipe (their
+            directories or ``trials.jsonl`` files, run with ``early_stop`` so that their trials recorded their
+            curves) whose finished trials calibrate the regression too, before this search's own; read once, here.
+            ``None``: every trial runs ``max_epochs``.
     """
 
     datamodule: Callable[[], pl.LightningDataModule]
@@ -338,6 +346,8 @@ class LightningTrial:
     latency_repeats: int = 0
     trainer_options: dict[str, Any] = field(default_factory=dict)
     early_stop: dict[str, Any] | None = None
+    prior_records: list[Any] = field(default_factory=list, init=False, repr=False, compare=False)
+    """The records of the ``prior`` searches, loaded when the trial is built."""
 
     def __post_init__(self) -> None:
         if self.max_epochs < 1:
@@ -352,7 +362,35 @@ class LightningTrial:
                 raise ValueError(f"early_stop features must be a list of names, got {names!r}")
             if {"flops", "latency_ms"} & {_feature_source(name)[0] for name in names} and (self.input_shape is None):
                 raise ValueError(f"early_stop features {list(names)} need input_shape to count FLOPs and latency")
+            self.prior_records = self._load_prior(self.early_stop.get("prior", []))
             self.stopper(None)  # bad values fail here, in the driver
+
+    def _load_prior(self, paths: Any) -> list[Any]:
+        """The records of the earlier searches in ``paths``; each must hold a trial that ran all ``max_epochs``
+        epochs and reported its curve (and the ``extra`` series and ``features`` this trial reads)."""
+        if isinstance(paths, (str, os.PathLike)):
+            paths = [paths]
+        assert self.early_stop is not None
+        extra, names = self.early_stop.get("extra", ()), self.early_stop.get("features", ())
+        records: list[Any] = []
+        for entry in paths:
+            path = Path(entry)
+            file = path / "trials.jsonl" if path.is_dir() else path
+            if not file.is_file():
+                raise FileNotFoundError(
+                    f"early_stop prior {str(entry)!r}: no trials.jsonl there; give an earlier search's directory "
+                    "or its trials.jsonl"
+                )
+            loaded = load_records(file)
+            if not finished_runs(loaded, self.max_epochs, extra, names)[0]:
+                wanted = ", ".join(["the curve", *extra, *(f"feature {name}" for name in names)])
+                raise ValueError(
+                    f"early_stop prior {str(file)!r}: no trial there ran all {self.max_epochs} epochs and reported "
+                    f"{wanted}; a prior search must train its children for as many epochs as this one, with "
+                    "early_stop set so that they report their curves"
+                )
+            records += loaded
+        return records
 
     def stopper(
         self,
@@ -366,6 +404,7 @@ class LightningTrial:
         static features, ``finished_features`` the finished trials' rows)."""
         options = {"predictor": TRIAL_PREDICTOR, **(self.early_stop or {})}
         named = options.pop("features", [])
+        options.pop("prior", None)
         if finished is not None and named and finished_features is None:
             raise ValueError(f"early_stop features {list(named)} need the finished trials' rows (finished_features)")
         return LearningCurveStopping(
@@ -380,12 +419,13 @@ class LightningTrial:
         )
 
     def context(self, records: Sequence[Any]) -> dict[str, Any]:
-        """What the driver adds to a new trial's config when trials stop early: ``best_so_far`` and the finished
-        trials' curves (``finished_curves``, a JSON list of lists)."""
+        """What the driver adds to a new trial's config when trials stop early: ``best_so_far`` (of ``records``) and
+        the finished trials' curves (``finished_curves``, a JSON list of lists: the ``prior`` searches' first)."""
         if self.early_stop is None:
             return {}
         names = self.early_stop.get("features", ())
-        curves, extra, rows = finished_runs(records, self.max_epochs, self.early_stop.get("extra", ()), names)
+        finished = [*self.prior_records, *records]
+        curves, extra, rows = finished_runs(finished, self.max_epochs, self.early_stop.get("extra", ()), names)
         best = best_finished_accuracy(records, self.max_epochs)
         context = {"best_so_far": best, "finished_curves": json.dumps(curves)}
         if extra:

@@ -16,7 +16,7 @@ from lightning_nas.arch import Arch
 from lightning_nas.data import SyntheticDataModule
 from lightning_nas.predictors import should_stop
 from lightning_nas.trials import LightningTrial, run_trials
-from lightning_nas.trials._records import TrialRecord
+from lightning_nas.trials._records import TrialRecord, write_records
 from lightning_nas.trials.scaling import GridSearch
 from lightning_nas.trials.trainables import best_finished_accuracy, finished_curves
 
@@ -130,6 +130,59 @@ def test_the_driver_context_carries_the_finished_curves_and_a_trial_calibrates_o
         [scripted(0.83, e) for e in (1, 2, 3)]
     )
     assert len(alone) > 3
+
+
+def test_a_prior_search_calibrates_the_regression_from_this_searchs_first_finished_trial(tmp_path: Path) -> None:
+    """``early_stop={"prior": [earlier]}``: the five finished trials of an earlier search of the same recipe come
+    first in the context's curves and calibrate the regression, so with ``min_finished=5`` a child at 0.75 stops at
+    epoch 3 once this search has one finished trial; ``best_so_far`` is this search's own (0.86 - 0.3/8), not the
+    earlier search's 0.9 - 0.3/8. Without the prior the same child runs on (one finished curve calibrates nothing)."""
+    full = [[scripted(c, e) for e in range(1, EPOCHS + 1)] for c in (0.7, 0.75, 0.8, 0.85, 0.9)]
+    earlier = tmp_path / "earlier"
+    earlier.mkdir()
+    write_records(
+        [_record(f"{i:05d}", curve) for i, curve in enumerate(full)] + [_record("00005", full[0][:4])], earlier
+    )
+    own = [_record("00000", [scripted(0.86, e) for e in range(1, EPOCHS + 1)])]
+    options = {"min_finished": 5, "noise": 0.05, "upper": 1.0}
+    trial = LightningTrial(data, factory, max_epochs=EPOCHS, early_stop={**options, "prior": [str(earlier)]})
+    assert len(trial.prior_records) == 6
+    context = trial.context(own)
+    assert context["best_so_far"] == pytest.approx(scripted(0.86, EPOCHS))
+    assert np.allclose(json.loads(context["finished_curves"]), [*full, [scripted(0.86, e) for e in range(1, 9)]])
+
+    def epochs_run(spec: LightningTrial) -> list[dict[str, float]]:
+        reports: list[dict[str, float]] = []
+        ctx = spec.context(own)
+        spec.run(
+            {"ceiling": 0.75}, lambda m: reports.append(dict(m)), ctx["best_so_far"], json.loads(ctx["finished_curves"])
+        )
+        return reports
+
+    with_prior = epochs_run(trial)
+    assert len(with_prior) == 3
+    assert with_prior[-1]["stopped_early"] == 1.0
+    assert len(epochs_run(LightningTrial(data, factory, max_epochs=EPOCHS, early_stop=options))) == EPOCHS
+    the_file = LightningTrial(data, factory, max_epochs=EPOCHS, early_stop={"prior": str(earlier / "trials.jsonl")})
+    assert [r.trial_id for r in the_file.prior_records] == [r.trial_id for r in trial.prior_records]
+
+
+def test_a_prior_search_without_what_this_one_reads_is_named(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match=r"early_stop prior '.*nowhere': no trials.jsonl there"):
+        LightningTrial(data, factory, max_epochs=EPOCHS, early_stop={"prior": [str(tmp_path / "nowhere")]})
+    short = tmp_path / "short"
+    short.mkdir()
+    write_records([_record("00000", [0.5, 0.6, 0.7, 0.8])], short)  # 4 epochs, not 8
+    with pytest.raises(ValueError, match=r"trials.jsonl': no trial there ran all 8 epochs and reported the curve;"):
+        LightningTrial(data, factory, max_epochs=EPOCHS, early_stop={"prior": [str(short)]})
+    no_loss = tmp_path / "no_loss"
+    no_loss.mkdir()
+    write_records([_record("00000", [scripted(0.8, e) for e in range(1, EPOCHS + 1)])], no_loss)
+    with pytest.raises(ValueError, match="reported the curve, train_loss;"):
+        LightningTrial(data, factory, max_epochs=EPOCHS, early_stop={"prior": [str(no_loss)], "extra": ["train_loss"]})
+    (tmp_path / "torn.jsonl").write_text('{"trial_id": "00000", "arch"\n')
+    with pytest.raises(ValueError, match=r"torn.jsonl: line 1 is not a trial record"):
+        LightningTrial(data, factory, max_epochs=EPOCHS, early_stop={"prior": [str(tmp_path / "torn.jsonl")]})
 
 
 def test_unknown_early_stop_options_are_refused() -> None:
