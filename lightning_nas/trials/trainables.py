@@ -362,16 +362,18 @@ class LightningTrial:
                 raise ValueError(f"early_stop features must be a list of names, got {names!r}")
             if {"flops", "latency_ms"} & {_feature_source(name)[0] for name in names} and (self.input_shape is None):
                 raise ValueError(f"early_stop features {list(names)} need input_shape to count FLOPs and latency")
-            self.prior_records = self._load_prior(self.early_stop.get("prior", []))
+            if "prior" in self.early_stop:  # one path or several, kept as strings (the run's signature is JSON)
+                prior = self.early_stop["prior"]
+                prior = [prior] if isinstance(prior, (str, os.PathLike)) else prior
+                self.early_stop = {**self.early_stop, "prior": [os.fspath(path) for path in prior]}
+                self.prior_records = self._load_prior(self.early_stop["prior"])
             self.stopper(None)  # bad values fail here, in the driver
 
-    def _load_prior(self, paths: Any) -> list[Any]:
+    def _load_prior(self, paths: Sequence[str]) -> list[Any]:
         """The records of the earlier searches in ``paths``; each must hold a trial that ran all ``max_epochs``
         epochs and reported its curve (and the ``extra`` series and ``features`` this trial reads)."""
-        if isinstance(paths, (str, os.PathLike)):
-            paths = [paths]
-        assert self.early_stop is not None
-        extra, names = self.early_stop.get("extra", ()), self.early_stop.get("features", ())
+        options = self.early_stop or {}
+        extra, names = options.get("extra", ()), options.get("features", ())
         records: list[Any] = []
         for entry in paths:
             path = Path(entry)

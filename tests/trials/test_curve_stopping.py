@@ -163,8 +163,9 @@ def test_a_prior_search_calibrates_the_regression_from_this_searchs_first_finish
     assert len(with_prior) == 3
     assert with_prior[-1]["stopped_early"] == 1.0
     assert len(epochs_run(LightningTrial(data, factory, max_epochs=EPOCHS, early_stop=options))) == EPOCHS
-    the_file = LightningTrial(data, factory, max_epochs=EPOCHS, early_stop={"prior": str(earlier / "trials.jsonl")})
+    the_file = LightningTrial(data, factory, max_epochs=EPOCHS, early_stop={"prior": earlier / "trials.jsonl"})
     assert [r.trial_id for r in the_file.prior_records] == [r.trial_id for r in trial.prior_records]
+    assert json.loads(json.dumps(the_file.describe()))["early_stop"] == {"prior": [str(earlier / "trials.jsonl")]}
 
 
 def test_a_prior_search_without_what_this_one_reads_is_named(tmp_path: Path) -> None:
