@@ -73,6 +73,14 @@ run's log10(lr) as a static feature) as the verdict's predictor, read at ``k = 3
 Given several ``--curves``, the benchmark reads each and then prints the mean Kendall gain over them with a 90%
 bootstrap interval (runs resampled within each recording).
 
+``--prior-curves A B ...``: recordings of earlier searches with the same recipe (settings equal but for the seed;
+another recipe is refused). The regression calibrated on all their runs predicts every run of ``--curves``
+(ranking), and, as a stopping rule, the regression on their runs and the runs finished so far stops runs from the
+search's first finished run on (what ``LightningTrial(early_stop={"prior": [...]})`` does). Two recordings declared
+before they were made test it, with the regression on the accuracy and the training loss calibrated on the 75 runs
+of seeds 2, 3 and 5 as the verdict's predictor, read at ``k = 2, 3, 4, 5``: ``..._seed13.json`` and
+``..._seed14.json`` (``--seed 13`` / ``--seed 14``, 25 runs each, the protocol of seeds 2, 3 and 5).
+
     OMP_NUM_THREADS=1 python benchmarks/learning_curves.py                # reads benchmarks/results/... if there
     OMP_NUM_THREADS=1 python benchmarks/learning_curves.py \\
         --curves benchmarks/results/learning_curves_fmnist_nb201_constant_lr.json
@@ -80,6 +88,9 @@ bootstrap interval (runs resampled within each recording).
     OMP_NUM_THREADS=1 python benchmarks/learning_curves.py --observed 3 4 5 \\
         --curves benchmarks/results/learning_curves_fmnist_nb201_lr_seed11.json \\
         benchmarks/results/learning_curves_fmnist_nb201_lr_seed12.json
+    R=benchmarks/results/learning_curves_fmnist_nb201_
+    OMP_NUM_THREADS=1 python benchmarks/learning_curves.py --observed 2 3 4 5 \\
+        --curves ${R}seed13.json ${R}seed14.json --prior-curves ${R}seed2.json ${R}seed3.json ${R}seed5.json
 """
 
 from __future__ import annotations
@@ -253,16 +264,26 @@ class _Search:
         extra: Extra | None = None,
         window: int | None = None,
         features: Features = None,
+        prior: tuple[Curves, Extra] | None = None,
     ) -> None:
         self.curves, self.fits, self.min_finished, self.extra = curves, fits, min_finished, extra or {}
-        self.window, self.features = window, features
+        self.window, self.features, self.prior = window, features, prior
         self._regressions: dict[tuple[int, ...], CurveRegression] = {}
 
     def prediction(self, run: int, seen: int, finished: list[int]) -> CurvePrediction | None:
         if self.min_finished is not None and len(finished) >= self.min_finished:
             key = tuple(sorted(finished))
             if key not in self._regressions:
-                self._regressions[key] = _regression(self.curves, self.extra, list(key), self.window, self.features)
+                if self.prior is None:
+                    model = _regression(self.curves, self.extra, list(key), self.window, self.features)
+                else:  # the earlier searches' runs and this search's finished ones
+                    curves, extra = self.prior
+                    model = CurveRegression(
+                        curves + [self.curves[j] for j in key],
+                        extra={name: extra[name] + [self.extra[name][j] for j in key] for name in self.extra},
+                        window=self.window,
+                    )
+                self._regressions[key] = model
             return _predict(self._regressions[key], self.curves, self.extra, run, seen, self.features)
         return None if self.fits is None else self.fits[run, seen]
 
@@ -322,6 +343,28 @@ def _load(path: Path, args: argparse.Namespace) -> dict:
     )
 
 
+def _prior(paths: list[Path], settings: dict, extra: Extra) -> tuple[Curves, Extra]:
+    """The runs of earlier recordings of the same recipe (settings equal but for the seed), with the series in
+    ``extra``; another recipe's runs are refused, naming the first difference."""
+    curves: Curves = []
+    series: Extra = {name: [] for name in extra}
+    for path in paths:
+        data = json.loads(path.read_text())
+        theirs, ours = dict(data["settings"], seed=None), dict(settings, seed=None)
+        if theirs != ours:
+            differ = sorted(k for k in theirs.keys() | ours.keys() if theirs.get(k) != ours.get(k))
+            raise SystemExit(
+                f"--prior-curves: {path} was recorded with another recipe: "
+                + ", ".join(f"{k} {theirs.get(k)!r} against {ours.get(k)!r}" for k in differ)
+            )
+        for name in extra:
+            if not all(name in r for r in data["runs"]):
+                raise SystemExit(f"--prior-curves: {path} lacks the per-epoch {name!r} of its runs")
+            series[name] += [r[name] for r in data["runs"]]
+        curves += [r["curve"] for r in data["runs"]]
+    return curves, series
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
@@ -353,6 +396,13 @@ def main() -> None:
     parser.add_argument("--threshold", type=float, default=0.05)
     parser.add_argument("--min-finished", type=int, default=5, help="finished runs before the regression is used")
     parser.add_argument("--seeds", type=int, default=200, help="search orders for the early-stopping figure")
+    parser.add_argument(
+        "--prior-curves",
+        type=Path,
+        nargs="+",
+        default=[],
+        help="recordings of earlier searches with the same recipe: the regression calibrated on their runs",
+    )
     args = parser.parse_args()
     missing = [path for path in args.curves if not path.is_file()]
     if missing and len(args.curves) > 1:
@@ -406,6 +456,12 @@ def _report(path: Path, args: argparse.Namespace) -> dict[str, Ranked]:
     if lrs is not None:
         predictors["regression+lr (leave-one-out)"] = (_leave_one_out(curves, features=lrs), 1)
         predictors["regression+train_loss+lr (leave-one-out)"] = (_leave_one_out(curves, extra, features=lrs), 1)
+    prior = _prior(args.prior_curves, settings, extra) if args.prior_curves else None
+    earlier = len(prior[0]) if prior else 0
+    prior_name = f"regression{'+train_loss' if extra else ''}, calibrated on {earlier} earlier runs"
+    if prior is not None:
+        model = CurveRegression(prior[0], extra=prior[1])
+        predictors[prior_name] = (lambda run, seen: _predict(model, curves, extra, run, seen), 1)
     rankings: dict[str, Ranked] = {}
     for name, (predict, first) in predictors.items():
         print(f"\n## Ranking by {name}\n")
@@ -434,6 +490,10 @@ def _report(path: Path, args: argparse.Namespace) -> dict[str, Ranked]:
         )
         rules['"regression+train_loss+lr" (with the training losses and log10(lr))'] = _Search(
             curves, None, args.min_finished, extra, features=lrs
+        )
+    if prior is not None:
+        rules[f'"{prior_name}" (and the runs finished so far; from the first run)'] = _Search(
+            curves, None, 0, extra, prior=prior
         )
     print(
         f"\n## Early stopping: min_epochs {args.min_epochs}, threshold {args.threshold}, {args.seeds} search orders\n"
