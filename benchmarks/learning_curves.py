@@ -516,7 +516,7 @@ def _report(path: Path, args: argparse.Namespace) -> dict[str, Ranked]:
         for min_epochs in (3, 5):
             for threshold in (0.01, 0.05):
                 mean, _, same, _, _ = search.summary(args.seeds, min_epochs, threshold)
-                print(f"| {name.split()[0]} | {min_epochs} | {threshold} | {100 * mean:.1f}% | {100 * same:.1f}% |")
+                print(f"| {name.split(' (')[0]} | {min_epochs} | {threshold} | {100 * mean:.1f}% | {100 * same:.1f}% |")
     return rankings
 
 
