@@ -457,9 +457,8 @@ def _report(path: Path, args: argparse.Namespace) -> dict[str, Ranked]:
         predictors["regression+lr (leave-one-out)"] = (_leave_one_out(curves, features=lrs), 1)
         predictors["regression+train_loss+lr (leave-one-out)"] = (_leave_one_out(curves, extra, features=lrs), 1)
     prior = _prior(args.prior_curves, settings, extra) if args.prior_curves else None
-    earlier = len(prior[0]) if prior else 0
-    prior_name = f"regression{'+train_loss' if extra else ''}, calibrated on {earlier} earlier runs"
     if prior is not None:
+        prior_name = f"regression{'+train_loss' if extra else ''}, calibrated on {len(prior[0])} earlier runs"
         model = CurveRegression(prior[0], extra=prior[1])
         predictors[prior_name] = (lambda run, seen: _predict(model, curves, extra, run, seen), 1)
     rankings: dict[str, Ranked] = {}

@@ -75,6 +75,10 @@ def _json_value(value: float) -> float | str:
     return value if math.isfinite(value) else str(value)
 
 
+TRIALS_FILE = "trials.jsonl"
+"""The trial table a run writes in its directory (beside ``trials.csv``), and what a later search reads back."""
+
+
 def write_records(records: Sequence[TrialRecord], directory: Path) -> None:
     """Write ``trials.jsonl`` and ``trials.csv`` in ``directory`` atomically (each replaced whole)."""
     lines = []
@@ -82,7 +86,7 @@ def write_records(records: Sequence[TrialRecord], directory: Path) -> None:
         row = record.to_dict()
         row["metrics"] = {k: _json_value(v) for k, v in record.metrics.items()}
         lines.append(json.dumps(row, sort_keys=True))
-    atomic_write_text(directory / "trials.jsonl", "".join(line + "\n" for line in lines))
+    atomic_write_text(directory / TRIALS_FILE, "".join(line + "\n" for line in lines))
     metric_names = sorted({name for record in records for name in record.metrics})
     buffer = io.StringIO()
     writer = csv.writer(buffer)

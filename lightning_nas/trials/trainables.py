@@ -45,7 +45,7 @@ from lightning_nas.callbacks.learning_curve import LearningCurveStopping
 from lightning_nas.search.constraints import count_network_cost
 from lightning_nas.search.latency import measure_network_latency
 from lightning_nas.search.tabular import ArchFormat, TabularBenchmark
-from lightning_nas.trials._records import load_records
+from lightning_nas.trials._records import TRIALS_FILE, load_records
 
 __all__ = [
     "EARLY_STOP_OPTIONS",
@@ -377,11 +377,11 @@ class LightningTrial:
         records: list[Any] = []
         for entry in paths:
             path = Path(entry)
-            file = path / "trials.jsonl" if path.is_dir() else path
+            file = path / TRIALS_FILE if path.is_dir() else path
             if not file.is_file():
                 raise FileNotFoundError(
-                    f"early_stop prior {str(entry)!r}: no trials.jsonl there; give an earlier search's directory "
-                    "or its trials.jsonl"
+                    f"early_stop prior {str(entry)!r}: no {TRIALS_FILE} there; give an earlier search's directory "
+                    f"or its {TRIALS_FILE}"
                 )
             loaded = load_records(file)
             if not finished_runs(loaded, self.max_epochs, extra, names)[0]:
