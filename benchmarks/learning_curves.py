@@ -247,6 +247,31 @@ def _pooled(ranked: dict[str, list[Ranked]], names: list[str]) -> None:
             low, high = np.nanquantile(boots, [0.05, 0.95])
             per = " / ".join(f"{g:+.3f}" for g in gains)
             print(f"| {predictor} | {k} | {per} | {np.mean(gains):+.3f} ({low:+.3f}..{high:+.3f}) |")
+        _pooled_over_k(predictor, recordings)
+
+
+def _pooled_over_k(predictor: str, recordings: list[Ranked]) -> None:
+    """One row: the gain averaged over every ``k`` and recording; a resample draws each recording's runs once."""
+    ks = sorted(set.intersection(*(set(r) for r in recordings)))
+    if len(ks) < 2:
+        return
+
+    def over_k(recording: Ranked, idx: np.ndarray | slice = slice(None)) -> float:
+        return float(
+            np.nanmean([_kendall_gain(recording[k][1][idx], recording[k][0][idx], recording[k][2][idx]) for k in ks])
+        )
+
+    rng = np.random.default_rng(0)
+    boots = [
+        np.nanmean([over_k(r, rng.integers(0, len(r[ks[0]][2]), len(r[ks[0]][2]))) for r in recordings])
+        for _ in range(1000)
+    ]
+    low, high = np.nanquantile(boots, [0.05, 0.95])
+    per = [over_k(r) for r in recordings]
+    print(
+        f"| {predictor} | mean over {', '.join(map(str, ks))} | {' / '.join(f'{g:+.3f}' for g in per)} "
+        f"| {np.mean(per):+.3f} ({low:+.3f}..{high:+.3f}) |"
+    )
 
 
 def _kendall_gain(predicted: np.ndarray, last: np.ndarray, final: np.ndarray) -> float:

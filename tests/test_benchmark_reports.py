@@ -45,3 +45,31 @@ def test_runs_of_another_protocol_are_named_not_merged(data_root: Path, tmp_path
     assert result.returncode != 0
     assert f"{other} has a {record['method']} run (seed {record['seed']}) of another protocol" in result.stderr
     assert "cells_per_stage 5 against 1" in result.stderr
+
+
+def _learning_curves_script():  # the benchmark is a script, not a module of the package
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("learning_curves_bench", ROOT / "benchmarks" / "learning_curves.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_pooled_kendall_gains_match_their_closed_form(capsys) -> None:
+    import numpy as np
+
+    bench = _learning_curves_script()
+    final = np.arange(8.0)
+    exact, reversed_ = final.copy(), final[::-1].copy()
+    # recording A: the prediction is the final order (tau 1), the last epoch its reverse (tau -1): gain 2 at every k;
+    # recording B: at k=2 the two swap (gain -2), at k=3 both are exact (gain 0)
+    a = {2: (reversed_, exact, final), 3: (reversed_, exact, final)}
+    b = {2: (exact, reversed_, final), 3: (exact, exact, final)}
+    bench._pooled({"p": [a, b]}, ["A", "B"])
+    rows = {line.split(" | ")[1]: line for line in capsys.readouterr().out.splitlines() if line.startswith("| p |")}
+    assert rows["2"] == "| p | 2 | +2.000 / -2.000 | +0.000 (+0.000..+0.000) |"  # every resample keeps both signs
+    # over k: A's mean 2, B's (-2 + 0) / 2 = -1, pooled 0.5; a resample of the runs keeps every tau (ties only
+    # duplicate pairs), so the interval is the point
+    assert rows["mean over 2, 3"] == "| p | mean over 2, 3 | +2.000 / -1.000 | +0.500 (+0.500..+0.500) |"
