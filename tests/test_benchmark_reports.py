@@ -9,9 +9,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "benchmarks" / "nb201_oneshot.py"
 RECORDED = ROOT / "benchmarks" / "results" / "nb201_oneshot_cpu.jsonl"
+RECORDED_DEEPER = ROOT / "benchmarks" / "results" / "nb201_oneshot_cpu_n5.jsonl"  # --cells-per-stage 5
 
 
 def _report(data_root: Path, *paths: Path) -> subprocess.CompletedProcess[str]:
@@ -25,11 +28,12 @@ def _report(data_root: Path, *paths: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_the_recorded_runs_print_the_docs_table(data_root: Path) -> None:
-    result = _report(data_root, RECORDED)
+@pytest.mark.parametrize("recorded", [RECORDED, RECORDED_DEEPER], ids=["N=1", "N=5"])
+def test_the_recorded_runs_print_the_docs_table(data_root: Path, recorded: Path) -> None:
+    result = _report(data_root, recorded)
     assert result.returncode == 0, result.stderr
     rows = [line for line in result.stdout.splitlines() if line.startswith("| ") and " ± " in line]
-    methods = {json.loads(line)["method"] for line in RECORDED.read_text().splitlines()}
+    methods = {json.loads(line)["method"] for line in recorded.read_text().splitlines()}
     assert {row.split(" | ")[0][2:] for row in rows} >= methods  # a row per recorded method
     docs = (ROOT / "docs" / "nb201-oneshot.md").read_text()
     missing = [row for row in rows if row not in docs]
@@ -51,7 +55,8 @@ def _learning_curves_script():  # the benchmark is a script, not a module of the
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("learning_curves_bench", ROOT / "benchmarks" / "learning_curves.py")
-    assert spec is not None and spec.loader is not None
+    assert spec is not None
+    assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
