@@ -80,6 +80,9 @@ search's first finished run on (what ``LightningTrial(early_stop={"prior": [...]
 before they were made test it, with the regression on the accuracy and the training loss calibrated on the 75 runs
 of seeds 2, 3 and 5 as the verdict's predictor, read at ``k = 2, 3, 4, 5``: ``..._seed13.json`` and
 ``..._seed14.json`` (``--seed 13`` / ``--seed 14``, 25 runs each, the protocol of seeds 2, 3 and 5).
+A pair declared with the same rule calibrated on those five recordings (125 runs) and one number as the ranking
+verdict (the gain averaged over ``k = 2..5`` and both recordings, the pooled table's "mean over" row):
+``..._seed15.json`` and ``..._seed16.json`` (``--seed 15`` / ``--seed 16 --runs 30``).
 
     OMP_NUM_THREADS=1 python benchmarks/learning_curves.py                # reads benchmarks/results/... if there
     OMP_NUM_THREADS=1 python benchmarks/learning_curves.py \\
