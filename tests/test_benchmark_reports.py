@@ -3,12 +3,15 @@ runs of different protocols."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,9 +54,9 @@ def test_runs_of_another_protocol_are_named_not_merged(data_root: Path, tmp_path
     assert "cells_per_stage 5 against 1" in result.stderr
 
 
-def _learning_curves_script():  # the benchmark is a script, not a module of the package
-    import importlib.util
-
+def _learning_curves_script(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    """The benchmark is a script, not a module of the package; the path it adds for its helpers is undone after."""
+    monkeypatch.setattr(sys, "path", list(sys.path))
     spec = importlib.util.spec_from_file_location("learning_curves_bench", ROOT / "benchmarks" / "learning_curves.py")
     assert spec is not None
     assert spec.loader is not None
@@ -62,10 +65,10 @@ def _learning_curves_script():  # the benchmark is a script, not a module of the
     return module
 
 
-def test_pooled_kendall_gains_match_their_closed_form(capsys) -> None:
-    import numpy as np
-
-    bench = _learning_curves_script()
+def test_pooled_kendall_gains_match_their_closed_form(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bench = _learning_curves_script(monkeypatch)
     final = np.arange(8.0)
     exact, reversed_ = final.copy(), final[::-1].copy()
     # recording A: the prediction is the final order (tau 1), the last epoch its reverse (tau -1): gain 2 at every k;
