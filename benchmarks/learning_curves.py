@@ -83,6 +83,8 @@ of seeds 2, 3 and 5 as the verdict's predictor, read at ``k = 2, 3, 4, 5``: ``..
 A pair declared with the same rule calibrated on those five recordings (125 runs) and one number as the ranking
 verdict (the gain averaged over ``k = 2..5`` and both recordings, the pooled table's "mean over" row):
 ``..._seed15.json`` and ``..._seed16.json`` (``--seed 15`` / ``--seed 16 --runs 30``).
+The stopping rule at ``--threshold 0.01`` calibrated on those seven (185 runs), declared before they were made:
+``..._seed17.json`` and ``..._seed18.json`` (``--seed 17`` / ``--seed 18``, 25 runs each).
 
     OMP_NUM_THREADS=1 python benchmarks/learning_curves.py                # reads benchmarks/results/... if there
     OMP_NUM_THREADS=1 python benchmarks/learning_curves.py \\
