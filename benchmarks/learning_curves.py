@@ -262,15 +262,12 @@ def _pooled_over_k(predictor: str, recordings: list[Ranked]) -> None:
         return
 
     def over_k(recording: Ranked, idx: np.ndarray | slice = slice(None)) -> float:
-        return float(
-            np.nanmean([_kendall_gain(recording[k][1][idx], recording[k][0][idx], recording[k][2][idx]) for k in ks])
-        )
+        gains = [_kendall_gain(pred[idx], last[idx], final[idx]) for last, pred, final in (recording[k] for k in ks)]
+        return float(np.nanmean(gains))
 
     rng = np.random.default_rng(0)
-    boots = [
-        np.nanmean([over_k(r, rng.integers(0, len(r[ks[0]][2]), len(r[ks[0]][2]))) for r in recordings])
-        for _ in range(1000)
-    ]
+    sizes = [len(r[ks[0]][2]) for r in recordings]  # runs per recording (the same at every k)
+    boots = [np.nanmean([over_k(r, rng.integers(0, n, n)) for r, n in zip(recordings, sizes)]) for _ in range(1000)]
     low, high = np.nanquantile(boots, [0.05, 0.95])
     per = [over_k(r) for r in recordings]
     print(
