@@ -415,36 +415,48 @@ def report(runs: Mapping[str, Sequence[Run]], accuracy: Callable[[Mapping[str, A
     return lines
 
 
+def _epochs_of_run(record: Mapping[str, Any]) -> int:
+    """The epochs a saved run trained for (SPOS + evolution and RSPS: their uniform supernet's)."""
+    protocol, name = record["protocol"], record["method"]
+    key = "SPOS" if name in ("SPOS+evolution", "RSPS") else name
+    return int(protocol.get("epochs_override", {}).get(key, protocol["epochs"]))
+
+
 def _load_runs(paths: Sequence[Path], methods: Sequence[str]) -> dict[str, list[Run]]:
     """The runs saved with ``--out`` in ``paths``, per method in ``methods`` order, each method's runs by seed.
 
-    Runs of different protocols (another supernet, data size, epochs or learning rate) are not merged: the summary
-    would mix them, so the first difference is named instead.
+    Runs of different protocols (another supernet, data size or learning rate) are not merged: the summary would mix
+    them, so the first difference is named instead. Epochs are each method's own (the CPU protocol gives GDAS 175
+    and DARTS-V1 70): runs of different methods merge whatever their epochs, and the runs of one method must agree
+    on theirs.
     """
     found: dict[str, dict[int, Run]] = {name: {} for name in methods}
     first: tuple[Path, dict[str, Any]] | None = None
+    epochs_of: dict[str, tuple[Path, int]] = {}
     for path in paths:
         for record in JsonLines(path).read():
-            protocol = record.get("protocol", {})
+            protocol = {k: v for k, v in record.get("protocol", {}).items() if k not in ("epochs", "epochs_override")}
+            name, seed, epochs = record["method"], int(record["seed"]), _epochs_of_run(record)
             if first is None:
                 first = (path, protocol)
             elif protocol != first[1]:
                 fields = sorted(k for k in protocol.keys() | first[1].keys() if protocol.get(k) != first[1].get(k))
                 raise SystemExit(
-                    f"--report: {path} has a {record['method']} run (seed {record['seed']}) of another protocol "
-                    f"than {first[0]}'s first run: "
+                    f"--report: {path} has a {name} run (seed {seed}) of another protocol than {first[0]}'s first "
+                    "run: "
                     + ", ".join(f"{k} {protocol.get(k)!r} against {first[1].get(k)!r}" for k in fields)
                     + "; report them separately"
                 )
-            if record["method"] in found:
-                run = Run(
-                    record["arch"],
-                    record["per_epoch"],
-                    record["seconds"],
-                    int(record["seed"]),
-                    record["op_probabilities"],
+            first_path, first_epochs = epochs_of.setdefault(name, (path, epochs))
+            if epochs != first_epochs:
+                raise SystemExit(
+                    f"--report: {path} has a {name} run (seed {seed}) of {epochs} epochs, {first_path} one of "
+                    f"{first_epochs}; report them separately"
                 )
-                found[record["method"]][int(record["seed"])] = run
+            if name in found:
+                found[name][seed] = Run(
+                    record["arch"], record["per_epoch"], record["seconds"], seed, record["op_probabilities"]
+                )
     return {name: [by_seed[seed] for seed in sorted(by_seed)] for name, by_seed in found.items()}
 
 

@@ -54,6 +54,31 @@ def test_runs_of_another_protocol_are_named_not_merged(data_root: Path, tmp_path
     assert "cells_per_stage 5 against 1" in result.stderr
 
 
+def _records(method: str) -> list[dict]:
+    return [json.loads(line) for line in RECORDED.read_text().splitlines() if json.loads(line)["method"] == method]
+
+
+def test_each_method_keeps_its_own_epochs_when_runs_merge(data_root: Path, tmp_path: Path) -> None:
+    """A GDAS run of 240 epochs merges with DARTS- runs of 50 (epochs are each method's own); a second GDAS run of
+    175 epochs is refused, named, because one method's row would mix two schedules."""
+    gdas, darts_minus = _records("GDAS")[0], _records("DARTS-")[0]
+    gdas["protocol"] = gdas["protocol"] | {"epochs": 240, "epochs_override": {}}
+    darts_minus["protocol"] = darts_minus["protocol"] | {"epochs": 50, "epochs_override": {}}
+    merged = tmp_path / "merged.jsonl"
+    merged.write_text(json.dumps(gdas) + "\n" + json.dumps(darts_minus) + "\n")
+    result = _report(data_root, merged)
+    assert result.returncode == 0, result.stderr
+    rows = {line.split(" | ")[0][2:] for line in result.stdout.splitlines() if " ± " in line}
+    assert rows == {"GDAS", "DARTS-"}
+
+    shorter = _records("GDAS")[1]  # the CPU protocol's: 70 epochs with GDAS's own 175
+    other = tmp_path / "shorter.jsonl"
+    other.write_text(json.dumps(shorter) + "\n")
+    result = _report(data_root, merged, other)
+    assert result.returncode != 0
+    assert f"{other} has a GDAS run (seed 1) of 175 epochs, {merged} one of 240" in result.stderr
+
+
 def _learning_curves_script(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
     """The benchmark is a script, not a module of the package; the path it adds for its helpers is undone after."""
     monkeypatch.setattr(sys, "path", list(sys.path))
