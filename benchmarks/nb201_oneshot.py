@@ -47,13 +47,18 @@ all parameter-free ops in the method's architecture distribution) and the compar
 each robust method's mean table accuracy minus DARTS-V1's, paired by seed, with the standard error of that
 difference. ``--out runs.jsonl`` keeps every finished run (one JSON line each, so runs split over processes or cut
 short are not lost); ``--report runs*.jsonl`` prints the summary of saved runs. The CPU-protocol runs behind
-``docs/nb201-oneshot.md`` (3 seeds of every method) are in ``benchmarks/results/nb201_oneshot_cpu.jsonl``.
+``docs/nb201-oneshot.md`` (3 seeds of every method) are in ``benchmarks/results/nb201_oneshot_cpu.jsonl``; those at
+the paper's depth in ``nb201_oneshot_cpu_n5.jsonl``, and those with the paper's data and step schedule on the CPU
+supernet (``--subset 50000 --arch-lr 3e-4`` and the paper's epochs, GDAS 240, DARTS-V1 and DARTS- 50) in
+``nb201_oneshot_cpu_paper_steps.jsonl``. Epochs are each method's own: runs of different methods merge whatever
+their epochs, while one method's runs must agree on theirs.
 
     python benchmarks/nb201_oneshot.py --protocol cpu --seeds 3
     python benchmarks/nb201_oneshot.py --protocol cpu --seeds 1 --methods DARTS-V1 GDAS --subset 2000 --epochs 4
     python benchmarks/nb201_oneshot.py --data digits --seeds 1 --epochs 1      # a smoke test of the pipeline
     python benchmarks/nb201_oneshot.py --protocol paper --seeds 3 --accelerator gpu
     python benchmarks/nb201_oneshot.py --report benchmarks/results/nb201_oneshot_cpu.jsonl
+    python benchmarks/nb201_oneshot.py --methods DARTS- --subset 50000 --epochs 50 --arch-lr 3e-4  # paper's steps
 """
 
 from __future__ import annotations
