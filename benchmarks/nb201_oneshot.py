@@ -420,11 +420,12 @@ def report(runs: Mapping[str, Sequence[Run]], accuracy: Callable[[Mapping[str, A
     return lines
 
 
-def _epochs_of_run(record: Mapping[str, Any]) -> int:
-    """The epochs a saved run trained for (SPOS + evolution and RSPS: their uniform supernet's)."""
-    protocol, name = record["protocol"], record["method"]
+def _epochs_of_run(record: Mapping[str, Any]) -> int | None:
+    """The epochs a saved run trained for (SPOS + evolution and RSPS: their uniform supernet's); ``None`` for a
+    record saved without its protocol."""
+    protocol, name = record.get("protocol", {}), record["method"]
     key = "SPOS" if name in ("SPOS+evolution", "RSPS") else name
-    return int(protocol.get("epochs_override", {}).get(key, protocol["epochs"]))
+    return protocol.get("epochs_override", {}).get(key, protocol.get("epochs"))
 
 
 def _load_runs(paths: Sequence[Path], methods: Sequence[str]) -> dict[str, list[Run]]:
@@ -437,7 +438,7 @@ def _load_runs(paths: Sequence[Path], methods: Sequence[str]) -> dict[str, list[
     """
     found: dict[str, dict[int, Run]] = {name: {} for name in methods}
     first: tuple[Path, dict[str, Any]] | None = None
-    epochs_of: dict[str, tuple[Path, int]] = {}
+    epochs_of: dict[str, tuple[Path, int | None]] = {}
     for path in paths:
         for record in JsonLines(path).read():
             protocol = {k: v for k, v in record.get("protocol", {}).items() if k not in ("epochs", "epochs_override")}
