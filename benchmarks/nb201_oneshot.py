@@ -423,9 +423,10 @@ def report(runs: Mapping[str, Sequence[Run]], accuracy: Callable[[Mapping[str, A
 def _epochs_of_run(record: Mapping[str, Any]) -> int | None:
     """The epochs a saved run trained for (SPOS + evolution and RSPS: their uniform supernet's); ``None`` for a
     record saved without its protocol."""
-    protocol, name = record.get("protocol", {}), record["method"]
-    key = "SPOS" if name in ("SPOS+evolution", "RSPS") else name
-    return protocol.get("epochs_override", {}).get(key, protocol.get("epochs"))
+    if "protocol" not in record:
+        return None
+    name = record["method"]
+    return Protocol(**record["protocol"]).epochs_of("SPOS" if name in ("SPOS+evolution", "RSPS") else name)
 
 
 def _load_runs(paths: Sequence[Path], methods: Sequence[str]) -> dict[str, list[Run]]:

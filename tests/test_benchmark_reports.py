@@ -56,7 +56,8 @@ def test_runs_of_another_protocol_are_named_not_merged(data_root: Path, tmp_path
 
 
 def _records(method: str) -> list[dict]:
-    return [json.loads(line) for line in RECORDED.read_text().splitlines() if json.loads(line)["method"] == method]
+    records = [json.loads(line) for line in RECORDED.read_text().splitlines()]
+    return [record for record in records if record["method"] == method]
 
 
 def test_each_method_keeps_its_own_epochs_when_runs_merge(data_root: Path, tmp_path: Path) -> None:
