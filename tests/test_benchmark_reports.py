@@ -3,6 +3,7 @@ runs of different protocols."""
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import json
 import os
@@ -79,6 +80,64 @@ def test_each_method_keeps_its_own_epochs_when_runs_merge(data_root: Path, tmp_p
     result = _report(data_root, merged, other)
     assert result.returncode != 0
     assert f"{other} has a GDAS run (seed 1) of 175 epochs, {merged} one of 240" in result.stderr
+
+
+def test_runs_of_the_reference_loop_are_their_own_protocol(data_root: Path, tmp_path: Path) -> None:
+    """The recorded runs predate ``reference_loop``: they read as runs without it and merge with a new run that has
+    it off; a run with it on (weights first, Nesterov) is another protocol, named."""
+    old, new = _records("DARTS-V1")[0], _records("GDAS")[0]
+    assert "reference_loop" not in old["protocol"]
+    without = tmp_path / "without.jsonl"
+    without.write_text(json.dumps(new | {"protocol": new["protocol"] | {"reference_loop": False}}) + "\n")
+    result = _report(data_root, RECORDED, without)
+    assert result.returncode == 0, result.stderr
+    with_loop = tmp_path / "with.jsonl"
+    with_loop.write_text(json.dumps(new | {"protocol": new["protocol"] | {"reference_loop": True}}) + "\n")
+    result = _report(data_root, RECORDED, with_loop)
+    assert result.returncode != 0
+    assert "reference_loop True against False" in result.stderr
+
+
+def _oneshot_script(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    spec = importlib.util.spec_from_file_location("nb201_oneshot_bench", SCRIPT)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, module)  # its dataclasses look their module up while being built
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("reference_loop", [False, True])
+def test_the_reference_loop_reaches_darts_v1_and_gdas_only(
+    monkeypatch: pytest.MonkeyPatch, reference_loop: bool
+) -> None:
+    """NAS-Bench-201's scripts ran DARTS-V1 and GDAS with the weights first and Nesterov momentum; the robust
+    methods keep their own papers' loop (the alphas first, plain momentum) under either protocol setting."""
+    bench = _oneshot_script(monkeypatch)
+    built: dict[str, object] = {}
+    monkeypatch.setattr(bench, "_fit", lambda module, *args: built.setdefault(type(module).__name__, module))
+    protocol = bench.Protocol(
+        channels=4, cells_per_stage=1, subset=None, epochs=1, arch_lr=3e-3, evaluations=1, population=1,
+        tournament=1, held_batches=1, in_channels=1, reference_loop=reference_loop,
+    )  # fmt: skip
+    for name in ("DARTS-V1", "GDAS", "PC-DARTS", "DrNAS", "DARTS-"):
+        built.clear()
+        bench.METHODS[name](protocol, None, 0)
+        (module,) = built.values()
+        expected = reference_loop and name in ("DARTS-V1", "GDAS")
+        assert module.weights_first is expected, name
+        assert module.weight_nesterov is expected, name
+
+
+@pytest.mark.parametrize(("flag", "cpu", "paper"), [(None, False, True), (True, True, True), (False, False, False)])
+def test_the_paper_protocol_runs_the_reference_loop_unless_told_not_to(
+    monkeypatch: pytest.MonkeyPatch, flag: bool | None, cpu: bool, paper: bool
+) -> None:
+    bench = _oneshot_script(monkeypatch)
+    args = argparse.Namespace(subset=None, epochs=None, arch_lr=None, accelerator="cpu", reference_loop=flag)
+    assert (bench._protocol("cpu", args).reference_loop, bench._protocol("paper", args).reference_loop) == (cpu, paper)
 
 
 def _learning_curves_script(monkeypatch: pytest.MonkeyPatch) -> ModuleType:

@@ -6,6 +6,9 @@ Each training step is the paper's two updates on a ``{"train": batch, "val": bat
    (``xi = 0`` for first order), on the validation batch;
 2. weight step: ``w -= lr * grad_w L_train(w, alpha)``, on the training batch.
 
+``weights_first=True`` swaps the two, as NAS-Bench-201's reference searches of DARTS-V1 and GDAS do (AutoDL-Projects
+``exps/algos/DARTS-V1.py`` and ``GDAS.py``): the architecture step then sees the weights this step just updated.
+
 Hyperparameters default to the paper's CIFAR-10 search (Sec. 3.2; reference code ``cnn/train_search.py``).
 """
 
@@ -58,6 +61,9 @@ class DARTS(NASModule):
             Gumbel and Dirichlet samples of GDAS and DrNAS).
         nan_policy: ``"stop"`` (raise, naming the loss and step) or ``"skip"`` (warn and skip the update) on a
             non-finite loss or architecture gradient.
+        weights_first: each step updates the weights, then the alphas (NAS-Bench-201's reference loop for DARTS-V1
+            and GDAS); the default is the paper's Algorithm 1, alphas first. In second order the unrolled step
+            starts from the weights the step has just updated.
 
     Example:
         >>> from lightning_nas.spaces import DartsCellSpace
@@ -91,6 +97,7 @@ class DARTS(NASModule):
         channels_last: bool = False,
         seed: int = 0,
         nan_policy: Literal["stop", "skip"] = "stop",
+        weights_first: bool = False,
     ) -> None:
         if not isinstance(space, DifferentiableSpace):
             raise TypeError(f"DARTS needs a DifferentiableSpace, got {type(space).__name__}")
@@ -109,7 +116,7 @@ class DARTS(NASModule):
             arch_weight_decay,
         )
         self.unrolled_lr, self.hvp_eps, self.arch_warmup_epochs = unrolled_lr, hvp_eps, arch_warmup_epochs
-        self.arch_fp32, self.seed = arch_fp32, seed
+        self.arch_fp32, self.seed, self.weights_first = arch_fp32, seed, weights_first
         # DDP must leave the alphas alone: their gradient never passes through DDP's backward hooks (it comes from
         # torch.autograd.grad), and architecture_step averages it across ranks itself.
         alpha_ids = {id(p) for p in space.arch_parameters()}
@@ -143,12 +150,25 @@ class DARTS(NASModule):
     def training_step(self, batch: dict[str, Batch], batch_idx: int) -> Tensor:
         train_batch, val_batch = _split_bilevel(batch, self)
         self.schedule_relaxation()
-        # Phase 1: architecture step on a validation batch (Algorithm 1, line 2).
-        if self.current_epoch >= self.arch_warmup_epochs:
-            self.space.relaxation.resample(derive_seed(self.seed, self.global_step, "architecture"))
-            self.architecture_step(train_batch, val_batch)
-        # Phase 2: weight step on a training batch (Algorithm 1, line 3).
-        self.space.relaxation.resample(derive_seed(self.seed, self.global_step, "weights"))
+        step = self.global_step  # both phases draw their noise from this step's seed, in either order
+        moves_alphas = self.current_epoch >= self.arch_warmup_epochs
+        if self.weights_first:
+            loss = self._weight_phase(train_batch, step)
+            if moves_alphas:
+                self._architecture_phase(train_batch, val_batch, step)
+        else:
+            # Algorithm 1: the architecture step on a validation batch (line 2), then the weight step (line 3).
+            if moves_alphas:
+                self._architecture_phase(train_batch, val_batch, step)
+            loss = self._weight_phase(train_batch, step)
+        return loss
+
+    def _architecture_phase(self, train_batch: Batch, val_batch: Batch, step: int) -> None:
+        self.space.relaxation.resample(derive_seed(self.seed, step, "architecture"))
+        self.architecture_step(train_batch, val_batch)
+
+    def _weight_phase(self, train_batch: Batch, step: int) -> Tensor:
+        self.space.relaxation.resample(derive_seed(self.seed, step, "weights"))
         loss = self.weight_step(train_batch)
         self.lr_schedulers().step()  # type: ignore[union-attr]
         return loss

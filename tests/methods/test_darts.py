@@ -175,3 +175,54 @@ def test_weight_nesterov_reaches_the_weight_optimizer(tmp_path: Path, nesterov: 
     assert isinstance(weight_opt, torch.optim.SGD)
     assert weight_opt.param_groups[0]["nesterov"] is nesterov
     assert isinstance(arch_opt, torch.optim.Adam)
+
+
+@pytest.mark.parametrize("weights_first", [False, True])
+def test_step_order_matches_plain_torch_updates_in_that_order(tmp_path: Path, weights_first: bool) -> None:
+    """One training step equals SGD on the weights and Adam on the alphas done by hand in the chosen order: the
+    alphas first (Algorithm 1), or the weights first (NAS-Bench-201's reference loop), whose architecture gradient is
+    taken at the updated weights. The two orders give different alphas, so the test tells them apart."""
+    import copy
+
+    pl.seed_everything(0)
+    model = DARTS(_tiny_space(num_classes=4), order="first", arch_lr=0.01, weights_first=weights_first)
+    gen = torch.Generator().manual_seed(0)
+    batch = {
+        k: (torch.randn(8, 1, 8, 8, generator=gen), torch.randint(0, 4, (8,), generator=gen)) for k in ("train", "val")
+    }
+    reference = copy.deepcopy(model).train()
+    weights = list(reference.space.weight_parameters())
+    alphas = reference.space.arch_parameters()
+    sgd = torch.optim.SGD(weights, lr=0.025, momentum=0.9, weight_decay=3e-4)
+    adam = torch.optim.Adam(alphas, lr=0.01, betas=(0.5, 0.999), weight_decay=1e-3)
+
+    def weight_update() -> None:
+        x, y = batch["train"]
+        grads = torch.autograd.grad(torch.nn.functional.cross_entropy(reference(x), y), weights, allow_unused=True)
+        for w, g in zip(weights, grads):
+            w.grad = torch.zeros_like(w) if g is None else g
+        torch.nn.utils.clip_grad_norm_(weights, 5.0)
+        sgd.step()
+
+    def alpha_update() -> None:
+        x, y = batch["val"]
+        grads = torch.autograd.grad(torch.nn.functional.cross_entropy(reference(x), y), alphas)
+        for a, g in zip(alphas, grads):
+            a.grad = g
+        adam.step()
+
+    for update in (weight_update, alpha_update) if weights_first else (alpha_update, weight_update):
+        update()
+    other_order = copy.deepcopy(model)
+    other_order.weights_first = not weights_first
+    for module in (model, other_order):
+        _trainer(tmp_path, max_steps=1).fit(
+            module, train_dataloaders=torch.utils.data.DataLoader([batch], batch_size=None)
+        )
+    for got, want, other in zip(
+        model.space.arch_parameters(), alphas, other_order.space.arch_parameters(), strict=True
+    ):
+        torch.testing.assert_close(got.detach(), want.detach(), rtol=1e-5, atol=1e-6)
+        assert not torch.allclose(got, other, rtol=1e-5, atol=1e-6)
+    for got, want in zip(model.space.weight_parameters(), weights, strict=True):
+        torch.testing.assert_close(got.detach(), want.detach(), rtol=1e-5, atol=1e-6)
