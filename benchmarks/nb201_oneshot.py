@@ -45,7 +45,8 @@ and their ``configs/nas-benchmark/algos/*.config``): each step updates the weigh
 (DARTS's Algorithm 1, and the other methods' own code, the other way round), with Nesterov momentum. The CPU
 protocol's recorded runs were made without it.
 
-``--channels C`` and ``--cells-per-stage N`` change the supernet of either protocol and nothing else (for example
+``--channels C``, ``--cells-per-stage N`` and ``--image-size S`` change the supernet or the side of its images
+(a divisor of 32) in either protocol and nothing else (for example
 the CPU protocol at the paper's depth, ``--cells-per-stage 5``: about four times the time per epoch).
 
 The summary ends with the drift tables (the mean count of parameter-free ops in the cell each method would return
@@ -503,6 +504,9 @@ def main() -> None:
         "--cells-per-stage", type=int, default=None, help="the supernet's N (the protocol's by default)"
     )
     parser.add_argument(
+        "--image-size", type=int, default=None, help="the side of the images the supernet sees (cpu: 16, paper: 32)"
+    )
+    parser.add_argument(
         "--reference-loop",
         action=argparse.BooleanOptionalAction,
         default=None,
@@ -519,12 +523,15 @@ def main() -> None:
         "--report", type=Path, nargs="+", help="print the summary of runs saved with --out (several files: merged)"
     )
     args = parser.parse_args()
+    if args.image_size is not None and (args.image_size < 1 or 32 % args.image_size):
+        parser.error(f"--image-size must divide 32 (32, 16, 8, 4, 2, 1), got {args.image_size}")
     protocol = _protocol(args.protocol, args)
-    if args.channels is not None or args.cells_per_stage is not None:
+    if args.channels is not None or args.cells_per_stage is not None or args.image_size is not None:
         protocol = dataclasses.replace(
             protocol,
             channels=args.channels or protocol.channels,
             cells_per_stage=args.cells_per_stage or protocol.cells_per_stage,
+            image_size=args.image_size or protocol.image_size,
         )
     if args.data == "digits":
         protocol = dataclasses.replace(protocol, in_channels=1, subset=None, image_size=8)  # all 1,797 images
