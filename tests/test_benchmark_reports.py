@@ -167,3 +167,16 @@ def test_pooled_kendall_gains_match_their_closed_form(
     # over k: A's mean 2, B's (-2 + 0) / 2 = -1, pooled 0.5; a resample of the runs keeps every tau (ties only
     # duplicate pairs), so the interval is the point
     assert rows["mean over 2, 3"] == "| p | mean over 2, 3 | +2.000 / -1.000 | +0.500 (+0.500..+0.500) |"
+
+
+def test_an_image_size_that_does_not_divide_32_is_refused_named(data_root: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, str(SCRIPT), "--image-size", "12", "--seeds", "1"],
+        env=os.environ | {"LIGHTNING_NAS_DATA": str(data_root)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "--image-size must divide 32 (32, 16, 8, 4, 2, 1), got 12" in result.stderr
