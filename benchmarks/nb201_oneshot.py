@@ -58,7 +58,8 @@ short are not lost); ``--report runs*.jsonl`` prints the summary of saved runs. 
 ``docs/nb201-oneshot.md`` (3 seeds of every method) are in ``benchmarks/results/nb201_oneshot_cpu.jsonl``; those at
 the paper's depth in ``nb201_oneshot_cpu_n5.jsonl``, and those with the paper's data and step schedule on the CPU
 supernet (``--subset 50000 --arch-lr 3e-4`` and the paper's epochs, GDAS 240, DARTS-V1 and DARTS- 50) in
-``nb201_oneshot_cpu_paper_steps.jsonl``. Epochs are each method's own: runs of different methods merge whatever
+``nb201_oneshot_cpu_paper_steps.jsonl``; GDAS and DARTS-V1 with ``--reference-loop`` in
+``nb201_oneshot_cpu_reference_loop.jsonl``. Epochs are each method's own: runs of different methods merge whatever
 their epochs, while one method's runs must agree on theirs.
 
     python benchmarks/nb201_oneshot.py --protocol cpu --seeds 3

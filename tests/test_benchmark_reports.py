@@ -20,6 +20,7 @@ SCRIPT = ROOT / "benchmarks" / "nb201_oneshot.py"
 RECORDED = ROOT / "benchmarks" / "results" / "nb201_oneshot_cpu.jsonl"
 RECORDED_DEEPER = ROOT / "benchmarks" / "results" / "nb201_oneshot_cpu_n5.jsonl"  # --cells-per-stage 5
 RECORDED_STEPS = ROOT / "benchmarks" / "results" / "nb201_oneshot_cpu_paper_steps.jsonl"  # the paper's data and steps
+RECORDED_LOOP = ROOT / "benchmarks" / "results" / "nb201_oneshot_cpu_reference_loop.jsonl"  # --reference-loop
 
 
 def _report(data_root: Path, *paths: Path) -> subprocess.CompletedProcess[str]:
@@ -33,7 +34,11 @@ def _report(data_root: Path, *paths: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
-@pytest.mark.parametrize("recorded", [RECORDED, RECORDED_DEEPER, RECORDED_STEPS], ids=["N=1", "N=5", "paper's steps"])
+@pytest.mark.parametrize(
+    "recorded",
+    [RECORDED, RECORDED_DEEPER, RECORDED_STEPS, RECORDED_LOOP],
+    ids=["N=1", "N=5", "paper's steps", "reference loop"],
+)
 def test_the_recorded_runs_print_the_docs_table(data_root: Path, recorded: Path) -> None:
     result = _report(data_root, recorded)
     assert result.returncode == 0, result.stderr
