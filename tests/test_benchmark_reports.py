@@ -21,6 +21,8 @@ RECORDED = ROOT / "benchmarks" / "results" / "nb201_oneshot_cpu.jsonl"
 RECORDED_DEEPER = ROOT / "benchmarks" / "results" / "nb201_oneshot_cpu_n5.jsonl"  # --cells-per-stage 5
 RECORDED_STEPS = ROOT / "benchmarks" / "results" / "nb201_oneshot_cpu_paper_steps.jsonl"  # the paper's data and steps
 RECORDED_LOOP = ROOT / "benchmarks" / "results" / "nb201_oneshot_cpu_reference_loop.jsonl"  # --reference-loop
+RECORDED_C16 = ROOT / "benchmarks" / "results" / "nb201_oneshot_cpu_gdas_c16.jsonl"  # GDAS, --channels 16
+RECORDED_32PX = ROOT / "benchmarks" / "results" / "nb201_oneshot_cpu_gdas_32px.jsonl"  # GDAS, --image-size 32
 
 
 def _report(data_root: Path, *paths: Path) -> subprocess.CompletedProcess[str]:
@@ -36,8 +38,8 @@ def _report(data_root: Path, *paths: Path) -> subprocess.CompletedProcess[str]:
 
 @pytest.mark.parametrize(
     "recorded",
-    [RECORDED, RECORDED_DEEPER, RECORDED_STEPS, RECORDED_LOOP],
-    ids=["N=1", "N=5", "paper's steps", "reference loop"],
+    [RECORDED, RECORDED_DEEPER, RECORDED_STEPS, RECORDED_LOOP, RECORDED_C16, RECORDED_32PX],
+    ids=["N=1", "N=5", "paper's steps", "reference loop", "GDAS C=16", "GDAS 32x32"],
 )
 def test_the_recorded_runs_print_the_docs_table(data_root: Path, recorded: Path) -> None:
     result = _report(data_root, recorded)
