@@ -59,7 +59,7 @@ short are not lost); ``--report runs*.jsonl`` prints the summary of saved runs. 
 the paper's depth in ``nb201_oneshot_cpu_n5.jsonl``, and those with the paper's data and step schedule on the CPU
 supernet (``--subset 50000 --arch-lr 3e-4`` and the paper's epochs, GDAS 240, DARTS-V1 and DARTS- 50) in
 ``nb201_oneshot_cpu_paper_steps.jsonl``; GDAS and DARTS-V1 with ``--reference-loop`` in
-``nb201_oneshot_cpu_reference_loop.jsonl``; GDAS with ``--channels 16`` or ``--image-size 32`` (one seed each) in
+``nb201_oneshot_cpu_reference_loop.jsonl``; GDAS with ``--channels 16`` (seeds 0-2) or ``--image-size 32`` (seed 0) in
 ``nb201_oneshot_cpu_gdas_c16.jsonl`` and ``nb201_oneshot_cpu_gdas_32px.jsonl``. Epochs are each method's own: runs
 of different methods merge whatever their epochs, while one method's runs must agree on theirs.
 
