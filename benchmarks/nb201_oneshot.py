@@ -240,7 +240,7 @@ def _fit(module: NASModule, datamodule: pl.LightningDataModule, protocol: Protoc
 def _differentiable(build: Callable[..., DARTS], name: str, **options: Any) -> MethodRunner:
     def run(protocol: Protocol, datamodule: pl.LightningDataModule, seed: int) -> Run:
         pl.seed_everything(seed, verbose=False)
-        loop = {"weights_first": True, "weight_nesterov": True} if protocol.reference_loop else {}
+        reference_loop = protocol.reference_loop and name in REFERENCE_LOOP
         module = build(
             _space(protocol),
             arch_lr=protocol.arch_lr,
@@ -248,8 +248,9 @@ def _differentiable(build: Callable[..., DARTS], name: str, **options: Any) -> M
             arch_warmup_epochs=protocol.warmup_of(name),
             seed=seed,
             channels_last=True,
+            weights_first=reference_loop,
+            weight_nesterov=reference_loop,
             **options,
-            **(loop if name in REFERENCE_LOOP else {}),
         )
         return _fit(module, datamodule, protocol, protocol.epochs_of(name))
 
@@ -441,13 +442,12 @@ def report(runs: Mapping[str, Sequence[Run]], accuracy: Callable[[Mapping[str, A
     return lines
 
 
-def _epochs_of_run(record: Mapping[str, Any]) -> int | None:
-    """The epochs a saved run trained for (SPOS + evolution and RSPS: their uniform supernet's); ``None`` for a
-    record saved without its protocol."""
-    if "protocol" not in record:
+def _epochs_of_run(name: str, protocol: Protocol | None) -> int | None:
+    """The epochs a saved run of ``name`` trained for (SPOS + evolution and RSPS: their uniform supernet's);
+    ``None`` for a record saved without its protocol."""
+    if protocol is None:
         return None
-    name = record["method"]
-    return Protocol(**record["protocol"]).epochs_of("SPOS" if name in ("SPOS+evolution", "RSPS") else name)
+    return protocol.epochs_of("SPOS" if name in ("SPOS+evolution", "RSPS") else name)
 
 
 def _load_runs(paths: Sequence[Path], methods: Sequence[str]) -> dict[str, list[Run]]:
@@ -464,9 +464,11 @@ def _load_runs(paths: Sequence[Path], methods: Sequence[str]) -> dict[str, list[
     for path in paths:
         for record in JsonLines(path).read():
             # every field, a field added since the run was saved at its default (what the run did)
-            saved = dataclasses.asdict(Protocol(**record["protocol"])) if "protocol" in record else {}
-            protocol = {k: v for k, v in saved.items() if k not in ("epochs", "epochs_override")}
-            name, seed, epochs = record["method"], int(record["seed"]), _epochs_of_run(record)
+            saved = Protocol(**record["protocol"]) if "protocol" in record else None
+            fields = dataclasses.asdict(saved) if saved is not None else {}
+            protocol = {k: v for k, v in fields.items() if k not in ("epochs", "epochs_override")}
+            name, seed = record["method"], int(record["seed"])
+            epochs = _epochs_of_run(name, saved)
             if first is None:
                 first = (path, protocol)
             elif protocol != first[1]:

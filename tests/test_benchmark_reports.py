@@ -105,13 +105,15 @@ def test_runs_of_the_reference_loop_are_their_own_protocol(data_root: Path, tmp_
     assert "reference_loop True against False" in result.stderr
 
 
-def _oneshot_script(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+def _script(monkeypatch: pytest.MonkeyPatch, path: Path) -> ModuleType:
+    """A benchmark is a script, not a module of the package: loaded under its own name (its dataclasses look their
+    module up while being built); that name and the path it adds for its helpers are undone after."""
     monkeypatch.setattr(sys, "path", list(sys.path))
-    spec = importlib.util.spec_from_file_location("nb201_oneshot_bench", SCRIPT)
+    spec = importlib.util.spec_from_file_location(f"{path.stem}_bench", path)
     assert spec is not None
     assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, spec.name, module)  # its dataclasses look their module up while being built
+    monkeypatch.setitem(sys.modules, spec.name, module)
     spec.loader.exec_module(module)
     return module
 
@@ -122,7 +124,7 @@ def test_the_reference_loop_reaches_darts_v1_and_gdas_only(
 ) -> None:
     """NAS-Bench-201's scripts ran DARTS-V1 and GDAS with the weights first and Nesterov momentum; the robust
     methods keep their own papers' loop (the alphas first, plain momentum) under either protocol setting."""
-    bench = _oneshot_script(monkeypatch)
+    bench = _script(monkeypatch, SCRIPT)
     built: dict[str, object] = {}
     monkeypatch.setattr(bench, "_fit", lambda module, *args: built.setdefault(type(module).__name__, module))
     protocol = bench.Protocol(
@@ -142,26 +144,15 @@ def test_the_reference_loop_reaches_darts_v1_and_gdas_only(
 def test_the_paper_protocol_runs_the_reference_loop_unless_told_not_to(
     monkeypatch: pytest.MonkeyPatch, flag: bool | None, cpu: bool, paper: bool
 ) -> None:
-    bench = _oneshot_script(monkeypatch)
+    bench = _script(monkeypatch, SCRIPT)
     args = argparse.Namespace(subset=None, epochs=None, arch_lr=None, accelerator="cpu", reference_loop=flag)
     assert (bench._protocol("cpu", args).reference_loop, bench._protocol("paper", args).reference_loop) == (cpu, paper)
-
-
-def _learning_curves_script(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
-    """The benchmark is a script, not a module of the package; the path it adds for its helpers is undone after."""
-    monkeypatch.setattr(sys, "path", list(sys.path))
-    spec = importlib.util.spec_from_file_location("learning_curves_bench", ROOT / "benchmarks" / "learning_curves.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_pooled_kendall_gains_match_their_closed_form(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    bench = _learning_curves_script(monkeypatch)
+    bench = _script(monkeypatch, ROOT / "benchmarks" / "learning_curves.py")
     final = np.arange(8.0)
     exact, reversed_ = final.copy(), final[::-1].copy()
     # recording A: the prediction is the final order (tau 1), the last epoch its reverse (tau -1): gain 2 at every k;

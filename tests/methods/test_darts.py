@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import lightning.pytorch as pl
@@ -182,8 +183,6 @@ def test_step_order_matches_plain_torch_updates_in_that_order(tmp_path: Path, we
     """One training step equals SGD on the weights and Adam on the alphas done by hand in the chosen order: the
     alphas first (Algorithm 1), or the weights first (NAS-Bench-201's reference loop), whose architecture gradient is
     taken at the updated weights. The two orders give different alphas, so the test tells them apart."""
-    import copy
-
     pl.seed_everything(0)
     model = DARTS(_tiny_space(num_classes=4), order="first", arch_lr=0.01, weights_first=weights_first)
     gen = torch.Generator().manual_seed(0)
