@@ -10,8 +10,13 @@ run it: every op applies its own ReLU, the edge output is ``sum(w * op(x))`` ove
 depthwise convolutions use the library's backward, and the architecture step computes gradients for every
 parameter. Ratios are against ``reference-first-fp32``.
 
+DARTS- (``minus-own-*``, ``minus-shared-*``: its auxiliary skip with a reduction of its own on stride-2 edges, or
+the candidate skip's) runs the same step on the same supernet; compare it with ``--baseline``.
+
     python benchmarks/darts_step.py                 # all configurations, batch 64
     python benchmarks/darts_step.py --batch 16 --steps 2 --configs first-fp32-cl
+    python benchmarks/darts_step.py --configs minus-shared-first-fp32-cl minus-own-first-fp32-cl \
+        --baseline minus-shared-first-fp32-cl
 """
 
 from __future__ import annotations
@@ -31,6 +36,8 @@ CONFIGS = ["reference-first-fp32"] + [
     for cl in (False, True)
 ]
 BASELINE = "reference-first-fp32"
+MINUS = ("minus-own-", "minus-shared-")  # DARTS- and its reduction_skip
+CHOICES = CONFIGS + [prefix + config for prefix in MINUS for config in CONFIGS[1:]]
 
 
 def _use_reference_implementation() -> None:
@@ -54,17 +61,23 @@ def run_one(config: str, batch: int, steps: int, warmup: int, threads: int) -> d
     import lightning.pytorch as pl
     import torch
 
-    from lightning_nas.methods import DARTS
+    from lightning_nas.methods import DARTS, DARTSMinus
     from lightning_nas.spaces import DartsCellSpace
 
     torch.set_num_threads(threads)
     if config.startswith("reference-"):
         _use_reference_implementation()
         config = config.removeprefix("reference-")
+    method, options = DARTS, {}
+    for prefix in MINUS:
+        if config.startswith(prefix):
+            method, options = DARTSMinus, {"reduction_skip": prefix.split("-")[1]}
+            config = config.removeprefix(prefix)
     order, precision, *rest = config.split("-")
     channels_last = bool(rest)
     torch.manual_seed(0)
-    model = DARTS(DartsCellSpace(channels=16, layers=8, num_classes=10), order=order, channels_last=channels_last)
+    space = DartsCellSpace(channels=16, layers=8, num_classes=10)
+    model = method(space, order=order, channels_last=channels_last, **options)
 
     def batch_pair() -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
         return {k: (torch.randn(batch, 3, 32, 32), torch.randint(0, 10, (batch,))) for k in ("train", "val")}
@@ -107,15 +120,17 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3, help="timed steps (median reported)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed steps first")
     parser.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", "2")))
-    parser.add_argument("--configs", nargs="+", default=CONFIGS, choices=CONFIGS)
+    parser.add_argument("--configs", nargs="+", default=CONFIGS, choices=CHOICES)
+    parser.add_argument("--baseline", default=BASELINE, choices=CHOICES, help="the configuration ratios are against")
     parser.add_argument("--one", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
         print(json.dumps(run_one(args.one, args.batch, args.steps, args.warmup, args.threads)))
         return
     print(f"DARTS search step, C=16, 8 cells, batch {args.batch}x3x32x32 per half, {args.threads} threads")
-    header = f"{'config':<22}{'step s':>9}{'images/s':>10}{'both halves':>13}{'peak MB':>10}"
-    print(header + f"{'speed vs ' + BASELINE:>32}")
+    width = max(22, *(len(config) + 2 for config in args.configs))
+    header = f"{'config':<{width}}{'step s':>9}{'images/s':>10}{'both halves':>13}{'peak MB':>10}"
+    print(header + f"{'speed vs ' + args.baseline:>{max(32, len(args.baseline) + 12)}}")
     baseline = None
     for config in args.configs:
         cmd = [
@@ -135,15 +150,15 @@ def main() -> None:
         env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
         out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
         if out.returncode != 0:
-            print(f"{config:<22} failed:\n{out.stderr[-2000:]}")
+            print(f"{config:<{width}} failed:\n{out.stderr[-2000:]}")
             continue
         result = json.loads(out.stdout.strip().splitlines()[-1])
-        if config == BASELINE:
+        if config == args.baseline:
             baseline = result["images_per_s"]
         ratio = f"{result['images_per_s'] / baseline:.2f}x" if baseline else "-"
         both = 2 * result["images_per_s"]
         figures = f"{result['step_s']:>9.3f}{result['images_per_s']:>10.1f}{both:>13.1f}{result['peak_mb']:>10.0f}"
-        print(f"{config:<22}{figures}{ratio:>32}", flush=True)
+        print(f"{config:<{width}}{figures}{ratio:>{max(32, len(args.baseline) + 12)}}", flush=True)
 
 
 if __name__ == "__main__":

@@ -57,6 +57,18 @@ class MixedOp(nn.Module):
             ops.append(op)
         self.ops = nn.ModuleList(ops)
         self._computed = [index for index, name in enumerate(self.op_names) if name != "none"]
+        self.auxiliary: nn.Module | None = None
+
+    def add_auxiliary_skip(self) -> None:
+        """Give this edge its own auxiliary skip (DARTS-) when its ``skip_connect`` has weights.
+
+        A stride-2 skip is a factorised reduction with convolutions; the auxiliary path gets a separate one, as in
+        the DARTS- reference code. A stride-1 skip is the identity, which the auxiliary path shares with the
+        candidate: the same function, no parameters.
+        """
+        skip = self.ops[_skip_index(self.op_names)]
+        if self.auxiliary is None and any(True for _ in skip.parameters()):
+            self.auxiliary = build_op("skip_connect", self.channels, self.stride, self.affine)
 
     def forward(self, x: Tensor, weights: Tensor, relu_x: Tensor | None = None, chosen: int | None = None) -> Tensor:
         """Weighted sum of the ops on ``x``.
@@ -70,7 +82,17 @@ class MixedOp(nn.Module):
                 value; as in GDAS's reference forward they carry the gradient ``dL/dw_j = sum(dL/d out)`` to every
                 op's weight, so the straight-through gradient reaches each architecture parameter through all of
                 them, not only through the sampled op. ``None`` runs every op but ``none``.
+
+        ``weights`` may carry one more entry, the coefficient ``beta`` of an auxiliary skip (DARTS-): the edge adds
+        ``beta * auxiliary(x)`` when it has its own auxiliary (:meth:`add_auxiliary_skip`), and otherwise adds
+        ``beta`` to the weight of its ``skip_connect`` op (the identity on stride-1 edges).
         """
+        if weights.shape == (len(self.ops) + 1,) and chosen is None:
+            weights, beta = weights[:-1], weights[-1]
+            if self.auxiliary is not None:
+                return self.forward(x, weights, relu_x) + beta * _run(self.auxiliary, x, relu_x)
+            skip = _skip_index(self.op_names)
+            weights = torch.cat([weights[:skip], (weights[skip] + beta).unsqueeze(0), weights[skip + 1 :]])
         if weights.shape != (len(self.ops),):
             raise ValueError(f"MixedOp over {len(self.ops)} ops got weights of shape {tuple(weights.shape)}")
         if chosen is not None:
@@ -89,10 +111,20 @@ class MixedOp(nn.Module):
         return self._apply_op(index, x, relu_x)
 
     def _apply_op(self, index: int, x: Tensor, relu_x: Tensor | None) -> Tensor:
-        op = self.ops[index]
-        if isinstance(op, PreActivated):
-            return op.forward_activated(torch.relu(x) if relu_x is None else relu_x)
-        return op(x)
+        return _run(self.ops[index], x, relu_x)
+
+
+def _run(op: nn.Module, x: Tensor, relu_x: Tensor | None) -> Tensor:
+    """``op(x)``, reusing ``relu_x`` for ops that start with a ReLU."""
+    if isinstance(op, PreActivated):
+        return op.forward_activated(torch.relu(x) if relu_x is None else relu_x)
+    return op(x)
+
+
+def _skip_index(op_names: Sequence[str]) -> int:
+    if "skip_connect" not in op_names:
+        raise ValueError(f"an auxiliary skip needs 'skip_connect' among the ops; got {list(op_names)}")
+    return list(op_names).index("skip_connect")
 
 
 def channel_shuffle(x: Tensor, groups: int) -> Tensor:

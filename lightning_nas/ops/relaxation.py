@@ -8,7 +8,8 @@ run alone (one-path forward). The space holds one relaxation; DARTS uses the sof
 * :class:`GumbelRelaxation` - a hard Gumbel-max one-hot with a straight-through gradient (GDAS, Dong & Yang, 2019);
 * :class:`EdgeNormalization` - ``softmax(alpha) * softmax(beta)`` over each node's incoming edges (PC-DARTS);
 * :class:`DirichletRelaxation` - a reparameterised Dirichlet sample (DrNAS, Chen et al., 2021);
-* :class:`AuxiliarySkip` - ``softmax(alpha) + beta * onehot(skip_connect)`` (DARTS-, Chu et al., 2021).
+* :class:`AuxiliarySkip` - ``softmax(alpha)`` and an auxiliary skip's coefficient ``beta`` (DARTS-, Chu et al.,
+  2021).
 
 :meth:`Relaxation.probabilities` is the deterministic per-edge distribution (summing to 1) that the space reports
 and exports from; :meth:`Relaxation.strengths` ranks the edges of a node when a genotype keeps the strongest two.
@@ -190,13 +191,16 @@ class DirichletRelaxation(Relaxation):
 
 
 class AuxiliarySkip(Relaxation):
-    """DARTS- (Chu et al., ICLR 2021, Sec. 3.2, Eq. 3): ``w = softmax(alpha) + beta * onehot(skip_connect)``.
+    """DARTS- (Chu et al., ICLR 2021, Sec. 3.2, Eq. 3): ``edge(x) = sum_k softmax(alpha)_k op_k(x) + beta * skip(x)``.
 
     The extra ``beta * skip(x)`` on every edge is the paper's auxiliary skip connection; it takes the advantage of
     residual paths away from the candidate skip, so the alphas need not crowd onto it. ``beta`` is a constant
-    (no gradient) that the method decays to 0, where the relaxation is DARTS's. Probabilities and the exported
-    architecture come from the alphas alone. On stride-2 edges the skip is the edge's own ``skip_connect`` op (a
-    factorised reduction, whose weights it shares with the candidate).
+    (no gradient) that the method decays to 0, where the relaxation is DARTS's. The weights are ``softmax(alpha)``
+    with ``beta`` appended as one more column, which :class:`~lightning_nas.ops.MixedOp` reads as the auxiliary
+    skip's coefficient: on stride-1 edges the skip is the identity, shared with the candidate ``skip_connect``; on
+    stride-2 edges it is the edge's own factorised reduction when the space has them
+    (:meth:`~lightning_nas.spaces.DifferentiableSpace.use_auxiliary_skips`, as in the reference code), else the
+    candidate's. Probabilities and the exported architecture come from the alphas alone.
 
     Args:
         ops: the candidate op names, which must include ``skip_connect``.
@@ -205,20 +209,18 @@ class AuxiliarySkip(Relaxation):
     Example:
         >>> aux = AuxiliarySkip(("none", "skip_connect"), beta=0.5)
         >>> aux(torch.zeros(1, 2), "cell")[0].tolist()
-        [[0.5, 1.0]]
+        [[0.5, 0.5, 0.5]]
     """
 
     def __init__(self, ops: Sequence[str], beta: float = 1.0) -> None:
         super().__init__()
         if "skip_connect" not in ops:
             raise ValueError(f"an auxiliary skip needs 'skip_connect' among the ops; got {list(ops)}")
-        self.skip_index = list(ops).index("skip_connect")
         self.beta = beta
 
     def forward(self, alpha: Tensor, key: str) -> EdgeWeights:
-        skip = torch.zeros_like(alpha)
-        skip[..., self.skip_index] = self.beta
-        return alpha.softmax(-1) + skip, None
+        weights = alpha.softmax(-1)
+        return torch.cat([weights, weights.new_full((*weights.shape[:-1], 1), self.beta)], -1), None
 
 
 def _at_least_float(tensor: Tensor) -> Tensor:

@@ -166,6 +166,21 @@ class DifferentiableSpace(SearchSpace):
                     if isinstance(child, MixedOp) and not isinstance(child, PartialChannelMixedOp):
                         module[index] = PartialChannelMixedOp.like(child, k)
 
+    def use_auxiliary_skips(self, own: bool = True) -> None:
+        """Give every edge whose ``skip_connect`` has weights (a stride-2 factorised reduction) its own auxiliary skip
+        for DARTS- (:meth:`~lightning_nas.ops.MixedOp.add_auxiliary_skip`; fresh weights, call before training), or,
+        with ``own=False``, remove them so the auxiliary path shares the candidate skip's."""
+        for module in self.modules():
+            if isinstance(module, MixedOp):
+                if own:
+                    module.add_auxiliary_skip()
+                else:
+                    module.auxiliary = None
+
+    def has_auxiliary_skips(self) -> bool:
+        """Whether any edge has its own auxiliary skip (:meth:`use_auxiliary_skips`)."""
+        return any(isinstance(module, MixedOp) and module.auxiliary is not None for module in self.modules())
+
     @abstractmethod
     def export_arch(self) -> Arch:
         """The discrete architecture the current alphas select."""

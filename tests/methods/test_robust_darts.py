@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import lightning.pytorch as pl
 import pytest
 import torch
@@ -9,7 +11,7 @@ from torch import Tensor, nn
 
 from lightning_nas.methods import DARTS, GDAS, PCDARTS, DARTSMinus, DrNAS
 from lightning_nas.methods.drnas import dirichlet_kl
-from lightning_nas.ops import MixedOp, PartialChannelMixedOp
+from lightning_nas.ops import DARTS_OPS, FactorizedReduce, MixedOp, PartialChannelMixedOp
 from lightning_nas.ops.relaxation import AuxiliarySkip, DirichletRelaxation, EdgeNormalization
 from lightning_nas.sampling import derive_seed, seeded_random_ops
 from lightning_nas.spaces import DartsCellSpace, NasBench201Space
@@ -243,6 +245,81 @@ def test_auxiliary_skip_adds_beta_times_the_input_to_the_darts_mixture() -> None
     torch.testing.assert_close(mixed(x, weights[0]), mixed(x, alpha.softmax(-1)[0]) + 0.3 * x)
     with pytest.raises(ValueError, match="skip_connect"):
         AuxiliarySkip(("none", "avg_pool_3x3"))
+
+
+def _stride2_edge(model: DARTSMinus) -> MixedOp:
+    return next(m for m in model.space.modules() if isinstance(m, MixedOp) and m.stride == 2)
+
+
+def test_darts_minus_gives_each_stride2_edge_an_auxiliary_reduction_of_its_own() -> None:
+    """As the reference code's ``MixedOp``: ``sum_k w_k op_k(x) + beta * FactorizedReduce_aux(x)``, with the
+    auxiliary's weights apart from the candidate skip's, so each gets only its own term's gradient."""
+    own, shared = DARTSMinus(tiny_darts_space(), beta_init=0.7), DARTSMinus(tiny_darts_space(), reduction_skip="shared")
+    edge, skip = _stride2_edge(own), DARTS_OPS.index("skip_connect")
+    assert isinstance(edge.auxiliary, FactorizedReduce)
+    assert edge.auxiliary is not edge.ops[skip]
+    assert {id(p) for p in edge.auxiliary.parameters()}.isdisjoint(id(p) for p in edge.ops[skip].parameters())
+    # stride-1 edges keep the identity (shared, parameter-free); "shared" has no auxiliary anywhere
+    assert all(m.auxiliary is None for m in own.space.modules() if isinstance(m, MixedOp) and m.stride == 1)
+    assert not shared.space.has_auxiliary_skips()
+    assert _stride2_edge(shared).auxiliary is None
+    # parameters added: two 1x1 convs C -> C/2 on each of the 2 * steps stride-2 edges of every reduction cell
+    steps, reductions = 2, [cell.edges[0].channels for cell in own.space.search_cells() if cell.reduction]
+    added = sum(p.numel() for p in own.parameters()) - sum(p.numel() for p in shared.parameters())
+    assert added == sum(2 * steps * 2 * (c * (c // 2)) for c in reductions) == 4 * (8 * 8 + 16 * 16)
+
+    edge.train()
+    x, upstream = torch.randn(4, 8, 6, 6), torch.randn(4, 8, 3, 3)
+    alpha = torch.randn(1, len(DARTS_OPS))
+    weights, _ = own.space.relaxation(alpha, "reduce")
+    out = edge(x, weights[0])
+    (out * upstream).sum().backward()
+    got = {name: p.grad.clone() for name, p in edge.named_parameters()}
+    edge.zero_grad()
+    # the independent truth: the plain DARTS mixture and 0.7 times the auxiliary module, each on its own
+    mixture, auxiliary = edge(x, alpha.softmax(-1)[0]), edge.auxiliary(x)
+    torch.testing.assert_close(out, mixture + 0.7 * auxiliary)
+    assert not torch.allclose(auxiliary, edge.ops[skip](x), atol=1e-3)  # a different reduction, not the candidate
+    (mixture * upstream).sum().backward()
+    for name, p in edge.named_parameters():
+        if not name.startswith("auxiliary."):
+            torch.testing.assert_close(got[name], p.grad, msg=name)
+    edge.zero_grad()
+    (0.7 * edge.auxiliary(x) * upstream).sum().backward()
+    for name, p in edge.auxiliary.named_parameters():
+        torch.testing.assert_close(got[f"auxiliary.{name}"], p.grad, msg=name)
+
+
+def test_darts_minus_resumes_a_checkpoint_written_before_own_reductions_as_it_was_trained(tmp_path: Path) -> None:
+    def fit(model: DARTSMinus, epochs: int, ckpt: Path | None = None) -> pl.Trainer:
+        trainer = pl.Trainer(
+            max_epochs=epochs,
+            logger=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            limit_val_batches=0,
+            default_root_dir=tmp_path,
+            callbacks=[pl.callbacks.ModelCheckpoint(dirpath=tmp_path, save_last=True)],
+        )
+        trainer.fit(model, datamodule=bilevel_data(), ckpt_path=ckpt)
+        return trainer
+
+    pl.seed_everything(0)
+    straight = DARTSMinus(tiny_darts_space(), reduction_skip="shared")
+    fit(straight, 2)
+    pl.seed_everything(0)
+    fit(DARTSMinus(tiny_darts_space(), reduction_skip="shared"), 1)
+    old = torch.load(tmp_path / "last.ckpt", weights_only=False)
+    del old["hyper_parameters"]["reduction_skip"]  # as written before the option existed
+    torch.save(old, tmp_path / "old.ckpt")
+    resumed = DARTSMinus(tiny_darts_space())  # the default, "own"
+    with pytest.warns(UserWarning, match="reduction_skip='shared'.*loading it as 'shared'"):
+        fit(resumed, 2, tmp_path / "old.ckpt")
+    assert resumed.reduction_skip == "shared"
+    assert not resumed.space.has_auxiliary_skips()
+    assert resumed.state_dict().keys() == straight.state_dict().keys()
+    for (name, value), expected in zip(resumed.state_dict().items(), straight.state_dict().values()):
+        assert torch.equal(value, expected), name
 
 
 class _Record(pl.Callback):

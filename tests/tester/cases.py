@@ -149,9 +149,11 @@ CASES = [
     MethodCase("cars", lambda: CARS(tiny_darts_space(), population_size=4, image_size=8), bilevel_data, cars_state),
     MethodCase("ofa", tiny_ofa, plain_data, ofa_state),
     MethodCase("bignas", tiny_bignas, plain_data, lambda module: module.sampled_archs()),
-    # the robust DARTS siblings: GDAS (one path per edge, cheap) on the DARTS cell, the others on NAS-Bench-201
+    # the robust DARTS siblings: GDAS (one path per edge, cheap) on the DARTS cell, the others on NAS-Bench-201,
+    # DARTS- on both (the DARTS cell's stride-2 edges give its auxiliary skip a reduction of its own)
     MethodCase("gdas", lambda: GDAS(tiny_darts_space(), seed=1), bilevel_data),
     MethodCase("pc-darts-nb201", lambda: PCDARTS(tiny_nb201_space(), partial_channels=2), bilevel_data),
     MethodCase("drnas-nb201", lambda: DrNAS(tiny_nb201_space(), seed=1), bilevel_data),
     MethodCase("darts-minus-nb201", lambda: DARTSMinus(tiny_nb201_space()), bilevel_data),
+    MethodCase("darts-minus", lambda: DARTSMinus(tiny_darts_space()), bilevel_data),
 ]
