@@ -254,6 +254,7 @@ def _stride2_edge(model: DARTSMinus) -> MixedOp:
 def test_darts_minus_gives_each_stride2_edge_an_auxiliary_reduction_of_its_own() -> None:
     """As the reference code's ``MixedOp``: ``sum_k w_k op_k(x) + beta * FactorizedReduce_aux(x)``, with the
     auxiliary's weights apart from the candidate skip's, so each gets only its own term's gradient."""
+    torch.manual_seed(0)
     own, shared = DARTSMinus(tiny_darts_space(), beta_init=0.7), DARTSMinus(tiny_darts_space(), reduction_skip="shared")
     edge, skip = _stride2_edge(own), DARTS_OPS.index("skip_connect")
     assert isinstance(edge.auxiliary, FactorizedReduce)
