@@ -128,9 +128,9 @@ def main() -> None:
         print(json.dumps(run_one(args.one, args.batch, args.steps, args.warmup, args.threads)))
         return
     print(f"DARTS search step, C=16, 8 cells, batch {args.batch}x3x32x32 per half, {args.threads} threads")
-    width = max(22, *(len(config) + 2 for config in args.configs))
+    width, ratio_width = max(22, *(len(config) + 2 for config in args.configs)), max(32, len(args.baseline) + 12)
     header = f"{'config':<{width}}{'step s':>9}{'images/s':>10}{'both halves':>13}{'peak MB':>10}"
-    print(header + f"{'speed vs ' + args.baseline:>{max(32, len(args.baseline) + 12)}}")
+    print(header + f"{'speed vs ' + args.baseline:>{ratio_width}}")
     baseline = None
     for config in args.configs:
         cmd = [
@@ -158,7 +158,7 @@ def main() -> None:
         ratio = f"{result['images_per_s'] / baseline:.2f}x" if baseline else "-"
         both = 2 * result["images_per_s"]
         figures = f"{result['step_s']:>9.3f}{result['images_per_s']:>10.1f}{both:>13.1f}{result['peak_mb']:>10.0f}"
-        print(f"{config:<{width}}{figures}{ratio:>{max(32, len(args.baseline) + 12)}}", flush=True)
+        print(f"{config:<{width}}{figures}{ratio:>{ratio_width}}", flush=True)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import lightning.pytorch as pl
 import pytest
@@ -247,6 +248,18 @@ def test_auxiliary_skip_adds_beta_times_the_input_to_the_darts_mixture() -> None
         AuxiliarySkip(("none", "avg_pool_3x3"))
 
 
+def _quiet_trainer(epochs: int, **kwargs: Any) -> pl.Trainer:
+    """A trainer for ``epochs`` epochs, without logger, progress bar, model summary or validation."""
+    return pl.Trainer(
+        max_epochs=epochs,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        **kwargs,
+    )
+
+
 def _stride2_edge(model: DARTSMinus) -> MixedOp:
     return next(m for m in model.space.modules() if isinstance(m, MixedOp) and m.stride == 2)
 
@@ -254,7 +267,6 @@ def _stride2_edge(model: DARTSMinus) -> MixedOp:
 def test_darts_minus_gives_each_stride2_edge_an_auxiliary_reduction_of_its_own() -> None:
     """As the reference code's ``MixedOp``: ``sum_k w_k op_k(x) + beta * FactorizedReduce_aux(x)``, with the
     auxiliary's weights apart from the candidate skip's, so each gets only its own term's gradient."""
-    torch.manual_seed(0)
     own, shared = DARTSMinus(tiny_darts_space(), beta_init=0.7), DARTSMinus(tiny_darts_space(), reduction_skip="shared")
     edge, skip = _stride2_edge(own), DARTS_OPS.index("skip_connect")
     assert isinstance(edge.auxiliary, FactorizedReduce)
@@ -292,18 +304,10 @@ def test_darts_minus_gives_each_stride2_edge_an_auxiliary_reduction_of_its_own()
 
 
 def test_darts_minus_resumes_a_checkpoint_written_before_own_reductions_as_it_was_trained(tmp_path: Path) -> None:
-    def fit(model: DARTSMinus, epochs: int, ckpt: Path | None = None) -> pl.Trainer:
-        trainer = pl.Trainer(
-            max_epochs=epochs,
-            logger=False,
-            enable_progress_bar=False,
-            enable_model_summary=False,
-            limit_val_batches=0,
-            default_root_dir=tmp_path,
-            callbacks=[pl.callbacks.ModelCheckpoint(dirpath=tmp_path, save_last=True)],
-        )
+    def fit(model: DARTSMinus, epochs: int, ckpt: Path | None = None) -> None:
+        checkpoint = pl.callbacks.ModelCheckpoint(dirpath=tmp_path, save_last=True)
+        trainer = _quiet_trainer(epochs, default_root_dir=tmp_path, callbacks=[checkpoint])
         trainer.fit(model, datamodule=bilevel_data(), ckpt_path=ckpt)
-        return trainer
 
     pl.seed_everything(0)
     straight = DARTSMinus(tiny_darts_space(), reduction_skip="shared")
@@ -335,16 +339,7 @@ class _Record(pl.Callback):
 
 def _fit(model: DARTS, epochs: int) -> list[tuple[int, int, float]]:
     record = _Record()
-    trainer = pl.Trainer(
-        max_epochs=epochs,
-        callbacks=[record],
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        limit_val_batches=0,
-    )
-    trainer.fit(model, datamodule=bilevel_data())
+    _quiet_trainer(epochs, callbacks=[record], enable_checkpointing=False).fit(model, datamodule=bilevel_data())
     return record.values
 
 
