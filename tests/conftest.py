@@ -35,6 +35,15 @@ def data_root() -> Path:
     return root
 
 
+@pytest.fixture(scope="session")
+def nb201_path(data_root: Path) -> Path:
+    """The NAS-Bench-201 table in the real data folder (all 15,625 cells, 12-epoch results); missing fails."""
+    path = data_root / "nasbench201" / "nb201_12epoch.csv"
+    if not path.is_file():
+        pytest.fail(f"the NAS-Bench-201 table is missing at {path}")
+    return path
+
+
 @pytest.fixture(autouse=True)
 def _seed() -> None:
     torch.manual_seed(0)

@@ -9,6 +9,8 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
@@ -25,15 +27,37 @@ RECORDED_C16 = ROOT / "benchmarks" / "results" / "nb201_oneshot_cpu_gdas_c16.jso
 RECORDED_32PX = ROOT / "benchmarks" / "results" / "nb201_oneshot_cpu_gdas_32px.jsonl"  # GDAS, --image-size 32
 
 
-def _report(data_root: Path, *paths: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, str(SCRIPT), "--report", *map(str, paths)],
-        env=os.environ | {"LIGHTNING_NAS_DATA": str(data_root)},
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+@dataclass(frozen=True)
+class _Finished:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture
+def report(
+    data_root: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> Callable[..., _Finished]:
+    """``python benchmarks/nb201_oneshot.py --report PATHS`` run in this process (the script's import of torch and
+    Lightning is what a subprocess would spend its time on): its exit code, standard output and error, with a
+    ``SystemExit`` message on standard error and exit code 1, as the interpreter gives them."""
+
+    def run(*paths: Path) -> _Finished:
+        bench = _script(monkeypatch, SCRIPT)
+        monkeypatch.setenv("LIGHTNING_NAS_DATA", str(data_root))
+        monkeypatch.setattr(sys, "argv", [str(SCRIPT), "--report", *map(str, paths)])
+        capsys.readouterr()
+        code: int | str | None = 0
+        try:
+            bench.main()
+        except SystemExit as exit_:
+            code = exit_.code
+        out, err = capsys.readouterr()
+        if isinstance(code, str):
+            return _Finished(1, out, err + code + "\n")
+        return _Finished(code or 0, out, err)
+
+    return run
 
 
 @pytest.mark.parametrize(
@@ -41,8 +65,8 @@ def _report(data_root: Path, *paths: Path) -> subprocess.CompletedProcess[str]:
     [RECORDED, RECORDED_DEEPER, RECORDED_STEPS, RECORDED_LOOP, RECORDED_C16, RECORDED_32PX],
     ids=["N=1", "N=5", "paper's steps", "reference loop", "GDAS C=16", "GDAS 32x32"],
 )
-def test_the_recorded_runs_print_the_docs_table(data_root: Path, recorded: Path) -> None:
-    result = _report(data_root, recorded)
+def test_the_recorded_runs_print_the_docs_table(report: Callable[..., _Finished], recorded: Path) -> None:
+    result = report(recorded)
     assert result.returncode == 0, result.stderr
     rows = [line for line in result.stdout.splitlines() if line.startswith("| ") and " ± " in line]
     methods = {json.loads(line)["method"] for line in recorded.read_text().splitlines()}
@@ -52,12 +76,12 @@ def test_the_recorded_runs_print_the_docs_table(data_root: Path, recorded: Path)
     assert not missing, f"rows the recorded runs give but docs/nb201-oneshot.md does not have: {missing}"
 
 
-def test_runs_of_another_protocol_are_named_not_merged(data_root: Path, tmp_path: Path) -> None:
+def test_runs_of_another_protocol_are_named_not_merged(report: Callable[..., _Finished], tmp_path: Path) -> None:
     record = json.loads(RECORDED.read_text().splitlines()[0])
     record["protocol"] = record["protocol"] | {"cells_per_stage": 5}
     other = tmp_path / "deeper.jsonl"
     other.write_text(json.dumps(record) + "\n")
-    result = _report(data_root, RECORDED, other)
+    result = report(RECORDED, other)
     assert result.returncode != 0
     assert f"{other} has a {record['method']} run (seed {record['seed']}) of another protocol" in result.stderr
     assert "cells_per_stage 5 against 1" in result.stderr
@@ -68,7 +92,7 @@ def _records(method: str) -> list[dict]:
     return [record for record in records if record["method"] == method]
 
 
-def test_each_method_keeps_its_own_epochs_when_runs_merge(data_root: Path, tmp_path: Path) -> None:
+def test_each_method_keeps_its_own_epochs_when_runs_merge(report: Callable[..., _Finished], tmp_path: Path) -> None:
     """A GDAS run of 240 epochs merges with DARTS- runs of 50 (epochs are each method's own); a second GDAS run of
     175 epochs is refused, named, because one method's row would mix two schedules."""
     gdas, darts_minus = _records("GDAS")[0], _records("DARTS-")[0]
@@ -76,7 +100,7 @@ def test_each_method_keeps_its_own_epochs_when_runs_merge(data_root: Path, tmp_p
     darts_minus["protocol"] = darts_minus["protocol"] | {"epochs": 50, "epochs_override": {}}
     merged = tmp_path / "merged.jsonl"
     merged.write_text(json.dumps(gdas) + "\n" + json.dumps(darts_minus) + "\n")
-    result = _report(data_root, merged)
+    result = report(merged)
     assert result.returncode == 0, result.stderr
     rows = {line.split(" | ")[0][2:] for line in result.stdout.splitlines() if " ± " in line}
     assert rows == {"GDAS", "DARTS-"}
@@ -84,23 +108,23 @@ def test_each_method_keeps_its_own_epochs_when_runs_merge(data_root: Path, tmp_p
     shorter = _records("GDAS")[1]  # the CPU protocol's: 70 epochs with GDAS's own 175
     other = tmp_path / "shorter.jsonl"
     other.write_text(json.dumps(shorter) + "\n")
-    result = _report(data_root, merged, other)
+    result = report(merged, other)
     assert result.returncode != 0
     assert f"{other} has a GDAS run (seed 1) of 175 epochs, {merged} one of 240" in result.stderr
 
 
-def test_runs_of_the_reference_loop_are_their_own_protocol(data_root: Path, tmp_path: Path) -> None:
+def test_runs_of_the_reference_loop_are_their_own_protocol(report: Callable[..., _Finished], tmp_path: Path) -> None:
     """The recorded runs predate ``reference_loop``: they read as runs without it and merge with a new run that has
     it off; a run with it on (weights first, Nesterov) is another protocol, named."""
     old, new = _records("DARTS-V1")[0], _records("GDAS")[0]
     assert "reference_loop" not in old["protocol"]
     without = tmp_path / "without.jsonl"
     without.write_text(json.dumps(new | {"protocol": new["protocol"] | {"reference_loop": False}}) + "\n")
-    result = _report(data_root, RECORDED, without)
+    result = report(RECORDED, without)
     assert result.returncode == 0, result.stderr
     with_loop = tmp_path / "with.jsonl"
     with_loop.write_text(json.dumps(new | {"protocol": new["protocol"] | {"reference_loop": True}}) + "\n")
-    result = _report(data_root, RECORDED, with_loop)
+    result = report(RECORDED, with_loop)
     assert result.returncode != 0
     assert "reference_loop True against False" in result.stderr
 

@@ -22,6 +22,7 @@ from lightning_nas.callbacks import RecalibrateBatchNorm
 from lightning_nas.data import SyntheticDataModule
 from lightning_nas.sampling import sample_arch, step_generator
 from lightning_nas.spaces import ElasticMobileNetV3
+from tests.tiny import quiet_trainer
 
 
 def _space() -> ElasticMobileNetV3:
@@ -157,15 +158,8 @@ def test_a_plain_network_validates_with_its_population_statistics(tmp_path: Path
     validated, i.e. the weights after training (the last validation comes after the last step)."""
     data = SyntheticDataModule(num_samples=64, num_classes=3, image_size=8, batch_size=16, augment=False)
     module = _ConvBN()
-    trainer = pl.Trainer(
-        default_root_dir=tmp_path,
-        max_epochs=2,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        callbacks=[RecalibrateBatchNorm(num_images=40, batch_size=16)],
+    trainer = quiet_trainer(
+        tmp_path, max_epochs=2, num_sanity_val_steps=0, callbacks=[RecalibrateBatchNorm(num_images=40, batch_size=16)]
     )
     trainer.fit(module, datamodule=data)
     images, labels = collect_calibration_images(data.train_dataloader(), 40)

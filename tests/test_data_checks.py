@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import lightning.pytorch as pl
 import numpy as np
 import pytest
 
@@ -14,7 +13,8 @@ from lightning_nas.methods import DARTS, Retrain
 from lightning_nas.methods.base import check_batches
 from tests.data.test_readers import _write_idx
 from tests.test_cli import _QUICK, REPO
-from tests.tester.cases import CASES, tiny_darts_space
+from tests.tester.cases import CASES
+from tests.tiny import quiet_trainer, tiny_darts_space
 
 
 def _mnist_folder(root: Path, train_labels: np.ndarray) -> Path:
@@ -33,7 +33,7 @@ def test_a_label_outside_the_classes_is_named_before_training(tmp_path: Path) ->
     folder = _mnist_folder(tmp_path, labels)
     data = MNISTDataModule(root=str(tmp_path), batch_size=4)
     model = Retrain(arch="DARTS_V2", in_channels=1, num_classes=10, channels=4, layers=2, auxiliary=False)
-    trainer = pl.Trainer(max_steps=1, logger=False, enable_checkpointing=False, enable_progress_bar=False)
+    trainer = quiet_trainer(max_steps=1)
     with pytest.raises(ValueError, match=r"label 200 at position 4 is outside the valid range 0\.\.9") as info:
         trainer.fit(model, datamodule=data)
     assert str(folder / "train-labels-idx1-ubyte.gz") in str(info.value)
@@ -69,7 +69,7 @@ def test_every_method_states_its_batches(search: bool, kind: str, fix: str) -> N
 
 
 def test_the_setup_refuses_the_wrong_batches(tmp_path: Path) -> None:
-    trainer = pl.Trainer(max_steps=1, logger=False, enable_checkpointing=False, enable_progress_bar=False)
+    trainer = quiet_trainer(max_steps=1)
     data = SyntheticDataModule(num_samples=32, num_classes=4, in_channels=1, image_size=8, batch_size=16)
     with pytest.raises(TypeError, match=r"^DARTS trains on bilevel .*\(--data.search=true\)$"):
         trainer.fit(DARTS(tiny_darts_space(), order="first"), datamodule=data)

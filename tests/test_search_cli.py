@@ -171,14 +171,13 @@ def test_search_on_two_processes_equals_one_process(supernet: Path, data_root: P
     assert [t["metrics"]["loss"] for t in two] == pytest.approx([t["metrics"]["loss"] for t in one], rel=1e-5)
 
 
-def test_search_a_tabular_benchmark(data_root: Path, tmp_path: Path, capsys) -> None:
+def test_search_a_tabular_benchmark(nb201_path: Path, tmp_path: Path, capsys) -> None:
     """`search --table`: the NAS-Bench-201 space of a DARTS config, looked up in the 12-epoch table."""
-    table = data_root / "nasbench201" / "nb201_12epoch.csv"
     config = str(REPO / "configs/darts/nb201_cifar10.yaml")
-    flags = ["search", "--config", config, "--table", str(table), "--strategy", "evolution", "--image_size", "32"]
+    flags = ["search", "--config", config, "--table", str(nb201_path), "--strategy", "evolution", "--image_size", "32"]
     out = tmp_path / "table"
     assert main([*flags, "--table_metric", "cifar10_valid", "--num_evaluations", "40", "--output_dir", str(out)]) == 0
-    with table.open(newline="") as handle:
+    with nb201_path.open(newline="") as handle:
         rows = {row["arch"]: row for row in csv.DictReader(handle)}
     fmt = NasBench201Format()
     history = json.loads((out / "history.json").read_text())
@@ -194,23 +193,22 @@ def test_search_a_tabular_benchmark(data_root: Path, tmp_path: Path, capsys) -> 
         main([*flags, "--table_metric", "cifar10_accuracy", "--output_dir", str(out)])
     assert "no numeric column 'cifar10_accuracy'; its columns: cifar10_valid, cifar10_test" in capsys.readouterr().err
     with pytest.raises(SystemExit):
-        main(["search", "--config", CONFIG, "--table", str(table), "--table_metric", "cifar10_valid"])
+        main(["search", "--config", CONFIG, "--table", str(nb201_path), "--table_metric", "cifar10_valid"])
     assert "--table needs a space whose architectures the table spells" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("name", ["bananas", "pnas"])
-def test_predictor_guided_strategies_search_a_table_as_in_process(name: str, data_root: Path, tmp_path: Path) -> None:
+def test_predictor_guided_strategies_search_a_table_as_in_process(name: str, nb201_path: Path, tmp_path: Path) -> None:
     """`search --strategy bananas|pnas`: the CLI asks and tells the same strategy the Python API builds, so its
     history equals an in-process loop over the table with the same seed, and every score is the table's."""
     from lightning_nas.search import Bananas, ProgressiveSearch
 
-    table = data_root / "nasbench201" / "nb201_12epoch.csv"
     out = tmp_path / name
     config = str(REPO / "configs/darts/nb201_cifar10.yaml")
-    flags = ["--table", str(table), "--table_metric", "cifar10_valid", "--num_evaluations", "24"]
+    flags = ["--table", str(nb201_path), "--table_metric", "cifar10_valid", "--num_evaluations", "24"]
     assert main(["search", "--config", config, *flags, "--strategy", name, "--output_dir", str(out)]) == 0
     history = json.loads((out / "history.json").read_text())
-    with table.open(newline="") as handle:
+    with nb201_path.open(newline="") as handle:
         valid = {row["arch"]: float(row["cifar10_valid"]) for row in csv.DictReader(handle)}
     fmt = NasBench201Format()
     strategy = (Bananas if name == "bananas" else ProgressiveSearch)(fmt.choices(), seed=0)

@@ -14,7 +14,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import lightning.pytorch as pl
 import numpy as np
 import pytest
 import torch
@@ -29,7 +28,7 @@ from lightning_nas.methods import DARTS
 from lightning_nas.search import LatencyTable
 from lightning_nas.subnet_export import load_elastic_checkpoint
 from tests.test_cli import REPO, _search_args
-from tests.tester.cases import bilevel_data, tiny_darts_space
+from tests.tiny import bilevel_data, quiet_trainer, tiny_darts_space
 
 
 class _Payload:
@@ -114,9 +113,7 @@ def test_python_apis_refuse_the_planted_checkpoint(planted: tuple[Path, Path, Pa
         with pytest.raises(UnsafeFileError, match=str(evil)):
             load(evil)
     # a resumed fit (what --ckpt_path and --ckpt_path last do inside the Trainer)
-    trainer = pl.Trainer(
-        default_root_dir=tmp_path, max_steps=2, logger=False, enable_progress_bar=False, plugins=[AtomicCheckpointIO()]
-    )
+    trainer = quiet_trainer(tmp_path, max_steps=2, plugins=[AtomicCheckpointIO()])
     with pytest.raises(UnsafeFileError, match=str(evil)):
         trainer.fit(DARTS(tiny_darts_space(), order="first"), datamodule=bilevel_data(), ckpt_path=evil)
     with pytest.raises(pickle.UnpicklingError):  # Lightning's own classmethod, torch's weights_only default

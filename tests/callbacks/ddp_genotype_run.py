@@ -8,20 +8,24 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import lightning.pytorch as pl
-from lightning.pytorch.callbacks import ModelCheckpoint
-from lightning.pytorch.loggers import CSVLogger
+REPO = Path(__file__).resolve().parents[2]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
 
-from lightning_nas.callbacks import CollapseGuard, GenotypeLogger
-from lightning_nas.data import SyntheticDataModule
-from lightning_nas.methods import DARTS
-from lightning_nas.spaces import DartsCellSpace
+import lightning.pytorch as pl  # noqa: E402
+from lightning.pytorch.callbacks import ModelCheckpoint  # noqa: E402
+from lightning.pytorch.loggers import CSVLogger  # noqa: E402
+
+from lightning_nas.callbacks import CollapseGuard, GenotypeLogger  # noqa: E402
+from lightning_nas.data import SyntheticDataModule  # noqa: E402
+from lightning_nas.methods import DARTS  # noqa: E402
+from tests.tiny import tiny_darts_space  # noqa: E402
 
 
 def main() -> None:
     out = Path(sys.argv[1])
     pl.seed_everything(0)
-    model = DARTS(DartsCellSpace(in_channels=1, num_classes=4, channels=4, layers=2, steps=2), order="first")
+    model = DARTS(tiny_darts_space(layers=2), order="first")
     data = SyntheticDataModule(num_samples=128, num_classes=4, in_channels=1, image_size=8, search=True, batch_size=16)
     trainer = pl.Trainer(
         strategy="ddp",

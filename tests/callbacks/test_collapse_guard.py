@@ -12,27 +12,18 @@ import torch
 from lightning_nas.callbacks import CollapseGuard
 from lightning_nas.data import SyntheticDataModule
 from lightning_nas.methods import DARTS
-from lightning_nas.spaces import DartsCellSpace
+from tests.tiny import quiet_trainer, tiny_darts_space
 
 
 def _search(tmp_path: Path, favourite: str, guard: CollapseGuard) -> pl.Trainer:
     """Three epochs of DARTS with frozen alphas (arch_lr=0) whose every normal edge prefers ``favourite``."""
-    space = DartsCellSpace(in_channels=1, num_classes=4, channels=4, layers=3, steps=2)
+    space = tiny_darts_space()
     with torch.no_grad():
         space.alpha_normal.zero_()
         space.alpha_normal[:, space.ops.index(favourite)] = 5.0
     model = DARTS(space, order="first", arch_lr=0.0, arch_weight_decay=0.0)
     data = SyntheticDataModule(num_samples=32, num_classes=4, in_channels=1, image_size=8, search=True, batch_size=16)
-    trainer = pl.Trainer(
-        default_root_dir=tmp_path,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        max_epochs=3,
-        limit_val_batches=0,
-        callbacks=[guard],
-    )
+    trainer = quiet_trainer(tmp_path, max_epochs=3, limit_val_batches=0, callbacks=[guard])
     trainer.fit(model, datamodule=data)
     assert [op for op, _ in model.genotype.normal] == [favourite] * 4  # the alphas stayed as set
     return trainer

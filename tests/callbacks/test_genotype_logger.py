@@ -26,15 +26,14 @@ from lightning_nas.data import SyntheticDataModule
 from lightning_nas.methods import DARTS, NASModule
 from lightning_nas.methods.base import SubnetResult
 from lightning_nas.sampling import sample_arch, step_generator
-from lightning_nas.spaces import DartsCellSpace
 from lightning_nas.spaces.base import SearchSpace
+from tests.tiny import quiet_trainer, tiny_darts_space
 
 HISTORY = "architecture_history.jsonl"
 
 
 def _darts() -> DARTS:
-    space = DartsCellSpace(in_channels=1, num_classes=4, channels=4, layers=3, steps=2)
-    return DARTS(space, order="first", arch_lr=0.05)
+    return DARTS(tiny_darts_space(), order="first", arch_lr=0.05)
 
 
 def _data(search: bool = True) -> SyntheticDataModule:
@@ -44,16 +43,9 @@ def _data(search: bool = True) -> SyntheticDataModule:
 
 
 def _trainer(save_dir: Path, callbacks: list[pl.Callback], **kwargs: Any) -> pl.Trainer:
-    defaults: dict[str, Any] = {
-        "logger": CSVLogger(save_dir, name="run", version=0),
-        "accelerator": "cpu",
-        "devices": 1,
-        "limit_val_batches": 1,
-        "enable_progress_bar": False,
-        "enable_model_summary": False,
-        "log_every_n_steps": 1,
-    }
-    return pl.Trainer(callbacks=callbacks, **{**defaults, **kwargs})
+    logging: dict[str, Any] = {"logger": CSVLogger(save_dir, name="run", version=0), "log_every_n_steps": 1}
+    defaults = {**logging, "limit_val_batches": 1, "enable_checkpointing": True}
+    return quiet_trainer(save_dir, callbacks=callbacks, **{**defaults, **kwargs})
 
 
 class _Interrupted(Exception):

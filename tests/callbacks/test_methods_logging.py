@@ -27,7 +27,8 @@ from lightning_nas.data import SyntheticDataModule
 from lightning_nas.methods import CARS, DARTS, ENAS, SPOS, NASModule, OnceForAll
 from lightning_nas.ops import ENAS_MICRO_OPS
 from lightning_nas.sampling import step_generator
-from lightning_nas.spaces import DartsCellSpace, ElasticMobileNetV3, EnasMacroSpace, NasBench201Space
+from lightning_nas.spaces import DartsCellSpace, ElasticMobileNetV3, EnasMacroSpace
+from tests.tiny import quiet_trainer, tiny_darts_space, tiny_nb201_space
 
 HISTORY = "architecture_history.jsonl"
 FIELDS = {"epoch", "step", "event", "arch", "result", "probabilities", "sampled", "metrics"}
@@ -81,10 +82,6 @@ def _ofa() -> OnceForAll:
     )
 
 
-def _cell(**kwargs: Any) -> DartsCellSpace:
-    return DartsCellSpace(**{"in_channels": 1, "num_classes": 4, "channels": 4, "layers": 3, "steps": 2, **kwargs})
-
-
 @dataclass(frozen=True)
 class Case:
     build: Callable[[], NASModule]
@@ -96,7 +93,7 @@ class Case:
 
 CASES = {
     "enas-cell": Case(
-        lambda: _enas(_cell(ops=ENAS_MICRO_OPS)),
+        lambda: _enas(tiny_darts_space(ops=ENAS_MICRO_OPS)),
         _enas_trained,
         True,
         True,
@@ -109,9 +106,11 @@ CASES = {
         True,
         ("cell_macro", "probabilities"),
     ),
-    "spos": Case(lambda: SPOS(_cell(), image_size=8), _spos_trained, False, False, ("cell_normal", "cell_reduce")),
+    "spos": Case(
+        lambda: SPOS(tiny_darts_space(), image_size=8), _spos_trained, False, False, ("cell_normal", "cell_reduce")
+    ),
     "cars": Case(
-        lambda: CARS(_cell(), population_size=2, image_size=8),
+        lambda: CARS(tiny_darts_space(), population_size=2, image_size=8),
         _cars_trained,
         False,
         False,
@@ -119,9 +118,7 @@ CASES = {
     ),
     "ofa": Case(_ofa, _ofa_trained, False, False, ("subnets",)),
     "darts-nb201": Case(
-        lambda: DARTS(
-            NasBench201Space(in_channels=1, num_classes=4, channels=4, cells_per_stage=1), order="first", arch_lr=0.05
-        ),
+        lambda: DARTS(tiny_nb201_space(), order="first", arch_lr=0.05),
         _nothing_trained,
         True,
         True,
@@ -146,17 +143,12 @@ def _fit(model: NASModule, tmp_path: Path, search: bool, callbacks: list[pl.Call
     data = SyntheticDataModule(
         num_samples=64 if search else 32, num_classes=4, in_channels=1, image_size=8, search=search, batch_size=16
     )
-    trainer = pl.Trainer(
+    trainer = quiet_trainer(
         max_epochs=2,
         logger=logger,
         callbacks=[GenotypeLogger(cell_renderer="matplotlib"), *callbacks],
-        accelerator="cpu",
-        devices=1,
         limit_val_batches=1,
         num_sanity_val_steps=0,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
         log_every_n_steps=1,
     )
     trainer.fit(model, datamodule=data)
@@ -243,7 +235,7 @@ def test_pictures_reach_tensorboard_as_images(tmp_path: Path) -> None:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     pl.seed_everything(0)
-    model = DARTS(_cell(steps=1, ops=("none", "skip_connect", "max_pool_3x3")), order="first", arch_lr=0.05)
+    model = DARTS(tiny_darts_space(steps=1, ops=("none", "skip_connect", "max_pool_3x3")), order="first", arch_lr=0.05)
     logger = TensorBoardLogger(tmp_path, name="tb", version=0)
     trainer = _fit(model, tmp_path, True, [], logger)
 

@@ -7,15 +7,14 @@ import stat
 import sys
 from pathlib import Path
 
-import lightning.pytorch as pl
 import pytest
 
 from lightning_nas.callbacks import GenotypeLogger
 from lightning_nas.callbacks.pictures import PNG_SIGNATURE, draw_cell, plot_probabilities, plot_subnets, read_png
 from lightning_nas.data import SyntheticDataModule
 from lightning_nas.methods import DARTS
-from lightning_nas.spaces import DartsCellSpace
 from lightning_nas.spaces.genotypes import DARTS_V2
+from tests.tiny import quiet_trainer, tiny_darts_space
 
 
 def _is_png(path: Path) -> bool:
@@ -48,18 +47,9 @@ def test_bad_input_is_named(tmp_path: Path) -> None:
 
 
 def _fit_tiny_darts(tmp_path: Path, genotype_logger: GenotypeLogger) -> None:
-    model = DARTS(DartsCellSpace(in_channels=1, num_classes=4, channels=4, layers=3, steps=2), order="first")
+    model = DARTS(tiny_darts_space(), order="first")
     data = SyntheticDataModule(num_samples=32, num_classes=4, in_channels=1, image_size=8, search=True, batch_size=16)
-    trainer = pl.Trainer(
-        default_root_dir=tmp_path,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        max_epochs=1,
-        limit_val_batches=0,
-        callbacks=[genotype_logger],
-    )
+    trainer = quiet_trainer(tmp_path, max_epochs=1, limit_val_batches=0, callbacks=[genotype_logger])
     trainer.fit(model, datamodule=data)
 
 

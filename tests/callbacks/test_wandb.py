@@ -19,7 +19,7 @@ from lightning_nas.callbacks.pictures import PNG_SIGNATURE
 from lightning_nas.cli import main
 from lightning_nas.data import SyntheticDataModule
 from lightning_nas.methods import DARTS
-from lightning_nas.spaces import DartsCellSpace
+from tests.tiny import quiet_trainer, tiny_darts_space
 
 REPO = Path(__file__).resolve().parents[2]
 _AUTH = ("WANDB_MODE", "WANDB_API_KEY", "WANDB_IDENTITY_TOKEN_FILE", "WANDB_BASE_URL")
@@ -45,16 +45,14 @@ def test_offline_run_holds_architecture_table_images_and_artifacts(wandb_env: Pa
     from lightning.pytorch.loggers import WandbLogger
 
     pl.seed_everything(0)
-    model = DARTS(DartsCellSpace(in_channels=1, num_classes=4, channels=4, layers=3, steps=2), arch_lr=0.05)
+    model = DARTS(tiny_darts_space(), arch_lr=0.05)
     data = SyntheticDataModule(num_samples=64, num_classes=4, in_channels=1, image_size=8, search=True, batch_size=16)
     logger = WandbLogger(save_dir=wandb_env, project="lightning_nas_test")
-    trainer = pl.Trainer(
+    trainer = quiet_trainer(
         logger=logger,
         callbacks=[GenotypeLogger(cell_renderer="matplotlib"), ModelCheckpoint(save_last=True)],
         max_epochs=2,
         limit_val_batches=1,
-        enable_progress_bar=False,
-        enable_model_summary=False,
     )
     trainer.fit(model, datamodule=data)
     run_id = logger.experiment.id

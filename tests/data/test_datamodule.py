@@ -24,19 +24,9 @@ from lightning_nas.data import (
     SyntheticDataModule,
     load_fashion_mnist,
 )
+from tests.tiny import quiet_trainer
 
 FASHION_MEAN, FASHION_STD = 0.2860, 0.3530
-
-
-def _trainer(**kwargs: Any) -> pl.Trainer:
-    return pl.Trainer(
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        **kwargs,
-    )
 
 
 @pytest.fixture(scope="module")
@@ -155,7 +145,7 @@ class _Recorder(pl.LightningModule):
 
 def test_trainer_gets_augmented_train_pairs_and_clean_val(fashion_search: FashionMNISTDataModule) -> None:
     model = _Recorder(28 * 28, 10)
-    _trainer(fast_dev_run=2).fit(model, datamodule=fashion_search)
+    quiet_trainer(fast_dev_run=2).fit(model, datamodule=fashion_search)
     assert len(model.train_batches) == 2
     assert len(model.val_batches) == 2
     grid = torch.arange(256, dtype=torch.float64) / 255
@@ -181,7 +171,7 @@ def test_augmentation_only_while_training_and_resumable() -> None:
     data = SyntheticDataModule(num_samples=64, image_size=12, search=True, batch_size=16, crop_padding=2, flip=True)
     data.setup("fit")
     batch, _, _ = next(iter(_search_loader(data)))
-    trainer = _trainer(max_epochs=1)
+    trainer = quiet_trainer(max_epochs=1)
     data.trainer = trainer
     trainer.validating = True
     clean = data.on_after_batch_transfer(batch, 0)
@@ -264,7 +254,7 @@ def test_digits_datamodule_splits_and_learns() -> None:
     assert data.train_dataset.images.shape[1:] == (1, 8, 8)
     assert set(torch.cat([data.train_dataset.labels, data.test_dataset.labels]).tolist()) == set(range(10))
     model = _Recorder(64, 10)
-    trainer = _trainer(max_epochs=2, num_sanity_val_steps=0)
+    trainer = quiet_trainer(max_epochs=2, num_sanity_val_steps=0)
     trainer.fit(model, datamodule=data)
     assert trainer.callback_metrics["val_acc"].item() > 0.85  # logistic regression on held-out digits
     search = DigitsDataModule(search=True, batch_size=32)
@@ -303,7 +293,7 @@ def test_cifar10_datamodule_on_fake_batches(tmp_path: Path) -> None:
         (folder / name).write_bytes(pickle.dumps(batch))
     data = CIFAR10DataModule(root=str(tmp_path), search=True, batch_size=4, cutout=8)
     model = _Recorder(3 * 32 * 32, 10)
-    _trainer(fast_dev_run=1).fit(model, datamodule=data)
+    quiet_trainer(fast_dev_run=1).fit(model, datamodule=data)
     images, _ = model.train_batches[0]["val"]
     assert images.shape == (4, 3, 32, 32)
     assert images.dtype == torch.float32

@@ -29,7 +29,7 @@ from lightning_nas.data import (
 )
 from lightning_nas.data.image_folder import ImageFolderData, read_image_folder_data
 from lightning_nas.methods import DARTS
-from lightning_nas.spaces import DartsCellSpace
+from tests.tiny import quiet_trainer, tiny_darts_space
 
 REPO = Path(__file__).resolve().parents[2]
 ARCHIVE = "CIFAR10-jpeg/CIFAR-10-images.tar.gz"
@@ -351,17 +351,8 @@ def test_wrapped_user_datamodule_gives_the_built_in_search_batches(tmp_path: Pat
 
     def search(data: pl.LightningDataModule) -> torch.Tensor:
         pl.seed_everything(0)
-        model = DARTS(DartsCellSpace(in_channels=1, num_classes=10, channels=4, layers=3, steps=2), order="first")
-        trainer = pl.Trainer(
-            default_root_dir=tmp_path,
-            accelerator="cpu",
-            max_steps=4,
-            limit_val_batches=0,
-            logger=False,
-            enable_checkpointing=False,
-            enable_progress_bar=False,
-            enable_model_summary=False,
-        )
+        model = DARTS(tiny_darts_space(num_classes=10), order="first")
+        trainer = quiet_trainer(tmp_path, max_steps=4, limit_val_batches=0)
         trainer.fit(model, datamodule=data)
         return torch.cat([p.detach().flatten() for p in model.parameters()])
 

@@ -10,17 +10,19 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import lightning.pytorch as pl
-import torch
-import torch.distributed as dist
-from lightning.pytorch.strategies import DDPStrategy
-from torch import Tensor
+REPO = Path(__file__).resolve().parents[2]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
 
-from lightning_nas.data import SyntheticDataModule
-from lightning_nas.methods import BigNAS
-from lightning_nas.spaces import ElasticMobileNetV3
+import lightning.pytorch as pl  # noqa: E402
+import torch  # noqa: E402
+import torch.distributed as dist  # noqa: E402
+from lightning.pytorch.strategies import DDPStrategy  # noqa: E402
+from torch import Tensor  # noqa: E402
 
-TINY_WIDTHS = (8, 8, 8, 16, 16, 24, 24, 48, 64)
+from lightning_nas.data import SyntheticDataModule  # noqa: E402
+from lightning_nas.methods import BigNAS  # noqa: E402
+from tests.tiny import tiny_elastic_space  # noqa: E402
 
 
 class CountingBigNAS(BigNAS):
@@ -65,9 +67,7 @@ class Record(pl.Callback):
 def main() -> None:
     out = Path(sys.argv[1])
     pl.seed_everything(0)
-    space = ElasticMobileNetV3(
-        in_channels=1, num_classes=4, preset="cifar", widths=TINY_WIDTHS, resolutions=(8, 12, 16), dropout=0.2
-    )
+    space = tiny_elastic_space(dropout=0.2)
     model = CountingBigNAS(space, num_random_subnets=2, seed=7, calibration_images=0, warmup_epochs=0, lr=0.1)
     data = SyntheticDataModule(num_samples=256, num_classes=4, in_channels=1, image_size=16, batch_size=16)
     recorder = Record()

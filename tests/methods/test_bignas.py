@@ -22,38 +22,17 @@ from lightning_nas.methods.bignas import exponential_decay_with_floor, weight_de
 from lightning_nas.ops.elastic import ElasticInvertedResidual
 from lightning_nas.search import CoarseToFineSearch, ConstraintError, CostModel, SupernetEvaluator, run_search
 from lightning_nas.spaces import DartsCellSpace, ElasticMobileNetV3
-
-TINY_WIDTHS = (8, 8, 8, 16, 16, 24, 24, 48, 64)
-
-
-def _space(num_classes: int = 4, dropout: float = 0.1) -> ElasticMobileNetV3:
-    return ElasticMobileNetV3(
-        in_channels=1,
-        num_classes=num_classes,
-        preset="cifar",
-        widths=TINY_WIDTHS,
-        resolutions=(8, 12, 16),
-        dropout=dropout,
-    )
+from tests.tiny import TINY_WIDTHS, quiet_trainer, tiny_elastic_space
 
 
 def _model(**kwargs: Any) -> BigNAS:
     defaults: dict[str, Any] = {"calibration_images": 0, "warmup_epochs": 0}
-    return BigNAS(_space(), **{**defaults, **kwargs})
+    return BigNAS(tiny_elastic_space(), **{**defaults, **kwargs})
 
 
-def _trainer(tmp_path: Path, **kwargs: Any) -> pl.Trainer:
-    defaults: dict[str, Any] = {
-        "default_root_dir": tmp_path,
-        "logger": False,
-        "enable_checkpointing": False,
-        "enable_progress_bar": False,
-        "enable_model_summary": False,
-        "accelerator": "cpu",
-        "devices": 1,
-        "limit_val_batches": 0,
-    }
-    return pl.Trainer(**{**defaults, **kwargs})
+def _trainer(root: Path, **kwargs: Any) -> pl.Trainer:
+    # training alone, unless a test asks for validation
+    return quiet_trainer(root, **{"limit_val_batches": 0, **kwargs})
 
 
 def _data(num_samples: int = 32) -> SyntheticDataModule:
@@ -194,7 +173,7 @@ def test_no_weight_decay_on_batch_norm_and_biases() -> None:
 
 
 def test_residual_blocks_start_as_the_identity() -> None:
-    space = _space()
+    space = tiny_elastic_space()
     residual = [m for m in space.modules() if isinstance(m, ElasticInvertedResidual) and m.residual]
     plain = [m for m in space.modules() if isinstance(m, ElasticInvertedResidual) and not m.residual]
     assert residual
@@ -253,7 +232,7 @@ def test_validation_reports_largest_smallest_and_middle(tmp_path: Path) -> None:
 
 
 def test_coarse_to_fine_selection_respects_the_constraint() -> None:
-    space = _space()
+    space = tiny_elastic_space()
     costs = CostModel(space, image_size=16)
     smallest, largest = costs.params(space.sample_min_subnet()), costs.params(space.sample_max_subnet())
     limit = (smallest + largest) / 2
@@ -320,7 +299,7 @@ def test_bad_input() -> None:
     students_only = _model(teacher="none", distill=False, num_random_subnets=1)
     assert [role for role, _ in students_only.sandwich_subnets(0)] == ["min", "random"]
 
-    space = _space()
+    space = tiny_elastic_space()
     costs = CostModel(space, image_size=16)
     smallest = space.count_params(space.sample_min_subnet())
     impossible = CoarseToFineSearch(space.choices(), constraints=[costs.constraint("params", smallest - 1)])

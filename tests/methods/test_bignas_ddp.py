@@ -12,8 +12,7 @@ from pathlib import Path
 import torch
 
 from lightning_nas.methods import BigNAS
-from lightning_nas.spaces import ElasticMobileNetV3
-from tests.methods.ddp_bignas_run import TINY_WIDTHS
+from tests.tiny import tiny_elastic_space
 
 SCRIPT = Path(__file__).with_name("ddp_bignas_run.py")
 
@@ -27,9 +26,7 @@ def test_ranks_train_the_same_subnets_and_synchronise_once_per_step(tmp_path: Pa
     rank0 = torch.load(tmp_path / "rank0.pt", weights_only=False)["history"]
     rank1 = torch.load(tmp_path / "rank1.pt", weights_only=False)["history"]
     assert len(rank0) == len(rank1) == 3
-    space = ElasticMobileNetV3(
-        in_channels=1, num_classes=4, preset="cifar", widths=TINY_WIDTHS, resolutions=(8, 12, 16)
-    )
+    space = tiny_elastic_space()
     reference = BigNAS(space, num_random_subnets=2, seed=7)
     expected = [[arch for _, arch in reference.sandwich_subnets(step)] for step in range(3)]
     assert [s["subnets"] for s in rank0] == [s["subnets"] for s in rank1] == expected

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Any
 
 import lightning.pytorch as pl
 import pytest
@@ -16,23 +15,7 @@ from lightning_nas.data import DigitsDataModule, SyntheticDataModule
 from lightning_nas.methods import CARS
 from lightning_nas.methods.cars import OBJECTIVES, PROTECT, PROTECTIONS
 from lightning_nas.search import Trial, select_survivors
-from lightning_nas.spaces import DartsCellSpace
-
-
-def tiny_space() -> DartsCellSpace:
-    return DartsCellSpace(in_channels=1, num_classes=4, channels=4, layers=2, steps=2)
-
-
-def quiet_trainer(**kwargs: Any) -> pl.Trainer:
-    """A CPU trainer without logger, progress bar, model summary or sanity check."""
-    return pl.Trainer(
-        accelerator="cpu",
-        logger=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        **kwargs,
-    )
+from tests.tiny import quiet_trainer, tiny_darts_space
 
 
 def learning_curve(size: float, epoch: int) -> float:
@@ -47,7 +30,7 @@ def test_protection_keeps_a_wider_spread_of_model_sizes_than_plain_nsga2(seed: i
     Accuracies follow closed-form learning curves of each architecture's real parameter count, so that small
     models lead early and large ones later: the small-model trap of Yang et al. (2020), Sec. 3.3.
     """
-    model = CARS(tiny_space(), population_size=10, image_size=8, seed=seed)
+    model = CARS(tiny_darts_space(layers=2), population_size=10, image_size=8, seed=seed)
     sizes = [model.costs.params(a) for a in model.pool]
     smallest, largest = min(sizes) * 0.5, max(sizes) * 1.5  # sizes normalised to about [0, 1]
     spreads = []
@@ -71,9 +54,9 @@ def kept_size_spreads(protect: str, root: Path) -> list[float]:
     at each generation."""
     pl.seed_everything(0)
     data = DigitsDataModule(search=True, batch_size=64, augment=False)
-    space = DartsCellSpace(in_channels=1, num_classes=10, channels=8, layers=3, steps=2)
+    space = tiny_darts_space(num_classes=10, channels=8)
     model = CARS(space, population_size=8, image_size=8, seed=0, protect=protect)  # type: ignore[arg-type]
-    quiet_trainer(max_epochs=8, enable_checkpointing=False, default_root_dir=root).fit(model, datamodule=data)
+    quiet_trainer(root, max_epochs=8, num_sanity_val_steps=0).fit(model, datamodule=data)
     kept = [select_survivors(pool, 8, OBJECTIVES, PROTECTIONS[protect]) for pool in model.history]
     assert [t.arch for t in kept[-1]] == model.population  # the selection replayed from the history is the run's
     return [max(t.metrics["params"] for t in k) - min(t.metrics["params"] for t in k) for k in kept]
@@ -101,8 +84,8 @@ def test_a_real_run_escapes_the_small_model_trap_that_plain_nsga2_falls_into(tmp
 def test_cars_run_writes_a_valid_front_and_its_state_survives_a_checkpoint(tmp_path: Path) -> None:
     pl.seed_everything(0)
     data = SyntheticDataModule(num_samples=192, num_classes=4, in_channels=1, image_size=8, search=True, batch_size=32)
-    model = CARS(tiny_space(), population_size=4, image_size=8, seed=1)
-    trainer = quiet_trainer(max_epochs=2, default_root_dir=tmp_path)
+    model = CARS(tiny_darts_space(layers=2), population_size=4, image_size=8, seed=1)
+    trainer = quiet_trainer(tmp_path, max_epochs=2, num_sanity_val_steps=0, enable_checkpointing=True)
     trainer.fit(model, datamodule=data)
     assert len(model.history) == 2
     assert len(model.population) == 4
@@ -119,7 +102,7 @@ def test_cars_run_writes_a_valid_front_and_its_state_survives_a_checkpoint(tmp_p
     checkpoint = torch.load(
         trainer.checkpoint_callback.last_model_path or next(tmp_path.rglob("*.ckpt")), weights_only=False
     )
-    restored = CARS(tiny_space(), population_size=4, image_size=8, seed=1)
+    restored = CARS(tiny_darts_space(layers=2), population_size=4, image_size=8, seed=1)
     restored.on_load_checkpoint(checkpoint)
     assert restored.search_state() == model.search_state()
     assert restored.current_arch() == model.current_arch()
@@ -127,13 +110,13 @@ def test_cars_run_writes_a_valid_front_and_its_state_survives_a_checkpoint(tmp_p
 
 def test_bad_arguments() -> None:
     with pytest.raises(ValueError, match="population_size >= 2"):
-        CARS(tiny_space(), population_size=1)
+        CARS(tiny_darts_space(layers=2), population_size=1)
     with pytest.raises(ValueError, match=r"one accuracy per pool member \(3\), got 2"):
-        CARS(tiny_space(), population_size=3).evolve([0.5, 0.5])
+        CARS(tiny_darts_space(layers=2), population_size=3).evolve([0.5, 0.5])
     with pytest.raises(ValueError, match=r"protect must be one of \['gain', 'none', 'size'\], got True"):
-        CARS(tiny_space(), protect=True)  # type: ignore[arg-type]
+        CARS(tiny_darts_space(layers=2), protect=True)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="score_statistics must be 'batch' or 'running', got 'eval'"):
-        CARS(tiny_space(), score_statistics="eval")  # type: ignore[arg-type]
+        CARS(tiny_darts_space(layers=2), score_statistics="eval")  # type: ignore[arg-type]
 
 
 def test_size_protection_keeps_the_largest_model_that_nsga2_drops() -> None:

@@ -13,31 +13,14 @@ from torch import Tensor
 from lightning_nas.data import FashionMNISTDataModule, SyntheticDataModule
 from lightning_nas.methods import DARTS, Retrain
 from lightning_nas.ops import DARTS_OPS
-from lightning_nas.spaces import DartsCellSpace
-
-
-def _trainer(tmp_path: Path, **kwargs: object) -> pl.Trainer:
-    defaults: dict[str, object] = {
-        "default_root_dir": tmp_path,
-        "logger": False,
-        "enable_checkpointing": False,
-        "enable_progress_bar": False,
-        "enable_model_summary": False,
-        "accelerator": "cpu",
-        "devices": 1,
-    }
-    return pl.Trainer(**{**defaults, **kwargs})  # type: ignore[arg-type]
-
-
-def _tiny_space(in_channels: int = 1, num_classes: int = 10) -> DartsCellSpace:
-    return DartsCellSpace(in_channels=in_channels, num_classes=num_classes, channels=4, layers=3, steps=2)
+from tests.tiny import quiet_trainer, tiny_darts_space
 
 
 def test_search_on_fashion_mnist_lowers_validation_loss(data_root: Path, tmp_path: Path) -> None:
     pl.seed_everything(0)
     data = FashionMNISTDataModule(root=str(data_root), search=True, subset=2048, batch_size=32, seed=0)
-    model = DARTS(_tiny_space(), order="first", weight_lr=0.1, channels_last=True)
-    trainer = _trainer(tmp_path, max_epochs=2)
+    model = DARTS(tiny_darts_space(num_classes=10), order="first", weight_lr=0.1, channels_last=True)
+    trainer = quiet_trainer(tmp_path, max_epochs=2)
     before = trainer.validate(model, datamodule=data, verbose=False)[0]["val/loss"]
     alphas_before = [a.detach().clone() for a in model.space.arch_parameters()]
     trainer.fit(model, datamodule=data)
@@ -55,7 +38,7 @@ def test_second_order_step_applies_the_hypergradient(tmp_path: Path) -> None:
     from lightning_nas.functional import darts_arch_gradient
 
     pl.seed_everything(0)
-    model = DARTS(_tiny_space(num_classes=4), order="second", arch_lr=0.01)
+    model = DARTS(tiny_darts_space(), order="second", arch_lr=0.01)
     gen = torch.Generator().manual_seed(0)
     batch = {
         k: (torch.randn(8, 1, 8, 8, generator=gen), torch.randint(0, 4, (8,), generator=gen)) for k in ("train", "val")
@@ -73,7 +56,7 @@ def test_second_order_step_applies_the_hypergradient(tmp_path: Path) -> None:
     )
     # Adam's first step moves each entry by lr * g / (|g| + eps) ~ lr * sign(g); weight decay 1e-3 adds a bit.
     loader = torch.utils.data.DataLoader([batch], batch_size=None)
-    _trainer(tmp_path, max_steps=1).fit(model, train_dataloaders=loader)
+    quiet_trainer(tmp_path, max_steps=1).fit(model, train_dataloaders=loader)
     for a, b, g in zip(alphas, before, expected):
         moved = b - a.detach()
         significant = g.abs() > 1e-6
@@ -94,9 +77,9 @@ class SkipLover(DARTS):
 
 def test_subclass_overrides_one_hook(tmp_path: Path) -> None:
     pl.seed_everything(0)
-    model = SkipLover(_tiny_space(num_classes=4), order="first", arch_lr=0.05)
+    model = SkipLover(tiny_darts_space(), order="first", arch_lr=0.05)
     data = SyntheticDataModule(num_samples=128, num_classes=4, in_channels=1, image_size=8, search=True, batch_size=16)
-    _trainer(tmp_path, max_epochs=2).fit(model, datamodule=data)
+    quiet_trainer(tmp_path, max_epochs=2).fit(model, datamodule=data)
     assert SkipLover.calls == 2 * 4
     assert {op for op, _ in model.genotype.normal + model.genotype.reduce} == {"skip_connect"}
 
@@ -104,30 +87,34 @@ def test_subclass_overrides_one_hook(tmp_path: Path) -> None:
 def test_plain_batches_are_refused_with_the_fix(tmp_path: Path) -> None:
     data = SyntheticDataModule(num_samples=64, num_classes=4, in_channels=1, image_size=8, batch_size=16)
     with pytest.raises(TypeError, match=r"search=True \(--data.search=true\)"):
-        _trainer(tmp_path, max_steps=1).fit(DARTS(_tiny_space(num_classes=4), order="first"), datamodule=data)
+        quiet_trainer(tmp_path, max_steps=1).fit(DARTS(tiny_darts_space(), order="first"), datamodule=data)
 
 
 def test_num_classes_must_match_the_data(tmp_path: Path) -> None:
     data = SyntheticDataModule(num_samples=64, num_classes=3, in_channels=1, image_size=8, search=True)
     with pytest.raises(ValueError, match=r"the data has 3 classes but the model was built with num_classes=10"):
-        _trainer(tmp_path, max_steps=1).fit(DARTS(_tiny_space(), order="first"), datamodule=data)
+        quiet_trainer(tmp_path, max_steps=1).fit(
+            DARTS(tiny_darts_space(num_classes=10), order="first"), datamodule=data
+        )
     data = SyntheticDataModule(num_samples=64, num_classes=10, in_channels=3, image_size=8, search=True)
     with pytest.raises(ValueError, match=r"3 image channels but the model was built with in_channels=1"):
-        _trainer(tmp_path, max_steps=1).fit(DARTS(_tiny_space(), order="first"), datamodule=data)
+        quiet_trainer(tmp_path, max_steps=1).fit(
+            DARTS(tiny_darts_space(num_classes=10), order="first"), datamodule=data
+        )
 
 
 def test_bad_arguments() -> None:
     with pytest.raises(ValueError, match="order must be 'first' or 'second', got 'third'"):
-        DARTS(_tiny_space(), order="third")  # type: ignore[arg-type]
+        DARTS(tiny_darts_space(num_classes=10), order="third")  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="DARTS needs a DifferentiableSpace, got Linear"):
         DARTS(torch.nn.Linear(2, 2))  # type: ignore[arg-type]
 
 
 def test_checkpoint_records_the_genotype_and_refuses_another_method(tmp_path: Path) -> None:
     pl.seed_everything(0)
-    model = DARTS(_tiny_space(num_classes=4), order="first")
+    model = DARTS(tiny_darts_space(), order="first")
     data = SyntheticDataModule(num_samples=64, num_classes=4, in_channels=1, image_size=8, search=True, batch_size=16)
-    trainer = _trainer(tmp_path, max_steps=2)
+    trainer = quiet_trainer(tmp_path, max_steps=2)
     trainer.fit(model, datamodule=data)
     path = tmp_path / "search.ckpt"
     trainer.save_checkpoint(path)
@@ -140,10 +127,10 @@ def test_checkpoint_records_the_genotype_and_refuses_another_method(tmp_path: Pa
 
 
 def test_ops_subset_space_searches(tmp_path: Path) -> None:
-    space = DartsCellSpace(in_channels=1, num_classes=4, channels=4, layers=2, steps=2, ops=DARTS_OPS[:4])
+    space = tiny_darts_space(layers=2, ops=DARTS_OPS[:4])
     data = SyntheticDataModule(num_samples=64, num_classes=4, in_channels=1, image_size=8, search=True, batch_size=16)
     model = DARTS(space, order="second")
-    _trainer(tmp_path, max_steps=2).fit(model, datamodule=data)
+    quiet_trainer(tmp_path, max_steps=2).fit(model, datamodule=data)
     assert model.genotype.ops() <= set(DARTS_OPS[1:4])
 
 
@@ -157,7 +144,7 @@ def test_retrain_ramps_drop_path_linearly(tmp_path: Path) -> None:
 
     model = Retrain("DARTS_V2", in_channels=1, num_classes=4, channels=4, layers=3, drop_path_prob=0.2)
     data = SyntheticDataModule(num_samples=64, num_classes=4, in_channels=1, image_size=8, batch_size=16)
-    _trainer(tmp_path, max_epochs=4, limit_val_batches=0, callbacks=[Probe()]).fit(model, datamodule=data)
+    quiet_trainer(tmp_path, max_epochs=4, limit_val_batches=0, callbacks=[Probe()]).fit(model, datamodule=data)
     assert seen == pytest.approx([0.0, 0.05, 0.1, 0.15])  # 0.2 * epoch / 4, as the reference schedule
 
 
@@ -165,12 +152,12 @@ def test_retrain_ramps_drop_path_linearly(tmp_path: Path) -> None:
 def test_weight_nesterov_reaches_the_weight_optimizer(tmp_path: Path, nesterov: bool) -> None:
     """NAS-Bench-201's runs of DARTS and GDAS use Nesterov momentum: the flag sets torch's SGD, the alphas' Adam
     is unchanged."""
-    model = DARTS(_tiny_space(num_classes=4), order="first", weight_nesterov=nesterov)
+    model = DARTS(tiny_darts_space(), order="first", weight_nesterov=nesterov)
     gen = torch.Generator().manual_seed(0)
     batch = {
         k: (torch.randn(4, 1, 8, 8, generator=gen), torch.randint(0, 4, (4,), generator=gen)) for k in ("train", "val")
     }
-    trainer = _trainer(tmp_path, max_steps=1)
+    trainer = quiet_trainer(tmp_path, max_steps=1)
     trainer.fit(model, train_dataloaders=torch.utils.data.DataLoader([batch], batch_size=None))
     weight_opt, arch_opt = trainer.optimizers
     assert isinstance(weight_opt, torch.optim.SGD)
@@ -184,7 +171,7 @@ def test_step_order_matches_plain_torch_updates_in_that_order(tmp_path: Path, we
     alphas first (Algorithm 1), or the weights first (NAS-Bench-201's reference loop), whose architecture gradient is
     taken at the updated weights. The two orders give different alphas, so the test tells them apart."""
     pl.seed_everything(0)
-    model = DARTS(_tiny_space(num_classes=4), order="first", arch_lr=0.01, weights_first=weights_first)
+    model = DARTS(tiny_darts_space(), order="first", arch_lr=0.01, weights_first=weights_first)
     gen = torch.Generator().manual_seed(0)
     batch = {
         k: (torch.randn(8, 1, 8, 8, generator=gen), torch.randint(0, 4, (8,), generator=gen)) for k in ("train", "val")
@@ -215,7 +202,7 @@ def test_step_order_matches_plain_torch_updates_in_that_order(tmp_path: Path, we
     other_order = copy.deepcopy(model)
     other_order.weights_first = not weights_first
     for module in (model, other_order):
-        _trainer(tmp_path, max_steps=1).fit(
+        quiet_trainer(tmp_path, max_steps=1).fit(
             module, train_dataloaders=torch.utils.data.DataLoader([batch], batch_size=None)
         )
     for got, want, other in zip(

@@ -11,28 +11,18 @@ import torch
 from lightning_nas.callbacks import TabularReport
 from lightning_nas.data import SyntheticDataModule
 from lightning_nas.methods import DARTS
-from lightning_nas.spaces import NasBench201Format, NasBench201Space
+from lightning_nas.spaces import NasBench201Format
+from tests.tiny import quiet_trainer, tiny_nb201_space
 
 
-def test_darts_searches_the_nb201_space_and_reports_the_tables_accuracy(data_root: Path, tmp_path: Path) -> None:
+def test_darts_searches_the_nb201_space_and_reports_the_tables_accuracy(nb201_path: Path, tmp_path: Path) -> None:
     pl.seed_everything(0)
-    table_path = data_root / "nasbench201" / "nb201_12epoch.csv"
-    space = NasBench201Space(in_channels=1, num_classes=4, channels=4, cells_per_stage=1)
+    space = tiny_nb201_space()
     model = DARTS(space, order="second", arch_lr=0.05)
     data = SyntheticDataModule(num_samples=64, num_classes=4, image_size=8, search=True, batch_size=16)
-    report = TabularReport(str(table_path), metrics=["cifar10_valid", "cifar100_test"])
+    report = TabularReport(str(nb201_path), metrics=["cifar10_valid", "cifar100_test"])
     alphas_before = space.alpha.detach().clone()
-    trainer = pl.Trainer(
-        default_root_dir=tmp_path,
-        max_steps=3,
-        limit_val_batches=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        accelerator="cpu",
-        callbacks=[report],
-    )
+    trainer = quiet_trainer(tmp_path, max_steps=3, limit_val_batches=1, callbacks=[report])
     trainer.fit(model, datamodule=data)
 
     assert not torch.equal(space.alpha.detach(), alphas_before)
@@ -40,7 +30,7 @@ def test_darts_searches_the_nb201_space_and_reports_the_tables_accuracy(data_roo
     assert isinstance(found, dict)
     assert found == model.current_arch() == space.export_arch()
     string = NasBench201Format().format(found)
-    with table_path.open(newline="") as handle:
+    with nb201_path.open(newline="") as handle:
         row = next(r for r in csv.DictReader(handle) if r["arch"] == string)
     expected = {"cifar10_valid": float(row["cifar10_valid"]), "cifar100_test": float(row["cifar100_test"])}
     assert report.last_arch == string

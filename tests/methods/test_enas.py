@@ -21,26 +21,16 @@ from lightning_nas.methods._child_cost import child_cost
 from lightning_nas.ops import ENAS_MICRO_OPS
 from lightning_nas.sampling import step_generator
 from lightning_nas.spaces import DartsCellSpace, EnasMacroSpace, SearchSpace
+from tests.tiny import quiet_trainer, tiny_darts_space
 
 
-def _trainer(tmp_path: Path, **kwargs: Any) -> pl.Trainer:
-    defaults: dict[str, Any] = {
-        "default_root_dir": tmp_path,
-        "logger": False,
-        "enable_checkpointing": False,
-        "enable_progress_bar": False,
-        "enable_model_summary": False,
-        "accelerator": "cpu",
-        "devices": 1,
-        "num_sanity_val_steps": 0,
-    }
-    return pl.Trainer(**{**defaults, **kwargs})
+def _trainer(root: Path, **kwargs: Any) -> pl.Trainer:
+    # no sanity check before the first step
+    return quiet_trainer(root, **{"num_sanity_val_steps": 0, **kwargs})
 
 
 def _cell(num_classes: int = 4, channels: int = 4, steps: int = 2) -> DartsCellSpace:
-    return DartsCellSpace(
-        in_channels=1, num_classes=num_classes, channels=channels, layers=3, steps=steps, ops=ENAS_MICRO_OPS
-    )
+    return tiny_darts_space(num_classes=num_classes, channels=channels, steps=steps, ops=ENAS_MICRO_OPS)
 
 
 def _synthetic(batch_size: int = 16, num_samples: int = 128) -> SyntheticDataModule:
@@ -73,7 +63,7 @@ class RecordSteps(pl.Callback):
 def test_search_on_fashion_mnist_raises_the_accuracy_of_sampled_children(data_root: Path, tmp_path: Path) -> None:
     pl.seed_everything(0)
     data = FashionMNISTDataModule(root=str(data_root), search=True, subset=2048, batch_size=32, seed=0)
-    space = DartsCellSpace(in_channels=1, num_classes=10, channels=8, layers=3, steps=2, ops=ENAS_MICRO_OPS)
+    space = tiny_darts_space(num_classes=10, channels=8, ops=ENAS_MICRO_OPS)
     model = ENAS(
         space,
         weight_steps=12,

@@ -14,14 +14,7 @@ from lightning_nas.callbacks import RecalibrateBatchNorm
 from lightning_nas.data import MNISTDataModule, SyntheticDataModule
 from lightning_nas.methods import OnceForAll
 from lightning_nas.spaces import DartsCellSpace, ElasticMobileNetV3
-
-TINY_WIDTHS = (8, 8, 8, 16, 16, 24, 24, 48, 64)
-
-
-def _space(num_classes: int = 4, resolutions: tuple[int, ...] = (8, 12, 16)) -> ElasticMobileNetV3:
-    return ElasticMobileNetV3(
-        in_channels=1, num_classes=num_classes, preset="cifar", widths=TINY_WIDTHS, resolutions=resolutions
-    )
+from tests.tiny import TINY_WIDTHS, quiet_trainer, tiny_elastic_space
 
 
 def _model(**kwargs: Any) -> OnceForAll:
@@ -31,21 +24,12 @@ def _model(**kwargs: Any) -> OnceForAll:
         "phase_warmup_epochs": [0] * 6,
         "calibration_images": 0,
     }
-    return OnceForAll(_space(), **{**defaults, **kwargs})
+    return OnceForAll(tiny_elastic_space(), **{**defaults, **kwargs})
 
 
-def _trainer(tmp_path: Path, **kwargs: Any) -> pl.Trainer:
-    defaults: dict[str, Any] = {
-        "default_root_dir": tmp_path,
-        "logger": False,
-        "enable_checkpointing": False,
-        "enable_progress_bar": False,
-        "enable_model_summary": False,
-        "accelerator": "cpu",
-        "devices": 1,
-        "limit_val_batches": 0,
-    }
-    return pl.Trainer(**{**defaults, **kwargs})
+def _trainer(root: Path, **kwargs: Any) -> pl.Trainer:
+    # training alone, unless a test asks for validation
+    return quiet_trainer(root, **{"limit_val_batches": 0, **kwargs})
 
 
 def _data() -> SyntheticDataModule:

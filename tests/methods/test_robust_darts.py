@@ -16,7 +16,7 @@ from lightning_nas.ops import DARTS_OPS, FactorizedReduce, MixedOp, PartialChann
 from lightning_nas.ops.relaxation import AuxiliarySkip, DirichletRelaxation, EdgeNormalization
 from lightning_nas.sampling import derive_seed, seeded_random_ops
 from lightning_nas.spaces import DartsCellSpace, NasBench201Space
-from tests.tester.cases import bilevel_data, tiny_darts_space, tiny_nb201_space
+from tests.tiny import bilevel_data, quiet_trainer, tiny_darts_space, tiny_nb201_space
 
 
 def _count_op_calls(space: nn.Module) -> tuple[list[set[int]], list[MixedOp]]:
@@ -248,16 +248,9 @@ def test_auxiliary_skip_adds_beta_times_the_input_to_the_darts_mixture() -> None
         AuxiliarySkip(("none", "avg_pool_3x3"))
 
 
-def _quiet_trainer(epochs: int, **kwargs: Any) -> pl.Trainer:
-    """A trainer for ``epochs`` epochs, without logger, progress bar, model summary or validation."""
-    return pl.Trainer(
-        max_epochs=epochs,
-        logger=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        limit_val_batches=0,
-        **kwargs,
-    )
+def _quiet_trainer(epochs: int, root: Path | None = None, **kwargs: Any) -> pl.Trainer:
+    """A trainer for ``epochs`` epochs without validation."""
+    return quiet_trainer(root, max_epochs=epochs, limit_val_batches=0, **kwargs)
 
 
 def _stride2_edge(model: DARTSMinus) -> MixedOp:
@@ -306,7 +299,7 @@ def test_darts_minus_gives_each_stride2_edge_an_auxiliary_reduction_of_its_own()
 def test_darts_minus_resumes_a_checkpoint_written_before_own_reductions_as_it_was_trained(tmp_path: Path) -> None:
     def fit(model: DARTSMinus, epochs: int, ckpt: Path | None = None) -> None:
         checkpoint = pl.callbacks.ModelCheckpoint(dirpath=tmp_path, save_last=True)
-        trainer = _quiet_trainer(epochs, default_root_dir=tmp_path, callbacks=[checkpoint])
+        trainer = _quiet_trainer(epochs, tmp_path, callbacks=[checkpoint])
         trainer.fit(model, datamodule=bilevel_data(), ckpt_path=ckpt)
 
     pl.seed_everything(0)
@@ -339,7 +332,7 @@ class _Record(pl.Callback):
 
 def _fit(model: DARTS, epochs: int) -> list[tuple[int, int, float]]:
     record = _Record()
-    _quiet_trainer(epochs, callbacks=[record], enable_checkpointing=False).fit(model, datamodule=bilevel_data())
+    _quiet_trainer(epochs, callbacks=[record]).fit(model, datamodule=bilevel_data())
     return record.values
 
 

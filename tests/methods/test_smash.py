@@ -17,7 +17,7 @@ from lightning_nas.arch import Arch, Genotype, load_arch, save_arch
 from lightning_nas.methods import SMASH, Retrain
 from lightning_nas.ops import encode_arch
 from lightning_nas.spaces import NasBench201Format, NasBench201Network
-from tests.tester.cases import plain_data, tiny_darts_space, tiny_nb201_space
+from tests.tiny import plain_data, quiet_trainer, tiny_darts_space, tiny_nb201_space
 
 SPACES = {"nb201": tiny_nb201_space, "darts": tiny_darts_space}
 
@@ -141,14 +141,7 @@ def _standalone(model: SMASH, arch: Arch) -> NasBench201Network:
 def test_ranking_is_by_validation_loss_of_an_independent_network() -> None:
     pl.seed_everything(0)
     model = SMASH(tiny_nb201_space(), num_ranked=8, lr=0.01)
-    pl.Trainer(
-        max_steps=3,
-        limit_val_batches=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-    ).fit(model, datamodule=plain_data())
+    quiet_trainer(max_steps=3, limit_val_batches=1).fit(model, datamodule=plain_data())
     assert len(model.ranking) == 8  # the epoch's validation ranked the whole set
     batches = [(torch.randn(8, 1, 8, 8), torch.randint(4, (8,))) for _ in range(2)]
     ranking = model.rank(model.ranked_set, batches)
@@ -169,14 +162,7 @@ def test_export_round_trips_through_json_the_arch_string_and_the_checkpoint(tmp_
     pl.seed_everything(0)
     model = SMASH(tiny_nb201_space(), num_ranked=4)
     checkpoint = ModelCheckpoint(dirpath=tmp_path, save_last=True)
-    pl.Trainer(
-        max_steps=3,
-        limit_val_batches=1,
-        logger=False,
-        callbacks=[checkpoint],
-        enable_progress_bar=False,
-        enable_model_summary=False,
-    ).fit(model, datamodule=plain_data())
+    quiet_trainer(max_steps=3, limit_val_batches=1, callbacks=[checkpoint]).fit(model, datamodule=plain_data())
     exported = model.export()
     assert exported == model.ranking[0].arch
     assert load_arch(save_arch(exported, tmp_path / "cell.json")) == exported  # type: ignore[arg-type]

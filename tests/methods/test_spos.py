@@ -24,10 +24,11 @@ from lightning_nas.search import (
     run_search,
 )
 from lightning_nas.spaces import DartsCellSpace
+from tests.tiny import quiet_trainer, tiny_darts_space
 
 
 def tiny_space(**kwargs: int) -> DartsCellSpace:
-    return DartsCellSpace(**{"in_channels": 1, "num_classes": 10, "channels": 4, "layers": 2, "steps": 2, **kwargs})
+    return tiny_darts_space(**{"num_classes": 10, "layers": 2, **kwargs})
 
 
 def test_paths_are_uniform_seeded_and_valid() -> None:
@@ -69,16 +70,7 @@ def test_spos_and_evolution_beat_the_mean_random_arch_on_fashion_mnist(data_root
     data = FashionMNISTDataModule(root=data_root, search=True, subset=4000, batch_size=64, augment=False)
     space = tiny_space(channels=8)
     model = SPOS(space, lr=0.1, label_smoothing=0.0, image_size=28)
-    trainer = pl.Trainer(
-        max_epochs=3,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        limit_val_batches=0,
-        default_root_dir=tmp_path,
-    )
+    trainer = quiet_trainer(tmp_path, max_epochs=3, limit_val_batches=0)
     trainer.fit(model, datamodule=data)
     trained = time.perf_counter()
 

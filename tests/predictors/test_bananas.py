@@ -4,7 +4,6 @@ NAS-Bench-201 over 100 seeds."""
 from __future__ import annotations
 
 import functools
-import itertools
 import multiprocessing
 import statistics
 from collections.abc import Callable
@@ -27,6 +26,7 @@ from lightning_nas.search import (
 )
 from lightning_nas.spaces import DartsCellSpace, NasBench201Format
 from tests.predictors._ask_tell import additive_value, ask_and_tell
+from tests.tiny import tiny_nb201_table
 
 CHOICES = [Choice(f"c{i}", (0, 1, 2)) for i in range(6)]
 
@@ -64,17 +64,7 @@ def test_bad_arguments_are_refused() -> None:
 
 
 def test_budgeted_search_on_a_small_table_finds_its_best_cell() -> None:
-    fmt = NasBench201Format(ops=("none", "skip_connect", "nor_conv_3x3"))  # 3**6 = 729 cells
-    names = [c.name for c in fmt.choices()]
-    rows = [
-        {
-            "arch": fmt.format(dict(zip(names, ops))),
-            "val": 3 * ops.count("nor_conv_3x3") + ops.count("skip_connect"),
-            "time": 1.0,
-        }
-        for ops in itertools.product(fmt.ops, repeat=6)
-    ]
-    table = TabularBenchmark(rows, fmt)
+    table = tiny_nb201_table()
     strategy = Bananas(table.choices(), predictor="ridge", metric="val", seed=0)
     result = run_budgeted_search(strategy, table, budget=40.0, cost_column="time", report_metric="val")
     assert result.num_queries == 40
@@ -112,12 +102,11 @@ def _best_test_accuracy(job: tuple[str, str, int]) -> float:
 
 
 @pytest.mark.slow
-def test_predictor_guided_search_beats_regularized_evolution_on_nasbench201(data_root: Path) -> None:
+def test_predictor_guided_search_beats_regularized_evolution_on_nasbench201(nb201_path: Path) -> None:
     """Issue 16: over 100 seeds under the paper's 12,000 s protocol, BANANAS's and PNAS's mean best test accuracy
     is strictly above REA's; PNAS's paired gap is beyond two standard errors (BANANAS's is about 1.5 here, so
     only its mean is asserted). The 300 searches are independent and seeded: two worker processes share them."""
-    path = str(data_root / "nasbench201" / "nb201_12epoch.csv")
-    jobs = [(path, name, seed) for name in GUIDED_STRATEGIES for seed in range(100)]
+    jobs = [(str(nb201_path), name, seed) for name in GUIDED_STRATEGIES for seed in range(100)]
     with ProcessPoolExecutor(max_workers=2, mp_context=multiprocessing.get_context("spawn")) as pool:
         results = list(pool.map(_best_test_accuracy, jobs, chunksize=10))
     tests = {name: results[i * 100 : (i + 1) * 100] for i, name in enumerate(GUIDED_STRATEGIES)}

@@ -13,6 +13,7 @@ from lightning.pytorch.loggers import CSVLogger
 
 from lightning_nas.callbacks import LearningCurveStopping
 from lightning_nas.predictors import CURVE_MODELS, extrapolate, should_stop
+from tests.tiny import quiet_trainer
 
 
 @pytest.mark.parametrize(
@@ -134,15 +135,8 @@ class _EpochEndCurveModule(_CurveModule):
 
 def _fit(tmp_path: Path, callback: LearningCurveStopping, module: pl.LightningModule | None = None) -> pl.Trainer:
     loader = torch.utils.data.DataLoader(torch.zeros(2, 1), batch_size=2)
-    trainer = pl.Trainer(
-        default_root_dir=tmp_path,
-        logger=CSVLogger(tmp_path),
-        max_epochs=20,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        callbacks=[callback],
+    trainer = quiet_trainer(
+        tmp_path, logger=CSVLogger(tmp_path), max_epochs=20, num_sanity_val_steps=0, callbacks=[callback]
     )
     trainer.fit(module or _CurveModule(), train_dataloaders=loader, val_dataloaders=loader)
     return trainer

@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import itertools
-
 import pytest
 
 from lightning_nas.arch import Choice
 from lightning_nas.search import (
     ProgressiveSearch,
-    TabularBenchmark,
     default_levels,
     nasbench201_complete,
     run_budgeted_search,
 )
 from lightning_nas.spaces import NasBench201Format, NasBench201Network
 from tests.predictors._ask_tell import additive_value, ask_and_tell
+from tests.tiny import tiny_nb201_table
 
 FORMAT = NasBench201Format()
 CHOICES = [Choice(f"n{i}/op{j}", (0, 1, 2)) for i in range(3) for j in range(2)]
@@ -62,17 +60,7 @@ def test_levels_must_cover_every_choice_once() -> None:
 
 
 def test_budgeted_search_on_a_small_table() -> None:
-    fmt = NasBench201Format(ops=("none", "skip_connect", "nor_conv_3x3"))
-    names = [c.name for c in fmt.choices()]
-    rows = [
-        {
-            "arch": fmt.format(dict(zip(names, ops))),
-            "val": 3 * ops.count("nor_conv_3x3") + ops.count("skip_connect"),
-            "time": 1.0,
-        }
-        for ops in itertools.product(fmt.ops, repeat=6)
-    ]
-    table = TabularBenchmark(rows, fmt)
+    table = tiny_nb201_table()
     strategy = ProgressiveSearch(table.choices(), beam_size=5, predictor="ridge", metric="val", seed=0)
     result = run_budgeted_search(strategy, table, budget=20.0, cost_column="time", report_metric="val")
     assert result.num_queries == 20

@@ -16,17 +16,16 @@ CONFIG = str(Path(__file__).resolve().parents[2] / "configs" / "darts" / "nb201_
 
 
 def test_proxies_command_writes_scores_and_rank_correlations(
-    tmp_path: Path, data_root: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, nb201_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "scores.csv"
-    table_path = data_root / "nasbench201" / "nb201_12epoch.csv"
     argv = ["proxies", "--config", CONFIG, "--num_archs", "4", "--out", str(out), "--proxies", "params", "synflow"]
-    assert main([*argv, "--table", str(table_path), "--trainer.logger=false"]) == 0
+    assert main([*argv, "--table", str(nb201_path), "--trainer.logger=false"]) == 0
     with out.open(newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert len(rows) == 4
     assert list(rows[0]) == ["arch", "params", "synflow"]
-    table = TabularBenchmark.load(table_path, NasBench201Format())
+    table = TabularBenchmark.load(nb201_path, NasBench201Format())
     for row in rows:
         table.row(row["arch"])  # every row names a cell of the table
         assert math.isfinite(float(row["synflow"]))

@@ -20,6 +20,7 @@ from lightning_nas.search import (
 )
 from lightning_nas.search.latency import trace_blocks
 from lightning_nas.spaces import DartsCellSpace, ElasticMobileNetV3
+from tests.tiny import tiny_darts_space
 
 
 def test_flops_of_a_one_conv_path_match_the_closed_form() -> None:
@@ -56,7 +57,7 @@ def test_latency_table_predicts_measured_latency_within_15_percent() -> None:
     """Predictions vs end-to-end latency measured in the same timing rounds as the blocks (so both see the same
     load on this shared machine); the CPU clock ignores time the OS gives to other processes."""
     torch.set_num_threads(1)
-    space = DartsCellSpace(in_channels=1, num_classes=10, channels=32, layers=4, steps=2)
+    space = tiny_darts_space(num_classes=10, channels=32, layers=4)
     table = build_latency_table(
         space, (4, 1, 28, 28), warmup=3, repeats=41, patience=30, calibration_archs=7, validation_archs=4, clock="cpu"
     )

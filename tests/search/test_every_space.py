@@ -24,15 +24,15 @@ from lightning_nas.search import (
     with_metrics,
 )
 from lightning_nas.spaces import (
-    DartsCellSpace,
     ElasticMobileNetV3,
     EnasMacroSpace,
     NasBench201Space,
     SearchSpace,
 )
+from tests.tiny import tiny_darts_space
 
 SPACES: dict[str, Callable[[], SearchSpace]] = {
-    "darts": lambda: DartsCellSpace(in_channels=1, num_classes=3, channels=4, layers=2, steps=2),
+    "darts": lambda: tiny_darts_space(num_classes=3, layers=2),
     "nb201": lambda: NasBench201Space(in_channels=1, num_classes=3, channels=4, cells_per_stage=1),
     "enas-macro": lambda: EnasMacroSpace(in_channels=1, num_classes=3, channels=4, layers=4),
     "elastic": lambda: ElasticMobileNetV3(

@@ -30,22 +30,14 @@ COLUMNS = (
 
 
 @pytest.fixture(scope="module")
-def table_path(data_root: Path) -> Path:
-    path = data_root / "nasbench201" / "nb201_12epoch.csv"
-    if not path.is_file():
-        pytest.fail(f"the NAS-Bench-201 table is missing at {path}")
-    return path
-
-
-@pytest.fixture(scope="module")
-def rows(table_path: Path) -> list[dict[str, str]]:
-    with table_path.open(newline="") as handle:
+def rows(nb201_path: Path) -> list[dict[str, str]]:
+    with nb201_path.open(newline="") as handle:
         return list(csv.DictReader(handle))
 
 
 @pytest.fixture(scope="module")
-def table(table_path: Path) -> TabularBenchmark:
-    return TabularBenchmark.load(table_path, NasBench201Format())
+def table(nb201_path: Path) -> TabularBenchmark:
+    return TabularBenchmark.load(nb201_path, NasBench201Format())
 
 
 def test_queries_by_string_mapping_and_index_agree_with_the_file(

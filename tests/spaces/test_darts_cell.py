@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import torch
 
 from lightning_nas.arch import Genotype
 from lightning_nas.ops import DARTS_OPS
 from lightning_nas.spaces import DARTS_V2, DartsCellSpace, derive_genotype
+from tests.tiny import tiny_darts_space
 
 
-def _space(**kwargs: object) -> DartsCellSpace:
-    defaults: dict[str, object] = {"in_channels": 1, "num_classes": 5, "channels": 4, "layers": 3, "steps": 4}
-    return DartsCellSpace(**{**defaults, **kwargs})  # type: ignore[arg-type]
+def _space(**kwargs: Any) -> DartsCellSpace:
+    return tiny_darts_space(**{"num_classes": 5, "steps": 4, **kwargs})
 
 
 def test_paper_sizes() -> None:

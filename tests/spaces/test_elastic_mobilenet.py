@@ -3,6 +3,8 @@ equal the exported model's, channel sorting keeps the function, and bad configs 
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import torch
 from torch import nn
@@ -11,19 +13,11 @@ from torch.utils.flop_counter import FlopCounterMode
 from lightning_nas.arch import Choice
 from lightning_nas.sampling import sample_arch, step_generator
 from lightning_nas.spaces import ElasticMobileNetV3, elastic_space_from_config
+from tests.tiny import tiny_elastic_space
 
-TINY_WIDTHS = (8, 8, 8, 16, 16, 24, 24, 48, 64)
 
-
-def _tiny(**kwargs: object) -> ElasticMobileNetV3:
-    defaults: dict[str, object] = {
-        "in_channels": 1,
-        "num_classes": 5,
-        "preset": "cifar",
-        "widths": TINY_WIDTHS,
-        "resolutions": (8, 12, 16),
-    }
-    return ElasticMobileNetV3(**{**defaults, **kwargs})  # type: ignore[arg-type]
+def _tiny(**kwargs: Any) -> ElasticMobileNetV3:
+    return tiny_elastic_space(**{"num_classes": 5, **kwargs})
 
 
 def _randomise(space: nn.Module) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import itertools
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -13,22 +14,19 @@ import torch
 from lightning_nas.arch import validate_arch
 from lightning_nas.ops import NB201_OPS
 from lightning_nas.spaces import NB201_EDGES, NasBench201Format, NasBench201Network, NasBench201Space
+from tests.tiny import tiny_nb201_space
 
 CELL = "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|"
 
 
 @pytest.fixture(scope="module")
-def table_rows(data_root: Path) -> list[dict[str, str]]:
-    path = data_root / "nasbench201" / "nb201_12epoch.csv"
-    if not path.is_file():
-        pytest.fail(f"the NAS-Bench-201 table is missing at {path}")
-    with path.open(newline="") as handle:
+def table_rows(nb201_path: Path) -> list[dict[str, str]]:
+    with nb201_path.open(newline="") as handle:
         return list(csv.DictReader(handle))
 
 
-def _tiny_space(**kwargs: object) -> NasBench201Space:
-    defaults: dict[str, object] = {"in_channels": 1, "num_classes": 5, "channels": 4, "cells_per_stage": 1}
-    return NasBench201Space(**{**defaults, **kwargs})  # type: ignore[arg-type]
+def _tiny_space(**kwargs: Any) -> NasBench201Space:
+    return tiny_nb201_space(**{"num_classes": 5, **kwargs})
 
 
 def test_every_table_string_parses_prints_back_and_is_a_distinct_valid_cell(table_rows: list[dict[str, str]]) -> None:

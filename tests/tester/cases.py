@@ -12,7 +12,6 @@ from typing import Any
 
 import lightning.pytorch as pl
 
-from lightning_nas.data import SyntheticDataModule
 from lightning_nas.methods import (
     CARS,
     DARTS,
@@ -27,7 +26,8 @@ from lightning_nas.methods import (
     OnceForAll,
 )
 from lightning_nas.ops import ENAS_MICRO_OPS
-from lightning_nas.spaces import DartsCellSpace, ElasticMobileNetV3, NasBench201Space
+from lightning_nas.spaces import ElasticMobileNetV3
+from tests.tiny import bilevel_data, plain_data, tiny_darts_space, tiny_elastic_space, tiny_nb201_space
 
 
 @dataclass(frozen=True)
@@ -47,28 +47,8 @@ class MethodCase:
     search_state: Callable[[pl.LightningModule], Any] = lambda module: None
 
 
-def tiny_darts_space() -> DartsCellSpace:
-    return DartsCellSpace(in_channels=1, num_classes=4, channels=4, layers=3, steps=2)
-
-
-def bilevel_data() -> SyntheticDataModule:
-    # 96 images, half per level: 3 batches of 16 per epoch, with crop + flip augmentation (seeded per batch)
-    return SyntheticDataModule(
-        num_samples=96, num_classes=4, in_channels=1, image_size=8, search=True, batch_size=16, flip=True
-    )
-
-
-def plain_data() -> SyntheticDataModule:
-    # 48 images of 16x16 (the elastic space samples resolutions up to 16): 3 batches of 16 per epoch
-    return SyntheticDataModule(num_samples=48, num_classes=4, in_channels=1, image_size=16, batch_size=16, flip=True)
-
-
-def tiny_nb201_space() -> NasBench201Space:
-    return NasBench201Space(in_channels=1, num_classes=4, channels=4, cells_per_stage=1)
-
-
 def tiny_enas() -> ENAS:
-    space = DartsCellSpace(in_channels=1, num_classes=4, channels=4, layers=3, steps=2, ops=ENAS_MICRO_OPS)
+    space = tiny_darts_space(ops=ENAS_MICRO_OPS)
     # two weight steps, then one controller step of two children: the 3-batch epochs mix both phases
     return ENAS(
         space,
@@ -106,13 +86,8 @@ def cars_state(module: pl.LightningModule) -> Any:
     return module.search_state()
 
 
-TINY_WIDTHS = (8, 8, 8, 16, 16, 24, 24, 48, 64)
-
-
 def tiny_ofa() -> OnceForAll:
-    space = ElasticMobileNetV3(
-        in_channels=1, num_classes=4, preset="cifar", widths=TINY_WIDTHS, resolutions=(8, 12, 16)
-    )
+    space = tiny_elastic_space()
     # epoch 0: full network; epoch 1: depth-1 (teacher taken, two subnets per step), where the resume tests stop;
     # epoch 2 walks through depth-2 and expand-1 (channel sorting) into expand-2
     return OnceForAll(

@@ -37,7 +37,8 @@ from lightning_nas.arch import Arch  # noqa: E402
 from lightning_nas.data import SyntheticDataModule  # noqa: E402
 from lightning_nas.methods import ENAS, SPOS  # noqa: E402
 from lightning_nas.methods.base import NASModule, export_payload  # noqa: E402
-from tests.tester.cases import CASES, MethodCase, bilevel_data, tiny_darts_space, tiny_enas  # noqa: E402
+from tests.tester.cases import CASES, MethodCase, tiny_enas  # noqa: E402
+from tests.tiny import bilevel_data, tiny_darts_space  # noqa: E402
 
 WORLD_SIZE = 2
 MAX_STEPS = 3  # ENAS: weight, weight, controller, weight batches; CARS evolves and OFA changes phase every step

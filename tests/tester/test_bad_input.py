@@ -41,14 +41,11 @@ from lightning_nas.search import (
 from lightning_nas.search.tabular import TabularBenchmark, run_budgeted_search
 from lightning_nas.spaces import DartsCellSpace, ElasticMobileNetV3, NasBench201Space
 from lightning_nas.spaces.nasbench201 import NasBench201Format
+from tests.tiny import tiny_darts_space
 
 REPO = Path(__file__).resolve().parents[2]
 GOOD_CELL = "|nor_conv_3x3~0|+|skip_connect~0|nor_conv_1x1~1|+|none~0|avg_pool_3x3~1|nor_conv_3x3~2|"
 CHOICES = [Choice("op", ("conv", "pool"))]
-
-
-def _space() -> DartsCellSpace:
-    return DartsCellSpace(in_channels=1, num_classes=4, channels=4, layers=3, steps=2)
 
 
 def _cli(tmp: Path, *flags: str) -> Callable[[], object]:
@@ -94,7 +91,7 @@ def _cases(tmp: Path) -> list[tuple[str, Callable[[], object], type[BaseExceptio
             ValueError,
             "('sep_conv_3x3', 7) feeds node 2",
         ),
-        ("genotype-unknown-op", lambda: _space().activate(_bad_op_genotype()), ValueError, "conv_9x9"),
+        ("genotype-unknown-op", lambda: tiny_darts_space().activate(_bad_op_genotype()), ValueError, "conv_9x9"),
         ("arch-file-missing", lambda: load_arch(tmp / "nope.json"), FileNotFoundError, "nope.json"),
         # ops and spaces
         ("op-unknown", lambda: build_op("conv_9x9", 4, 1), ValueError, "conv_9x9"),
@@ -104,7 +101,7 @@ def _cases(tmp: Path) -> list[tuple[str, Callable[[], object], type[BaseExceptio
             ValueError,
             "sep_conv_3x3",
         ),
-        ("space-input-shape", lambda: _space()(torch.randn(2, 3, 8, 8)), ValueError, "(2, 3, 8, 8)"),
+        ("space-input-shape", lambda: tiny_darts_space()(torch.randn(2, 3, 8, 8)), ValueError, "(2, 3, 8, 8)"),
         ("nb201-unknown-op", lambda: nb201.parse(GOOD_CELL.replace("none", "conv_9x9")), ValueError, "conv_9x9"),
         (
             "nb201-node-count",
@@ -119,13 +116,13 @@ def _cases(tmp: Path) -> list[tuple[str, Callable[[], object], type[BaseExceptio
             "'x'",
         ),
         # methods
-        ("darts-order", lambda: DARTS(_space(), order="third"), ValueError, "'third'"),  # type: ignore[arg-type]
-        ("darts-nan-policy", lambda: DARTS(_space(), nan_policy="ignore"), ValueError, "'ignore'"),  # type: ignore[arg-type]
-        ("gdas-temperature", lambda: GDAS(_space(), tau_min=0.0), ValueError, "tau_min=0.0"),
+        ("darts-order", lambda: DARTS(tiny_darts_space(), order="third"), ValueError, "'third'"),  # type: ignore[arg-type]
+        ("darts-nan-policy", lambda: DARTS(tiny_darts_space(), nan_policy="ignore"), ValueError, "'ignore'"),  # type: ignore[arg-type]
+        ("gdas-temperature", lambda: GDAS(tiny_darts_space(), tau_min=0.0), ValueError, "tau_min=0.0"),
         ("gdas-space", lambda: GDAS(_elastic()), TypeError, "ElasticMobileNetV3"),  # type: ignore[arg-type]
-        ("pc-darts-channels", lambda: PCDARTS(_space(), partial_channels=3), ValueError, "k=3"),
-        ("drnas-prior", lambda: DrNAS(_space(), prior=0.0), ValueError, "prior=0.0"),
-        ("darts-minus-decay", lambda: DARTSMinus(_space(), beta_decay="step"), ValueError, "'step'"),  # type: ignore[arg-type]
+        ("pc-darts-channels", lambda: PCDARTS(tiny_darts_space(), partial_channels=3), ValueError, "k=3"),
+        ("drnas-prior", lambda: DrNAS(tiny_darts_space(), prior=0.0), ValueError, "prior=0.0"),
+        ("darts-minus-decay", lambda: DARTSMinus(tiny_darts_space(), beta_decay="step"), ValueError, "'step'"),  # type: ignore[arg-type]
         (
             "darts-minus-no-skip",
             lambda: DARTSMinus(
@@ -137,13 +134,13 @@ def _cases(tmp: Path) -> list[tuple[str, Callable[[], object], type[BaseExceptio
         ("bignas-random-subnets", lambda: BigNAS(_elastic(), num_random_subnets=-2), ValueError, "got -2"),
         ("bignas-no-teacher", lambda: BigNAS(_elastic(), teacher="none"), ValueError, "teacher='none'"),
         ("retrain-genotype", lambda: Retrain(arch="DARTS_V9"), FileNotFoundError, "DARTS_V9"),
-        ("enas-policy", lambda: ENAS(_space(), policy="gru"), ValueError, "'gru'"),  # type: ignore[arg-type]
-        ("enas-steps", lambda: ENAS(_space(), weight_steps=0), ValueError, "weight_steps=0"),
-        ("spos-nan-policy", lambda: SPOS(_space(), nan_policy="ignore"), ValueError, "'ignore'"),  # type: ignore[arg-type]
-        ("smash-generate", lambda: SMASH(_space(), generate="3x3"), ValueError, "'1x1', 'all'; got '3x3'"),  # type: ignore[arg-type]
-        ("smash-nan-policy", lambda: SMASH(_space(), nan_policy="ignore"), ValueError, "'ignore'"),  # type: ignore[arg-type]
-        ("cars-population", lambda: CARS(_space(), population_size=1), ValueError, "population_size=1"),
-        ("ofa-space", lambda: OnceForAll(_space()), TypeError, "DartsCellSpace"),  # type: ignore[arg-type]
+        ("enas-policy", lambda: ENAS(tiny_darts_space(), policy="gru"), ValueError, "'gru'"),  # type: ignore[arg-type]
+        ("enas-steps", lambda: ENAS(tiny_darts_space(), weight_steps=0), ValueError, "weight_steps=0"),
+        ("spos-nan-policy", lambda: SPOS(tiny_darts_space(), nan_policy="ignore"), ValueError, "'ignore'"),  # type: ignore[arg-type]
+        ("smash-generate", lambda: SMASH(tiny_darts_space(), generate="3x3"), ValueError, "'1x1', 'all'; got '3x3'"),  # type: ignore[arg-type]
+        ("smash-nan-policy", lambda: SMASH(tiny_darts_space(), nan_policy="ignore"), ValueError, "'ignore'"),  # type: ignore[arg-type]
+        ("cars-population", lambda: CARS(tiny_darts_space(), population_size=1), ValueError, "population_size=1"),
+        ("ofa-space", lambda: OnceForAll(tiny_darts_space()), TypeError, "DartsCellSpace"),  # type: ignore[arg-type]
         ("ofa-phase-epochs", lambda: OnceForAll(_elastic(), phase_epochs=[1, 2, 3]), ValueError, "[1, 2, 3]"),
         ("ofa-checkpoint-phase", lambda: _ofa_checkpoint_in_phase("shrink-3"), ValueError, "'shrink-3'"),
         # data

@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import lightning.pytorch as pl
 import pytest
@@ -22,7 +23,8 @@ from lightning_nas.callbacks import CheckpointOnInterrupt, GenotypeLogger
 from lightning_nas.cli import main, read_checkpoint_result
 from lightning_nas.methods import DARTS
 from tests.test_cli import _search_args
-from tests.tester.cases import CASES, MethodCase, bilevel_data, tiny_darts_space, tiny_enas
+from tests.tester.cases import CASES, MethodCase, tiny_enas
+from tests.tiny import bilevel_data, quiet_trainer, tiny_darts_space
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -129,17 +131,9 @@ class NaNAt(DARTS):
         return loss * float("nan") if self.losses == self.nan_step + 1 else loss
 
 
-def _trainer(tmp_path: Path, **kwargs: object) -> pl.Trainer:
-    return pl.Trainer(
-        default_root_dir=tmp_path,
-        logger=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        accelerator="cpu",
-        num_sanity_val_steps=0,
-        limit_val_batches=1,
-        **kwargs,  # type: ignore[arg-type]
-    )
+def _trainer(tmp_path: Path, **kwargs: Any) -> pl.Trainer:
+    checkpoints: dict[str, Any] = {"enable_checkpointing": True}  # the fault tests read the default checkpoint
+    return quiet_trainer(tmp_path, num_sanity_val_steps=0, limit_val_batches=1, **{**checkpoints, **kwargs})
 
 
 def test_nan_loss_stops_with_the_step_and_the_loss_named(tmp_path: Path) -> None:

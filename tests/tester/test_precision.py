@@ -14,6 +14,7 @@ from lightning_nas.methods import CARS, DARTS
 from lightning_nas.methods.base import NASModule, export_payload
 from lightning_nas.spaces import DartsCellSpace
 from tests.tester.cases import CASES, MethodCase
+from tests.tiny import quiet_trainer, tiny_darts_space
 
 
 class RecordLosses(pl.Callback):
@@ -32,17 +33,8 @@ class RecordLosses(pl.Callback):
 def _fit(case: MethodCase, root: Path, precision: str) -> tuple[pl.LightningModule, list[float]]:
     pl.seed_everything(0)
     module, record = case.build(), RecordLosses()
-    trainer = pl.Trainer(
-        default_root_dir=root,
-        precision=precision,  # type: ignore[arg-type]
-        max_steps=4,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        limit_val_batches=1,
-        callbacks=[record],
+    trainer = quiet_trainer(
+        root, precision=precision, max_steps=4, num_sanity_val_steps=0, limit_val_batches=1, callbacks=[record]
     )
     trainer.fit(module, datamodule=case.data())
     return module, record.losses
@@ -88,7 +80,7 @@ def _alphas(module: pl.LightningModule) -> torch.Tensor:
 
 def _problem() -> tuple[DartsCellSpace, tuple[torch.Tensor, ...]]:
     torch.manual_seed(0)
-    space = DartsCellSpace(in_channels=1, num_classes=4, channels=8, layers=3, steps=2)
+    space = tiny_darts_space(channels=8)
     gen = torch.Generator().manual_seed(1)
     x_t, x_v = torch.randn(16, 1, 8, 8, generator=gen), torch.randn(16, 1, 8, 8, generator=gen)
     y_t, y_v = torch.randint(0, 4, (16,), generator=gen), torch.randint(0, 4, (16,), generator=gen)

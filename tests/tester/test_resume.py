@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import lightning.pytorch as pl
 import pytest
@@ -10,6 +11,7 @@ import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 
 from tests.tester.cases import CASES, MethodCase
+from tests.tiny import quiet_trainer
 
 MAX_STEPS = 7  # 3 batches per epoch: the run ends in its third epoch, the crash and checkpoint in the second
 # (ENAS: 4 weight steps per 5 batches, OFA: epoch 1 is phase depth-1, epoch 2 runs through the expand phases)
@@ -41,26 +43,12 @@ def _interrupted(case: MethodCase, root: Path) -> Path:
     return saved[0]
 
 
-def _trainer(root: Path, max_steps: int, **kwargs: object) -> pl.Trainer:
-    return pl.Trainer(
-        default_root_dir=root,
-        max_steps=max_steps,
-        logger=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        accelerator="cpu",
-        devices=1,
-        deterministic=True,
-        num_sanity_val_steps=0,
-        limit_val_batches=1,
-        **kwargs,  # type: ignore[arg-type]
-    )
-
-
-def _fit(case: MethodCase, root: Path, max_steps: int, ckpt_path: str | None = None, **kwargs: object):
+def _fit(case: MethodCase, root: Path, max_steps: int, ckpt_path: str | None = None, **kwargs: Any):
     pl.seed_everything(0)
     module = case.build()
-    trainer = _trainer(root, max_steps, **kwargs)
+    trainer = quiet_trainer(
+        root, max_steps=max_steps, deterministic=True, num_sanity_val_steps=0, limit_val_batches=1, **kwargs
+    )
     trainer.fit(module, datamodule=case.data(), ckpt_path=ckpt_path)
     return module, trainer
 

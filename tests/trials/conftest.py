@@ -24,13 +24,5 @@ def ray_cluster() -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def nb201_path(data_root: Path) -> Path:
-    path = data_root / "nasbench201" / "nb201_12epoch.csv"
-    if not path.is_file():
-        pytest.fail(f"the NAS-Bench-201 table is missing at {path}")
-    return path
-
-
-@pytest.fixture(scope="session")
 def nb201_table(nb201_path: Path) -> TabularBenchmark:
     return TabularBenchmark.load(nb201_path, NasBench201Format())

@@ -8,8 +8,8 @@ import pytest
 
 from lightning_nas.data import DigitsDataModule
 from lightning_nas.search import PolicySearch
-from lightning_nas.spaces import DartsCellSpace
 from lightning_nas.trials import LightningTrial, RetrainFactory, run_trials
+from tests.tiny import tiny_darts_space
 
 RETRAIN = {"in_channels": 1, "num_classes": 10, "channels": 8, "layers": 3, "auxiliary": False, "drop_path_prob": 0.0}
 
@@ -20,7 +20,7 @@ def digits() -> DigitsDataModule:
 
 @pytest.mark.slow
 def test_controller_trains_twelve_children_and_updates_every_four(ray_cluster: str, tmp_path: Path) -> None:
-    space = DartsCellSpace(in_channels=1, num_classes=10, channels=8, layers=3, steps=2)
+    space = tiny_darts_space(num_classes=10, channels=8)
     strategy = PolicySearch(space.choices(), node_choices=space.node_choices(), batch_size=4, learning_rate=0.0035)
     trial = LightningTrial(digits, RetrainFactory(RETRAIN), max_epochs=1, input_shape=(1, 8, 8))
     result = run_trials(strategy, trial, tmp_path, num_trials=12, concurrency=2, progress=False)

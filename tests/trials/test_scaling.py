@@ -10,9 +10,10 @@ import torch
 from torch import nn
 
 from lightning_nas.search import count_network_cost, run_search
-from lightning_nas.spaces import DartsCellSpace, ElasticMobileNetV3
+from lightning_nas.spaces import ElasticMobileNetV3
 from lightning_nas.trials import EFFICIENTNET_PRESETS, GridSearch, coefficient_grid, scale_network
 from lightning_nas.trials.scaling import scale_mobilenet_subnet, write_family, write_mobilenet_family
+from tests.tiny import tiny_darts_space
 
 
 def test_grid_meets_the_constraint_and_returns_the_known_optimum() -> None:
@@ -139,7 +140,7 @@ def test_mobilenet_scaling_bad_input() -> None:
         scale_mobilenet_subnet(space, arch, -1, 1.2, 1.1, 1.15)
     with pytest.raises(ValueError, match=r"must be >= 1.*\{'beta': 0.9\}"):
         scale_mobilenet_subnet(space, arch, 1, 1.2, 0.9, 1.15)
-    darts = DartsCellSpace(in_channels=1, num_classes=10, channels=4, layers=3, steps=2)
+    darts = tiny_darts_space(num_classes=10)
     with pytest.raises(TypeError, match="elastic MobileNetV3.*DartsCellSpace; scale a genotype network"):
         scale_mobilenet_subnet(darts, arch, 1, 1.2, 1.1, 1.15)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="stage0/depth"):
