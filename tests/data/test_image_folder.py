@@ -29,6 +29,7 @@ from lightning_nas.data import (
 )
 from lightning_nas.data.image_folder import ImageFolderData, read_image_folder_data
 from lightning_nas.methods import DARTS
+from tests.conftest import once_per_run
 from tests.tiny import quiet_trainer, tiny_darts_space
 
 REPO = Path(__file__).resolve().parents[2]
@@ -38,14 +39,19 @@ CIFAR10_LABEL_NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "
 
 
 @pytest.fixture(scope="session")
-def image_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One cache folder per session, never the user's home."""
-    return tmp_path_factory.mktemp("image_cache")
+def image_cache(data_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A cache folder of this run, never the user's home, holding the real archive's two splits: decoded once per
+    run, whichever worker comes first, and read by the others."""
+    with once_per_run(tmp_path_factory, "image_cache") as (cache, first):
+        if first:
+            for split in ("train", "test"):
+                read_image_folder_data(data_root / ARCHIVE, split, cache_dir=cache)
+    return cache
 
 
 @pytest.fixture(scope="session")
 def cifar_jpeg(data_root: Path, image_cache: Path) -> dict[str, ImageFolderData]:
-    """The real archive's two splits, decoded once per session into ``image_cache``."""
+    """The real archive's two splits, read from ``image_cache``."""
     return {
         split: read_image_folder_data(data_root / ARCHIVE, split, cache_dir=image_cache) for split in ("train", "test")
     }
@@ -126,22 +132,24 @@ def test_cat_0000_is_test_image_0_with_label_3(data_root: Path, cifar_jpeg: dict
 
 
 def test_second_read_loads_the_cache_without_decoding(
-    data_root: Path, image_cache: Path, cifar_jpeg: dict[str, ImageFolderData], monkeypatch: pytest.MonkeyPatch
+    data_root: Path, tmp_path: Path, cifar_jpeg: dict[str, ImageFolderData], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    first = cifar_jpeg["test"]
+    first = read_image_folder_data(data_root / ARCHIVE, "test", cache_dir=tmp_path)  # decoded, then cached
+    assert not first.from_cache
+    assert torch.equal(first.dataset.images, cifar_jpeg["test"].dataset.images)
     mtime = first.cache_file.stat().st_mtime_ns
 
     def refuse(*args: Any) -> None:
         raise AssertionError("decoded although the cache is valid")
 
     monkeypatch.setattr(image_folder, "_decode", refuse)
-    again = read_image_folder_data(data_root / ARCHIVE, "test", cache_dir=image_cache)
+    again = read_image_folder_data(data_root / ARCHIVE, "test", cache_dir=tmp_path)
     assert again.from_cache
     assert again.cache_file == first.cache_file
     assert first.cache_file.stat().st_mtime_ns == mtime
     assert torch.equal(again.dataset.images, first.dataset.images)
     assert torch.equal(again.dataset.labels, first.dataset.labels)
-    via_loader = load_cifar10_jpeg(data_root, train=False, cache_dir=image_cache)
+    via_loader = load_cifar10_jpeg(data_root, train=False, cache_dir=tmp_path)
     assert torch.equal(via_loader.images, first.dataset.images)
 
 

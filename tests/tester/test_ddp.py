@@ -17,6 +17,7 @@ import pytest
 import torch
 
 from lightning_nas.methods import DARTS, ENAS
+from tests.conftest import once_per_run
 from tests.tester.cases import CASES, MethodCase
 from tests.tester.ddp_run import BROKEN, ENAS_REWARDS, MAX_STEPS, RESUME_PREFIX, WORLD_SIZE
 
@@ -27,25 +28,27 @@ SCRIPT = Path(__file__).with_name("ddp_run.py")
 
 @pytest.fixture(scope="module")
 def reports(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("ddp")
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(SCRIPT),
-            str(out),
-            *(case.name for case in CASES),
-            BROKEN.name,
-            ENAS_REWARDS.name,
-            *(f"{RESUME_PREFIX}{name}" for name in RESUMED),
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr[-5000:]
+    """The reports of one launched process group, shared by every worker of the run (launched once)."""
+    with once_per_run(tmp_path_factory, "ddp") as (out, first):
+        if first:
+            env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+            result = subprocess.run(
+                [
+                    sys.executable,
+                    str(SCRIPT),
+                    str(out),
+                    *(case.name for case in CASES),
+                    BROKEN.name,
+                    ENAS_REWARDS.name,
+                    *(f"{RESUME_PREFIX}{name}" for name in RESUMED),
+                ],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=600,
+                check=False,
+            )
+            assert result.returncode == 0, result.stderr[-5000:]
     return out
 
 
