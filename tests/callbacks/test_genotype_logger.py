@@ -44,8 +44,7 @@ def _data(search: bool = True) -> SyntheticDataModule:
 
 def _trainer(save_dir: Path, callbacks: list[pl.Callback], **kwargs: Any) -> pl.Trainer:
     logging: dict[str, Any] = {"logger": CSVLogger(save_dir, name="run", version=0), "log_every_n_steps": 1}
-    defaults = {**logging, "limit_val_batches": 1, "enable_checkpointing": True}
-    return quiet_trainer(save_dir, callbacks=callbacks, **{**defaults, **kwargs})
+    return quiet_trainer(save_dir, callbacks=callbacks, **{**logging, "limit_val_batches": 1, **kwargs})
 
 
 class _Interrupted(Exception):
@@ -175,7 +174,7 @@ def test_darts_run_logs_scalars_pictures_and_final_architecture(
 def test_run_stopped_mid_epoch_is_recorded_once(tmp_path: Path) -> None:
     """max_steps ends epoch 1 after one of its two batches: that partial epoch gets its line, and fit end adds none."""
     model = _darts()
-    trainer = _trainer(tmp_path, [GenotypeLogger(pictures=False)], max_steps=3, enable_checkpointing=False)
+    trainer = _trainer(tmp_path, [GenotypeLogger(pictures=False)], max_steps=3)
     trainer.fit(model, datamodule=_data())
     records = [json.loads(line) for line in (tmp_path / "run" / "version_0" / HISTORY).read_text().splitlines()]
     assert [(r["epoch"], r["step"], r["event"]) for r in records] == [(0, 2, "epoch_end"), (1, 3, "epoch_end")]

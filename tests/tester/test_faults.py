@@ -132,15 +132,14 @@ class NaNAt(DARTS):
 
 
 def _trainer(tmp_path: Path, **kwargs: Any) -> pl.Trainer:
-    checkpoints: dict[str, Any] = {"enable_checkpointing": True}  # the fault tests read the default checkpoint
-    return quiet_trainer(tmp_path, num_sanity_val_steps=0, limit_val_batches=1, **{**checkpoints, **kwargs})
+    return quiet_trainer(tmp_path, num_sanity_val_steps=0, limit_val_batches=1, **kwargs)
 
 
 def test_nan_loss_stops_with_the_step_and_the_loss_named(tmp_path: Path) -> None:
     pl.seed_everything(0)
     model = NaNAt(tiny_darts_space(), order="first", nan_step=2)
     with pytest.raises(FloatingPointError, match=r"non-finite training loss at step 2 \(epoch 0\)"):
-        _trainer(tmp_path, max_steps=5, enable_checkpointing=False).fit(model, datamodule=bilevel_data())
+        _trainer(tmp_path, max_steps=5).fit(model, datamodule=bilevel_data())
     assert all(torch.isfinite(p).all() for p in model.parameters())
 
 
@@ -154,9 +153,7 @@ def test_nan_loss_skipped_on_request_leaves_the_weights_untouched(tmp_path: Path
             snapshots.append({k: v.clone() for k, v in pl_module.state_dict().items() if "alpha" not in k})
 
     with pytest.warns(UserWarning, match="non-finite training loss at step 2"):
-        _trainer(tmp_path, max_steps=4, enable_checkpointing=False, callbacks=[Snapshot()]).fit(
-            model, datamodule=bilevel_data()
-        )
+        _trainer(tmp_path, max_steps=4, callbacks=[Snapshot()]).fit(model, datamodule=bilevel_data())
     assert model.skipped_steps >= 1
     assert all(torch.isfinite(p).all() for p in model.parameters())
     # the batch whose loss was NaN changed no weight (BN statistics included: its forward ran in train mode, so
@@ -261,7 +258,7 @@ def test_nan_loss_skipped_in_every_method_changes_no_parameter(case: MethodCase,
     pl.seed_everything(0)
     module, nan = _with_policy(case, "skip"), NaNOutputsAt(NAN_BATCH)
     with pytest.warns(UserWarning, match=r"non-finite [a-z ]*loss[a-z0-9 ]* at step 1 \(epoch 0\); update skipped"):
-        _trainer(tmp_path, max_steps=4, enable_checkpointing=False, callbacks=[nan]).fit(module, datamodule=case.data())
+        _trainer(tmp_path, max_steps=4, callbacks=[nan]).fit(module, datamodule=case.data())
     assert module.skipped_steps >= 1  # type: ignore[operator]
     assert all(torch.isfinite(p).all() for p in module.parameters())
     for name, value in nan.before.items():
@@ -277,7 +274,7 @@ def test_non_finite_enas_controller_loss_is_named(policy: str, tmp_path: Path) -
     module.nan_policy = policy  # type: ignore[assignment]
     module.baseline.fill_(float("inf"))
     policy_before = {k: v.detach().clone() for k, v in module.policy.named_parameters()}
-    trainer = _trainer(tmp_path, max_steps=3, enable_checkpointing=False)
+    trainer = _trainer(tmp_path, max_steps=3)
     if policy == "stop":
         with pytest.raises(FloatingPointError, match=r"non-finite controller loss at step 2 \(epoch 0\)"):
             trainer.fit(module, datamodule=bilevel_data())

@@ -77,12 +77,10 @@ def _assert_identical(a, b, path="") -> None:
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
 def test_mid_epoch_resume_is_bit_exact(case: MethodCase, tmp_path: Path) -> None:
-    full_module, full_trainer = _fit(case, tmp_path / "full", MAX_STEPS, enable_checkpointing=False)
+    full_module, full_trainer = _fit(case, tmp_path / "full", MAX_STEPS)
 
     saved = _interrupted(case, tmp_path)
-    resumed_module, resumed_trainer = _fit(
-        case, tmp_path / "second", MAX_STEPS, ckpt_path=str(saved), enable_checkpointing=False
-    )
+    resumed_module, resumed_trainer = _fit(case, tmp_path / "second", MAX_STEPS, ckpt_path=str(saved))
     assert resumed_trainer.global_step == full_trainer.global_step == MAX_STEPS
     _assert_identical(_state(resumed_module, resumed_trainer), _state(full_module, full_trainer))
     _assert_identical(case.search_state(resumed_module), case.search_state(full_module))
@@ -91,13 +89,11 @@ def test_mid_epoch_resume_is_bit_exact(case: MethodCase, tmp_path: Path) -> None
 @pytest.mark.parametrize("case", CASES[:1], ids=lambda c: c.name)
 def test_resume_check_can_fail(case: MethodCase, tmp_path: Path) -> None:
     """The comparison above detects a resume that replays the epoch from its start."""
-    full_module, full_trainer = _fit(case, tmp_path / "full", MAX_STEPS, enable_checkpointing=False)
+    full_module, full_trainer = _fit(case, tmp_path / "full", MAX_STEPS)
     saved = _interrupted(case, tmp_path)
     state = torch.load(saved, weights_only=False)
     state["loops"]["fit_loop"]["state_dict"].pop("combined_loader")  # as if the loaders kept no position
     torch.save(state, saved)
-    resumed_module, resumed_trainer = _fit(
-        case, tmp_path / "second", MAX_STEPS, ckpt_path=str(saved), enable_checkpointing=False
-    )
+    resumed_module, resumed_trainer = _fit(case, tmp_path / "second", MAX_STEPS, ckpt_path=str(saved))
     with pytest.raises(AssertionError, match="differs"):
         _assert_identical(_state(resumed_module, resumed_trainer), _state(full_module, full_trainer))
