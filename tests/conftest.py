@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 # Two processes on two cores oversubscribe badly with the default thread count. Under pytest-xdist (the
@@ -17,7 +15,6 @@ else:
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
-from filelock import FileLock  # noqa: E402
 
 torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
@@ -45,24 +42,6 @@ def nb201_path(data_root: Path) -> Path:
     if not path.is_file():
         pytest.fail(f"the NAS-Bench-201 table is missing at {path}")
     return path
-
-
-@contextmanager
-def once_per_run(tmp_path_factory: pytest.TempPathFactory, name: str) -> Iterator[tuple[Path, bool]]:
-    """A folder every pytest-xdist worker of this run shares, held under a lock: yields ``(folder, first)``.
-
-    A session or module fixture runs once in each worker that needs it; an expensive one (a DDP launch, decoding
-    60,000 images) does its work when ``first`` is true and the other workers wait, then read what it left there.
-    ``first`` turns false once the block completes, so a failed first attempt is tried again by the next worker.
-    """
-    base = tmp_path_factory.getbasetemp()
-    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
-    folder = shared / f"once-{name}"
-    done = folder / ".done"
-    with FileLock(str(folder) + ".lock"):
-        folder.mkdir(exist_ok=True)
-        yield folder, not done.exists()
-        done.touch()
 
 
 @pytest.fixture(autouse=True)

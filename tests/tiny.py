@@ -1,4 +1,5 @@
-"""The tiny pieces tests share: one quiet trainer, the tiny supernets, tiny data and a tiny NAS-Bench-201 table.
+"""The pieces tests share: one quiet trainer, the tiny supernets, tiny data, a tiny NAS-Bench-201 table, and a
+folder for work done once per test run.
 
 Tests build on these instead of writing their own copies; a test that needs another size says so through the
 keyword overrides, so the difference is visible where it matters.
@@ -7,10 +8,15 @@ keyword overrides, so the difference is visible where it matters.
 from __future__ import annotations
 
 import itertools
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
+import pytest
+from filelock import FileLock
 from lightning.pytorch.callbacks import Checkpoint
 
 from lightning_nas.data import SyntheticDataModule
@@ -93,3 +99,21 @@ def tiny_nb201_table() -> TabularBenchmark:
         for ops in itertools.product(fmt.ops, repeat=6)
     ]
     return TabularBenchmark(rows, fmt)
+
+
+@contextmanager
+def once_per_run(tmp_path_factory: pytest.TempPathFactory, name: str) -> Iterator[tuple[Path, bool]]:
+    """A folder every pytest-xdist worker of this run shares, held under a lock: yields ``(folder, first)``.
+
+    A session or module fixture runs once in each worker that needs it; an expensive one (a DDP launch, decoding
+    60,000 images) does its work when ``first`` is true and the other workers wait, then read what it left there.
+    ``first`` turns false once the block completes, so a failed first attempt is tried again by the next worker.
+    """
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    folder = shared / f"once-{name}"
+    done = folder / ".done"
+    with FileLock(str(folder) + ".lock"):
+        folder.mkdir(exist_ok=True)
+        yield folder, not done.exists()
+        done.touch()

@@ -29,8 +29,7 @@ from lightning_nas.data import (
 )
 from lightning_nas.data.image_folder import ImageFolderData, read_image_folder_data
 from lightning_nas.methods import DARTS
-from tests.conftest import once_per_run
-from tests.tiny import quiet_trainer, tiny_darts_space
+from tests.tiny import once_per_run, quiet_trainer, tiny_darts_space
 
 REPO = Path(__file__).resolve().parents[2]
 ARCHIVE = "CIFAR10-jpeg/CIFAR-10-images.tar.gz"

@@ -17,9 +17,9 @@ import pytest
 import torch
 
 from lightning_nas.methods import DARTS, ENAS
-from tests.conftest import once_per_run
 from tests.tester.cases import CASES, MethodCase
 from tests.tester.ddp_run import BROKEN, ENAS_REWARDS, MAX_STEPS, RESUME_PREFIX, WORLD_SIZE
+from tests.tiny import once_per_run
 
 RESUMED = ("darts-first", "spos")  # one manual-optimisation and one automatic-optimisation method
 
