@@ -1,6 +1,7 @@
 """The documentation covers the package: every method exported by ``lightning_nas.methods`` has a page in
-``docs/methods/``, the README links to each page, the recipes a page names exist, and the README's two commands are
-the ones ``.ci/run`` runs. The names come from the package and the files, not from a list kept here."""
+``docs/methods/``, the README links to each page, and the README's two commands are the ones ``.ci/run`` runs. The
+names come from the package and the files, not from a list kept here. (That the files the pages name exist, and
+that their commands and code still fit the package: ``test_docs_examples.py``.)"""
 
 from __future__ import annotations
 
@@ -60,13 +61,6 @@ def test_every_method_page_is_in_the_site_navigation() -> None:
     nav = (ROOT / "mkdocs.yml").read_text(encoding="utf-8")
     missing = [path.name for path in _pages() if f"methods/{path.name}" not in nav]
     assert not missing, f"docs/methods pages missing from mkdocs.yml nav: {missing}"
-
-
-def test_recipes_named_in_the_method_pages_exist() -> None:
-    named = {m for text in _pages().values() for m in re.findall(r"configs/[\w/]+\.yaml", text)}
-    assert named, "the method pages name no recipes"
-    missing = sorted(path for path in named if not (ROOT / path).is_file())
-    assert not missing, f"method pages name recipes that do not exist: {missing}"
 
 
 def test_readme_commands_are_the_ones_ci_runs() -> None:
