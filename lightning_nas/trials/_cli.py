@@ -13,7 +13,8 @@ A recipe names the space (whose choices are searched), the strategy, the data an
     logger: {class_path: lightning.pytorch.loggers.TensorBoardLogger}  # optional; one or a list, as trainer.logger
 
 Classes are named by ``class_path`` as in LightningCLI configs; a logger without ``save_dir`` logs under
-``<directory>/logs``. The run writes the trial table, ``best_arch.json``,
+``<directory>/logs``. The recipe is checked whole before Ray starts: an unknown key at any level is an error naming it
+and the valid keys. The run writes the trial table, ``best_arch.json``,
 for several objectives ``pareto_front.json`` and (with matplotlib) ``pareto_front.png``.
 """
 
@@ -41,13 +42,24 @@ from lightning_nas.search import (
     ReinforceSearch,
     SearchStrategy,
 )
+from lightning_nas.trials._checks import check_keys, keyword_parameters
 from lightning_nas.trials.rewards import MnasNetReward
 from lightning_nas.trials.runner import TrialsResult, run_trials
 from lightning_nas.trials.trainables import LightningTrial, RetrainFactory
 
 __all__ = ["trials_main"]
 
-STRATEGY_NAMES = ("random", "evolution", "nsga2", "reinforce", "nasrl", "bananas", "pnas")
+# Each strategy's class, and the arguments the recipe reader gives it itself (not from ``options``).
+_STRATEGIES: dict[str, tuple[type[SearchStrategy], tuple[str, ...]]] = {
+    "random": (RandomSearch, ("choices", "metric", "seed")),
+    "evolution": (RegularizedEvolution, ("choices", "metric", "seed")),
+    "nsga2": (NSGA2, ("choices", "seed")),
+    "reinforce": (ReinforceSearch, ("choices", "metric", "seed")),
+    "nasrl": (PolicySearch, ("choices", "node_choices", "metric", "seed")),
+    "bananas": (Bananas, ("choices", "metric", "seed")),
+    "pnas": (ProgressiveSearch, ("choices", "metric", "seed")),
+}
+STRATEGY_NAMES = tuple(_STRATEGIES)
 _EXTRAS = {"TensorBoardLogger": "tensorboard", "WandbLogger": "wandb"}
 RECIPE_KEYS = {
     "directory",
@@ -65,6 +77,10 @@ RECIPE_KEYS = {
     "reward",
     "logger",
 }
+TRIAL_KEYS = ("max_epochs", "max_steps", "input_shape", "latency_repeats", "retrain", "trainer", "early_stop")
+REWARD_KEYS = ("target", "cost", "hard")
+STRATEGY_KEYS = ("name", "options")
+CLASS_KEYS = ("class_path", "init_args")
 
 
 def _import(class_path: str) -> Any:
@@ -75,10 +91,33 @@ def _import(class_path: str) -> Any:
         raise ValueError(f"class_path {class_path!r} does not name an importable class ({err})") from None
 
 
-def _instantiate(spec: Any, what: str) -> Any:
+def _section(recipe: Mapping[str, Any], key: str, valid: Sequence[str]) -> dict[str, Any]:
+    """The recipe's ``key`` mapping (``{}`` if absent), holding only ``valid`` keys."""
+    value = recipe.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ValueError(f"{key} must be a mapping with keys among {', '.join(valid)}; got {value!r}")
+    check_keys(value, valid, f"{key} keys")
+    return dict(value)
+
+
+def _class_spec(spec: Any, what: str) -> tuple[Any, dict[str, Any]]:
+    """The class a ``class_path``/``init_args`` mapping names and its arguments, checked against its signature
+    (without building it: the datamodule is built in each trial)."""
     if not isinstance(spec, Mapping) or "class_path" not in spec:
         raise ValueError(f"{what} must be a mapping with class_path (and init_args); got {spec!r}")
-    return _import(str(spec["class_path"]))(**dict(spec.get("init_args") or {}))
+    check_keys(spec, CLASS_KEYS, f"{what} keys")
+    cls, init_args = _import(str(spec["class_path"])), dict(spec.get("init_args") or {})
+    valid = keyword_parameters(cls)
+    if valid is not None:
+        check_keys(init_args, valid, f"{what} init_args")
+    return cls, init_args
+
+
+def _instantiate(spec: Any, what: str) -> Any:
+    cls, init_args = _class_spec(spec, what)
+    return cls(**init_args)
 
 
 @dataclass
@@ -105,6 +144,7 @@ def build_loggers(spec: Any, directory: Path) -> list[Logger]:
     for item in specs:
         if not isinstance(item, Mapping) or "class_path" not in item:
             raise ValueError(f"logger must be a mapping with class_path (and init_args), or a list; got {item!r}")
+        check_keys(item, CLASS_KEYS, "logger keys")
         cls = _import(str(item["class_path"]))
         if not (isinstance(cls, type) and issubclass(cls, Logger)):
             raise ValueError(f"logger class_path {item['class_path']!r} is not a lightning.pytorch.loggers.Logger")
@@ -124,25 +164,19 @@ def build_loggers(spec: Any, directory: Path) -> list[Logger]:
 
 
 def build_strategy(spec: Mapping[str, Any], space: Any, seed: int, metric: str) -> SearchStrategy:
-    """The recipe's strategy over ``space``'s choices."""
+    """The recipe's strategy over ``space``'s choices; ``options`` are the strategy class's own arguments."""
     name = str(spec.get("name", ""))
+    if name not in _STRATEGIES:
+        raise ValueError(f"strategy.name must be one of {', '.join(STRATEGY_NAMES)}; got {name!r}")
+    cls, given = _STRATEGIES[name]
     options = dict(spec.get("options") or {})
-    choices = space.choices()
-    if name == "random":
-        return RandomSearch(choices, metric=metric, seed=seed, **options)
-    if name == "evolution":
-        return RegularizedEvolution(choices, metric=metric, seed=seed, **options)
-    if name == "nsga2":
-        return NSGA2(choices, seed=seed, **options)
-    if name == "reinforce":
-        return ReinforceSearch(choices, metric=metric, seed=seed, **options)
-    if name == "nasrl":
-        return PolicySearch(choices, node_choices=space.node_choices(), metric=metric, seed=seed, **options)
-    if name == "bananas":
-        return Bananas(choices, metric=metric, seed=seed, **options)
-    if name == "pnas":
-        return ProgressiveSearch(choices, metric=metric, seed=seed, **options)
-    raise ValueError(f"strategy.name must be one of {', '.join(STRATEGY_NAMES)}; got {name!r}")
+    accepted = keyword_parameters(cls)
+    if accepted is not None:
+        check_keys(options, [option for option in accepted if option not in given], f"{name} strategy options")
+    arguments = {"choices": space.choices(), "metric": metric, "seed": seed}
+    if "node_choices" in given:
+        arguments["node_choices"] = space.node_choices()
+    return cls(**{key: arguments[key] for key in given}, **options)
 
 
 def _plot_front(result: TrialsResult, objectives: Sequence[str], path: Path) -> None:
@@ -167,25 +201,43 @@ def _plot_front(result: TrialsResult, objectives: Sequence[str], path: Path) -> 
     plt.close(figure)
 
 
-def run_recipe(recipe: Mapping[str, Any], *, resume: bool = False, address: str | None = None) -> TrialsResult:
-    """Run a recipe mapping (see the module docs)."""
-    unknown = sorted(set(recipe) - RECIPE_KEYS)
-    if unknown:
-        raise ValueError(f"unknown recipe keys {unknown}; valid keys: {', '.join(sorted(RECIPE_KEYS))}")
+@dataclass
+class _Plan:
+    """What a recipe builds before any trial runs."""
+
+    strategy: SearchStrategy
+    trial: LightningTrial
+    directory: Path
+    loggers: list[Logger]
+    reward: MnasNetReward | None
+
+
+def plan_recipe(recipe: Mapping[str, Any]) -> _Plan:
+    """Check a recipe mapping and build its strategy, trial and loggers; nothing trains yet.
+
+    Raises:
+        ValueError: for a key no reader knows (at any level: the recipe, ``trial``, ``reward``, ``strategy`` and its
+            ``options``, a ``class_path``/``init_args`` mapping and its ``init_args``, ``trial.retrain`` and
+            ``trial.trainer``), a missing required one, or a bad value; the message names it and the valid ones.
+    """
+    check_keys(recipe, sorted(RECIPE_KEYS), "recipe keys")
+    if "num_trials" not in recipe:
+        raise ValueError("the recipe needs num_trials (how many children to train)")
+    trial_spec = _section(recipe, "trial", TRIAL_KEYS)
+    reward_spec = _section(recipe, "reward", REWARD_KEYS)
+    strategy_spec = _section(recipe, "strategy", STRATEGY_KEYS)
+    _, data_args = _class_spec(recipe.get("data"), "data")
     space = _instantiate(recipe.get("space"), "space")
-    reward_spec = recipe.get("reward")
     reward = None
     if reward_spec:
+        if "target" not in reward_spec:
+            raise ValueError("reward needs target (the cost the MnasNet reward aims at, in the unit of reward.cost)")
         kind = MnasNetReward.hard if reward_spec.get("hard") else MnasNetReward
         reward = kind(target=float(reward_spec["target"]), cost=str(reward_spec.get("cost", "latency_ms")))
-    strategy = build_strategy(
-        recipe.get("strategy") or {}, space, int(recipe.get("seed", 0)), "reward" if reward else "accuracy"
-    )
-    data = recipe.get("data") or {}
-    trial_spec = dict(recipe.get("trial") or {})
+    strategy = build_strategy(strategy_spec, space, int(recipe.get("seed", 0)), "reward" if reward else "accuracy")
     shape = trial_spec.get("input_shape")
     trial = LightningTrial(
-        ClassFactory(str(data.get("class_path")), dict(data.get("init_args") or {})),
+        ClassFactory(str(recipe["data"]["class_path"]), data_args),
         RetrainFactory(dict(trial_spec.get("retrain") or {})),
         max_epochs=int(trial_spec.get("max_epochs", 1)),
         max_steps=int(trial_spec.get("max_steps", -1)),
@@ -195,10 +247,20 @@ def run_recipe(recipe: Mapping[str, Any], *, resume: bool = False, address: str 
         early_stop=None if trial_spec.get("early_stop") is None else dict(trial_spec["early_stop"]),
     )
     directory = Path(str(recipe.get("directory", "runs/trials")))
-    loggers = build_loggers(recipe.get("logger"), directory)
+    return _Plan(strategy, trial, directory, build_loggers(recipe.get("logger"), directory), reward)
+
+
+def run_recipe(recipe: Mapping[str, Any], *, resume: bool = False, address: str | None = None) -> TrialsResult:
+    """Run a recipe mapping (see the module docs); it is checked whole (:func:`plan_recipe`) before any trial."""
+    plan = plan_recipe(recipe)
+    return _run(recipe, plan, resume=resume, address=address)
+
+
+def _run(recipe: Mapping[str, Any], plan: _Plan, *, resume: bool, address: str | None) -> TrialsResult:
+    strategy, directory = plan.strategy, plan.directory
     result = run_trials(
         strategy,
-        trial,
+        plan.trial,
         directory,
         num_trials=int(recipe["num_trials"]),
         resume=resume,
@@ -208,8 +270,8 @@ def run_recipe(recipe: Mapping[str, Any], *, resume: bool = False, address: str 
         scheduler=recipe.get("scheduler", "fifo"),
         address=address,
         num_cpus=recipe.get("num_cpus"),
-        reward=reward,
-        loggers=loggers,
+        reward=plan.reward,
+        loggers=plan.loggers,
     )
     objectives = list(getattr(strategy, "objectives", {}) or {})
     if len(objectives) > 1:
@@ -233,6 +295,10 @@ def trials_main(argv: Sequence[str]) -> int:
         parser.error(f"{ns.config} must hold a YAML mapping")
     if ns.directory:
         recipe["directory"] = ns.directory
-    result = run_recipe(recipe, resume=ns.resume, address=ns.address)
+    try:
+        plan = plan_recipe(recipe)
+    except (ValueError, ModuleNotFoundError, RuntimeError) as err:  # a bad recipe, a missing extra, no W&B login
+        parser.exit(2, f"lightning-nas trials: error: {ns.config}: {err}\n")
+    result = _run(recipe, plan, resume=ns.resume, address=ns.address)
     print(f"best trial {result.best.trial_id}: {result.best.metrics} -> {result.directory / 'best_arch.json'}")
     return 0

@@ -45,6 +45,7 @@ from lightning_nas.callbacks.learning_curve import LearningCurveStopping
 from lightning_nas.search.constraints import count_network_cost
 from lightning_nas.search.latency import measure_network_latency
 from lightning_nas.search.tabular import ArchFormat, TabularBenchmark
+from lightning_nas.trials._checks import check_keys, keyword_parameters
 from lightning_nas.trials._records import TRIALS_FILE, load_records
 
 __all__ = [
@@ -179,10 +180,18 @@ class RetrainFactory:
     :class:`~lightning_nas.methods.RetrainMacro`.
 
     Args:
-        options: keyword arguments of the module (``in_channels``, ``num_classes``, ``channels``, ``layers``, ...).
+        options: keyword arguments of the module (``in_channels``, ``num_classes``, ``channels``, ``layers``, ...);
+            a name neither module takes raises ``ValueError`` naming the valid ones.
     """
 
     options: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        from lightning_nas.methods import Retrain, RetrainMacro
+
+        # Refused here, in the driver, rather than in every trial; ``arch`` is the factory's to give.
+        valid = dict.fromkeys([*(keyword_parameters(Retrain) or []), *(keyword_parameters(RetrainMacro) or [])])
+        check_keys(self.options, [name for name in valid if name != "arch"], "retrain options")
 
     def __call__(self, arch: Arch) -> pl.LightningModule:
         from lightning_nas.methods import Retrain, RetrainMacro
@@ -335,6 +344,11 @@ class LightningTrial:
             directories or ``trials.jsonl`` files, run with ``early_stop`` so that their trials recorded their
             curves) whose finished trials calibrate the regression too, before this search's own; read once, here.
             ``None``: every trial runs ``max_epochs``.
+
+    Raises:
+        ValueError: for ``max_epochs < 1``, a ``trainer_options`` key that is not a ``Trainer`` argument, or an
+            unusable ``early_stop``, when the trial is built (in the driver, before any child trains); the message
+            names the value and the valid ones.
     """
 
     datamodule: Callable[[], pl.LightningDataModule]
@@ -352,6 +366,9 @@ class LightningTrial:
     def __post_init__(self) -> None:
         if self.max_epochs < 1:
             raise ValueError(f"max_epochs must be >= 1, got {self.max_epochs}")
+        trainer_arguments = keyword_parameters(pl.Trainer)
+        if trainer_arguments is not None:  # refused here, in the driver, rather than in every trial
+            check_keys(self.trainer_options, trainer_arguments, "trainer_options")
         if self.early_stop is not None:
             unknown = sorted(set(self.early_stop) - set(EARLY_STOP_OPTIONS))
             if unknown:

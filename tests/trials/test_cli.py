@@ -9,9 +9,26 @@ import yaml
 
 from lightning_nas.cli import main
 from lightning_nas.search import Bananas, PolicySearch, ProgressiveSearch
-from lightning_nas.trials._cli import _instantiate, build_loggers, build_strategy, run_recipe
+from lightning_nas.trials import LightningTrial, RetrainFactory
+from lightning_nas.trials._cli import (
+    STRATEGY_NAMES,
+    _instantiate,
+    build_loggers,
+    build_strategy,
+    plan_recipe,
+    run_recipe,
+)
 
 RECIPES = Path(__file__).resolve().parents[2] / "configs" / "trials"
+EXPECTED_CLASS = {  # the lightning_nas.search class each recipe name stands for
+    "random": "RandomSearch",
+    "evolution": "RegularizedEvolution",
+    "nsga2": "NSGA2",
+    "reinforce": "ReinforceSearch",
+    "nasrl": "PolicySearch",
+    "bananas": "Bananas",
+    "pnas": "ProgressiveSearch",
+}
 
 
 @pytest.mark.parametrize("name", ["nasrl_digits.yaml", "nasrl_darts_cifar10.yaml"])
@@ -34,6 +51,15 @@ def test_predictor_guided_strategies_run_as_trials_strategies(name: str, cls: ty
     assert space.validate_arch(strategy.ask())
 
 
+@pytest.mark.parametrize("name", STRATEGY_NAMES)
+def test_every_strategy_name_builds_its_strategy(name: str) -> None:
+    recipe = yaml.safe_load((RECIPES / "nasrl_digits.yaml").read_text())
+    space = _instantiate(recipe["space"], "space")
+    strategy = build_strategy({"name": name}, space, 0, "accuracy")
+    assert type(strategy).__name__ == EXPECTED_CLASS[name]
+    assert space.validate_arch(strategy.ask())
+
+
 def test_unknown_strategy_and_keys_are_refused() -> None:
     recipe = yaml.safe_load((RECIPES / "nasrl_digits.yaml").read_text())
     valid = "random, evolution, nsga2, reinforce, nasrl, bananas, pnas"
@@ -41,6 +67,112 @@ def test_unknown_strategy_and_keys_are_refused() -> None:
         run_recipe({**recipe, "strategy": {"name": "bayes"}})
     with pytest.raises(ValueError, match=r"unknown recipe keys \['epochs'\]"):
         run_recipe({**recipe, "epochs": 3})
+
+
+def _digits_recipe(tmp_path: Path) -> dict:
+    recipe = yaml.safe_load((RECIPES / "nasrl_digits.yaml").read_text())
+    return {**recipe, "directory": str(tmp_path / "run")}
+
+
+@pytest.mark.parametrize("name", ["nasrl_digits.yaml", "nasrl_darts_cifar10.yaml"])
+def test_shipped_recipes_pass_the_checks(name: str, tmp_path: Path) -> None:
+    recipe = {**yaml.safe_load((RECIPES / name).read_text()), "directory": str(tmp_path / "run")}
+    plan = plan_recipe(recipe)
+    assert plan.trial.max_epochs == recipe["trial"]["max_epochs"]
+    assert plan.trial.factory.options == recipe["trial"]["retrain"]  # type: ignore[attr-defined]
+
+
+# A misspelt key at each level of a recipe (the shipped digits recipe with one change), and what the error names.
+MISSPELT = {
+    "recipe": ({"num_trial": 3}, r"unknown recipe keys \['num_trial'\]; valid recipe keys: .*num_trials"),
+    "trial": (
+        {"trial": {"max_epoch": 5}},
+        r"unknown trial keys \['max_epoch'\]; valid trial keys: max_epochs, max_steps, input_shape",
+    ),
+    "trial.trainer": (
+        {"trial": {"trainer": {"limit_train_batchs": 2}}},
+        r"unknown trainer_options \['limit_train_batchs'\]; valid trainer_options: .*limit_train_batches",
+    ),
+    "trial.retrain": (
+        {"trial": {"retrain": {"lrr": 0.1}}},
+        r"unknown retrain options \['lrr'\]; valid retrain options: in_channels, .*\blr\b",
+    ),
+    "strategy": ({"strategy": {"name": "nasrl", "option": {}}}, r"unknown strategy keys \['option'\]; .*name, options"),
+    "strategy.options": (
+        {"strategy": {"name": "nasrl", "options": {"batch_sise": 4}}},
+        r"unknown nasrl strategy options \['batch_sise'\]; valid nasrl strategy options: policy, batch_size",
+    ),
+    "strategy.options given by the recipe": (
+        {"strategy": {"name": "evolution", "options": {"seed": 4}}},
+        r"unknown evolution strategy options \['seed'\]; valid evolution strategy options: population_size",
+    ),
+    "reward": ({"reward": {"target": 1e4, "costs": "flops"}}, r"unknown reward keys \['costs'\]; .*target, cost, hard"),
+    "reward without target": ({"reward": {"cost": "flops"}}, r"reward needs target"),
+    "data": ({"data": {"class_path": "lightning_nas.data.DigitsDataModule", "init_arg": {}}}, r"unknown data keys"),
+    "data.init_args": (
+        {"data": {"class_path": "lightning_nas.data.DigitsDataModule", "init_args": {"subsett": 10}}},
+        r"unknown data init_args \['subsett'\]; valid data init_args: .*\bsubset\b",
+    ),
+    "space.init_args": (
+        {"space": {"class_path": "lightning_nas.spaces.DartsCellSpace", "init_args": {"chanels": 4}}},
+        r"unknown space init_args \['chanels'\]; valid space init_args: in_channels, num_classes, channels",
+    ),
+    "logger": (
+        {"logger": {"class_path": "lightning.pytorch.loggers.CSVLogger", "init_arg": {}}},
+        r"unknown logger keys \['init_arg'\]; valid logger keys: class_path, init_args",
+    ),
+}
+
+
+@pytest.mark.parametrize("where", MISSPELT)
+def test_a_misspelt_key_at_any_level_is_refused_before_any_trial(
+    where: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before, every nested key but ``early_stop``'s was read with a default, so ``max_epoch: 5`` trained each child
+    for one epoch; now the whole recipe is checked before Ray starts."""
+    import lightning_nas.trials._cli as trials_cli
+
+    monkeypatch.setattr(trials_cli, "run_trials", lambda *a, **k: pytest.fail("a trial ran"))
+    recipe = _digits_recipe(tmp_path)
+    change, message = MISSPELT[where]
+    for key, value in change.items():
+        merged = {**recipe[key], **value} if key == "trial" else value
+        recipe[key] = merged
+    with pytest.raises(ValueError, match=message):
+        run_recipe(recipe)
+
+
+def test_a_recipe_without_num_trials_is_refused(tmp_path: Path) -> None:
+    recipe = _digits_recipe(tmp_path)
+    del recipe["num_trials"]
+    with pytest.raises(ValueError, match="the recipe needs num_trials"):
+        plan_recipe(recipe)
+
+
+def test_the_cli_names_the_recipe_and_the_misspelt_key(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    recipe = _digits_recipe(tmp_path)
+    recipe["trial"] = {**recipe["trial"], "max_epoch": 5}
+    path = tmp_path / "typo.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    with pytest.raises(SystemExit) as exit_:
+        main(["trials", "--config", str(path)])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert f"lightning-nas trials: error: {path}: unknown trial keys ['max_epoch']" in err
+    assert "Traceback" not in err
+    assert not (tmp_path / "run").exists()  # nothing was started or written
+
+
+def test_trial_options_are_checked_where_the_trial_is_built() -> None:
+    """The Python API refuses what the recipe reader does, in the driver rather than in every Ray worker."""
+    from lightning_nas.data import DigitsDataModule
+
+    with pytest.raises(ValueError, match=r"unknown trainer_options \['max_epoch'\]; valid trainer_options: "):
+        LightningTrial(DigitsDataModule, trainer_options={"max_epoch": 3})
+    with pytest.raises(ValueError, match=r"unknown retrain options \['arch'\]"):  # the factory gives arch itself
+        RetrainFactory({"arch": "DARTS_V2"})
+    assert LightningTrial(DigitsDataModule, trainer_options={"limit_train_batches": 2}).trainer_options
+    assert RetrainFactory({"layers": 3, "auxiliary": False}).options == {"layers": 3, "auxiliary": False}
 
 
 def test_cli_refuses_a_missing_recipe(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
