@@ -10,6 +10,9 @@
 - Every call written inline in the prose (``scale_network(phi, alpha, ..., depth=cells)``) names arguments its
   signature has (the prose may leave arguments out).
 - In both, a positional argument spelled like one of the parameters lands on that parameter.
+- Every YAML block is read as what it documents: a part of a ``lightning-nas fit`` config is merged onto a shipped
+  recipe and parsed with ``--print_config``; a part of a ``lightning-nas trials`` recipe (on ``docs/trials.md``)
+  passes the recipe reader's key check, ``check_recipe_keys`` (``...`` stands for what is left out).
 
 The truth is the package itself (its parsers and signatures), not a list kept here, and each check is shown to
 refuse a broken example.
@@ -35,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 import lightning_nas
 
@@ -148,20 +152,31 @@ def test_the_pages_name_files_the_repository_has() -> None:
     assert not missing, "pages name files that do not exist:\n" + "\n".join(missing)
 
 
-def test_documented_commands_parse(data_root: Path) -> None:
-    """Every documented command parses; the same check refuses each of ``BROKEN`` (one process for both)."""
+def test_documented_commands_parse(data_root: Path, tmp_path: Path) -> None:
+    """Every documented command, and every YAML block of a fit config on top of a shipped recipe, parses; the same
+    check refuses each of ``BROKEN`` (one process for all)."""
     commands = [command for command in _commands() if not _users_own_config(command)]
     assert "lightning-nas fit --config configs/darts/digits.yaml" in {c.text for c in commands}  # README's demo
     assert {c.words[1] for c in commands} >= {"fit", "test", "export", "search", "lut", "proxies", "trials"}
     assert any(c.words[0] == "python" for c in commands)
-    broken = [_absolute(tuple(words)) for words, _ in BROKEN]
+    blocks = [(where, block) for where, block in _yaml_blocks() if not where.startswith(TRIALS_PAGE)]
+    assert blocks
+    bad_block = "data:\n  class_path: lightning_nas.data.ImageFolderDataModule\n  init_args: {pathh: x.tar.gz}\n"
+    for index, (where, block) in enumerate([*blocks, ("a broken block", bad_block)]):
+        path = tmp_path / f"block{index}.yaml"  # a part of a fit config, on top of a shipped recipe
+        path.write_text(block, encoding="utf-8")
+        fit = ("lightning-nas", "fit", "--config", "configs/darts/digits.yaml", "--config", str(path))
+        commands.append(_Command(where, fit))
+    broken_block = commands.pop()
+    rejects = [*BROKEN, (list(broken_block.words), "pathh")]
+    broken = [_absolute(tuple(words)) for words, _ in rejects]
     answers = _parse(broken + [_absolute(c.words) for c in commands], data_root)
-    for (words, bad), answer in zip(BROKEN, answers):
+    for (words, bad), answer in zip(rejects, answers):
         assert answer is not None, f"the check let a broken command through: {' '.join(words)}"
         assert bad in answer, answer
     failed = [
         f"{c.where}: {c.text}\n    " + "\n    ".join(a.splitlines()[-4:])
-        for c, a in zip(commands, answers[len(BROKEN) :])
+        for c, a in zip(commands, answers[len(rejects) :])
         if a is not None
     ]
     assert not failed, "documented commands that do not parse:\n" + "\n".join(failed)
@@ -460,3 +475,65 @@ def test_calls_in_the_prose_fit_the_package() -> None:
 def test_a_broken_call_in_the_prose_is_refused(span: str, expected: str) -> None:
     problems, _ = _check_prose(span)
     assert any(expected in problem for problem in problems), problems
+
+
+# ---- YAML blocks --------------------------------------------------------------------------------------------------
+
+TRIALS_PAGE = "docs/trials.md"
+
+
+def _yaml_blocks() -> list[tuple[str, str]]:
+    return [
+        (f"{page.relative_to(ROOT)}:{start}", "\n".join(body))
+        for page in _pages()
+        for language, start, body in _blocks(page)
+        if language == "yaml"
+    ]
+
+
+def _without_placeholders(value: Any) -> Any:
+    """A recipe block with its ``...`` placeholders (``init_args: {...}``) left out."""
+    if isinstance(value, dict):
+        return {key: _without_placeholders(item) for key, item in value.items() if key != "..."}
+    if isinstance(value, list):
+        return [_without_placeholders(item) for item in value]
+    return value
+
+
+def _recipe_problem(block: str) -> str | None:
+    """What :func:`check_recipe_keys` says of a recipe block, or ``None``."""
+    from lightning_nas.trials._cli import check_recipe_keys
+
+    try:
+        check_recipe_keys(_without_placeholders(yaml.safe_load(block)))
+    except ValueError as err:
+        return str(err)
+    return None
+
+
+def test_recipe_blocks_use_keys_the_reader_knows() -> None:
+    blocks = [(where, block) for where, block in _yaml_blocks() if where.startswith(TRIALS_PAGE)]
+    assert len(blocks) >= 2
+    problems = [f"{where}: {problem}" for where, block in blocks if (problem := _recipe_problem(block))]
+    assert not problems, "recipe blocks with keys the reader does not know:\n" + "\n".join(problems)
+
+
+@pytest.mark.parametrize(
+    ("block", "expected"),
+    [
+        ("trial: {max_epoch: 10}", "unknown trial keys ['max_epoch']"),
+        ("trial: {early_stop: {min_epoch: 3}}", "unknown trial.early_stop keys ['min_epoch']"),
+        ("trial: {trainer: {limit_train_batchs: 2}}", "unknown trial.trainer keys ['limit_train_batchs']"),
+        ("trial: {retrain: {lrr: 0.1}}", "unknown trial.retrain keys ['lrr']"),
+        ("strategy: {name: nasrl, options: {batch_sise: 4}}", "unknown strategy.options keys ['batch_sise']"),
+        ("data: {class_path: lightning_nas.data.DigitsDataModule, init_args: {...: null, subsett: 3}}", "subsett"),
+        ("reward: {target: 1, costs: flops}", "unknown reward keys ['costs']"),
+        ("space: {class_path: lightning_nas.spaces.DartsCellSpace, init_args: {chanels: 4}}", "['chanels']"),
+        ("logger: [{class_path: lightning.pytorch.loggers.CSVLogger, init_arg: {}}]", "unknown logger keys"),
+        ("epochs: 3", "unknown recipe keys ['epochs']"),
+    ],
+)
+def test_a_recipe_block_with_an_unknown_key_is_refused(block: str, expected: str) -> None:
+    problem = _recipe_problem(block)
+    assert problem is not None, block
+    assert expected in problem, problem

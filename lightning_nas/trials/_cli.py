@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import lightning.pytorch as pl
 import yaml
 from lightning.pytorch.loggers import Logger, WandbLogger
 
@@ -45,7 +46,7 @@ from lightning_nas.search import (
 from lightning_nas.trials._checks import check_keys, keyword_parameters
 from lightning_nas.trials.rewards import MnasNetReward
 from lightning_nas.trials.runner import TrialsResult, run_trials
-from lightning_nas.trials.trainables import LightningTrial, RetrainFactory
+from lightning_nas.trials.trainables import EARLY_STOP_OPTIONS, LightningTrial, RetrainFactory
 
 __all__ = ["trials_main"]
 
@@ -163,6 +164,49 @@ def build_loggers(spec: Any, directory: Path) -> list[Logger]:
     return loggers
 
 
+def _check_strategy_options(name: str, options: Mapping[str, Any]) -> None:
+    """``options`` of the strategy ``name`` are arguments of its class that the recipe reader does not give."""
+    cls, given = _STRATEGIES[name]
+    accepted = keyword_parameters(cls)
+    if accepted is not None:
+        check_keys(options, [option for option in accepted if option not in given], "strategy.options keys")
+
+
+def check_recipe_keys(recipe: Mapping[str, Any]) -> None:
+    """Refuse a key of a recipe, complete or not, that no reader knows, at any level; nothing is built.
+
+    The known keys are the reader's (the recipe's own, ``trial``'s, ``reward``'s, ``strategy``'s, ``class_path`` and
+    ``init_args``) and the arguments of what they configure: the named classes, the strategy class (its
+    ``options``), :class:`~lightning_nas.trials.RetrainFactory` (``trial.retrain``), ``lightning.pytorch.Trainer``
+    (``trial.trainer``) and learning-curve stopping (``trial.early_stop``). Which keys a complete recipe needs is
+    :func:`plan_recipe`'s to check.
+
+    Raises:
+        ValueError: naming the first unknown key, where it is, and the valid keys there.
+    """
+    check_keys(recipe, sorted(RECIPE_KEYS), "recipe keys")
+    trial = _section(recipe, "trial", TRIAL_KEYS)
+    _section(recipe, "reward", REWARD_KEYS)
+    strategy = _section(recipe, "strategy", STRATEGY_KEYS)
+    for key in ("space", "data"):
+        if recipe.get(key) is not None:
+            _class_spec(recipe[key], key)
+    loggers = recipe.get("logger")
+    if loggers not in (None, False):
+        for logger in loggers if isinstance(loggers, list) else [loggers]:
+            _class_spec(logger, "logger")
+    if strategy.get("name") in _STRATEGIES:
+        _check_strategy_options(strategy["name"], strategy.get("options") or {})
+    trainer_arguments = keyword_parameters(pl.Trainer)
+    for key, valid in (
+        ("early_stop", EARLY_STOP_OPTIONS),
+        ("trainer", trainer_arguments),
+        ("retrain", RetrainFactory.option_names()),
+    ):
+        if valid is not None:
+            check_keys(trial.get(key) or {}, valid, f"trial.{key} keys")
+
+
 def build_strategy(spec: Mapping[str, Any], space: Any, seed: int, metric: str) -> SearchStrategy:
     """The recipe's strategy over ``space``'s choices; ``options`` are the strategy class's own arguments."""
     name = str(spec.get("name", ""))
@@ -170,9 +214,7 @@ def build_strategy(spec: Mapping[str, Any], space: Any, seed: int, metric: str) 
         raise ValueError(f"strategy.name must be one of {', '.join(STRATEGY_NAMES)}; got {name!r}")
     cls, given = _STRATEGIES[name]
     options = dict(spec.get("options") or {})
-    accepted = keyword_parameters(cls)
-    if accepted is not None:
-        check_keys(options, [option for option in accepted if option not in given], f"{name} strategy options")
+    _check_strategy_options(name, options)
     arguments = {"choices": space.choices(), "metric": metric, "seed": seed}
     if "node_choices" in given:
         arguments["node_choices"] = space.node_choices()
@@ -216,11 +258,10 @@ def plan_recipe(recipe: Mapping[str, Any]) -> _Plan:
     """Check a recipe mapping and build its strategy, trial and loggers; nothing trains yet.
 
     Raises:
-        ValueError: for a key no reader knows (at any level: the recipe, ``trial``, ``reward``, ``strategy`` and its
-            ``options``, a ``class_path``/``init_args`` mapping and its ``init_args``, ``trial.retrain`` and
-            ``trial.trainer``), a missing required one, or a bad value; the message names it and the valid ones.
+        ValueError: for a key no reader knows (:func:`check_recipe_keys`), a missing required one, or a bad value;
+            the message names it and the valid ones.
     """
-    check_keys(recipe, sorted(RECIPE_KEYS), "recipe keys")
+    check_recipe_keys(recipe)
     if "num_trials" not in recipe:
         raise ValueError("the recipe needs num_trials (how many children to train)")
     trial_spec = _section(recipe, "trial", TRIAL_KEYS)

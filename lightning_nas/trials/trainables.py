@@ -187,11 +187,16 @@ class RetrainFactory:
     options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        check_keys(self.options, self.option_names(), "retrain options")  # here, in the driver, not in every trial
+
+    @staticmethod
+    def option_names() -> list[str]:
+        """The options it accepts: the keyword arguments of :class:`~lightning_nas.methods.Retrain` and
+        :class:`~lightning_nas.methods.RetrainMacro`, less ``arch`` (the factory's to give)."""
         from lightning_nas.methods import Retrain, RetrainMacro
 
-        # Refused here, in the driver, rather than in every trial; ``arch`` is the factory's to give.
-        valid = dict.fromkeys([*(keyword_parameters(Retrain) or []), *(keyword_parameters(RetrainMacro) or [])])
-        check_keys(self.options, [name for name in valid if name != "arch"], "retrain options")
+        names = dict.fromkeys([*(keyword_parameters(Retrain) or []), *(keyword_parameters(RetrainMacro) or [])])
+        return [name for name in names if name != "arch"]
 
     def __call__(self, arch: Arch) -> pl.LightningModule:
         from lightning_nas.methods import Retrain, RetrainMacro

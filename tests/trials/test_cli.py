@@ -91,20 +91,20 @@ MISSPELT = {
     ),
     "trial.trainer": (
         {"trial": {"trainer": {"limit_train_batchs": 2}}},
-        r"unknown trainer_options \['limit_train_batchs'\]; valid trainer_options: .*limit_train_batches",
+        r"unknown trial.trainer keys \['limit_train_batchs'\]; valid trial.trainer keys: .*limit_train_batches",
     ),
     "trial.retrain": (
         {"trial": {"retrain": {"lrr": 0.1}}},
-        r"unknown retrain options \['lrr'\]; valid retrain options: in_channels, .*\blr\b",
+        r"unknown trial.retrain keys \['lrr'\]; valid trial.retrain keys: in_channels, .*\blr\b",
     ),
     "strategy": ({"strategy": {"name": "nasrl", "option": {}}}, r"unknown strategy keys \['option'\]; .*name, options"),
     "strategy.options": (
         {"strategy": {"name": "nasrl", "options": {"batch_sise": 4}}},
-        r"unknown nasrl strategy options \['batch_sise'\]; valid nasrl strategy options: policy, batch_size",
+        r"unknown strategy.options keys \['batch_sise'\]; valid strategy.options keys: policy, batch_size",
     ),
     "strategy.options given by the recipe": (
         {"strategy": {"name": "evolution", "options": {"seed": 4}}},
-        r"unknown evolution strategy options \['seed'\]; valid evolution strategy options: population_size",
+        r"unknown strategy.options keys \['seed'\]; valid strategy.options keys: population_size",
     ),
     "reward": ({"reward": {"target": 1e4, "costs": "flops"}}, r"unknown reward keys \['costs'\]; .*target, cost, hard"),
     "reward without target": ({"reward": {"cost": "flops"}}, r"reward needs target"),
