@@ -68,6 +68,16 @@ def _blocks(path: Path) -> Iterator[tuple[str, int, list[str]]]:
             body.append(line)
 
 
+def _fenced(language: str) -> list[tuple[str, str]]:
+    """``(page:line, text)`` of each fenced block in ``language`` on the pages."""
+    return [
+        (f"{page.relative_to(ROOT)}:{start}", "\n".join(body))
+        for page in _pages()
+        for block_language, start, body in _blocks(page)
+        if block_language == language
+    ]
+
+
 @dataclasses.dataclass(frozen=True)
 class _Command:
     where: str  # page:line
@@ -159,7 +169,7 @@ def test_documented_commands_parse(data_root: Path, tmp_path: Path) -> None:
     assert "lightning-nas fit --config configs/darts/digits.yaml" in {c.text for c in commands}  # README's demo
     assert {c.words[1] for c in commands} >= {"fit", "test", "export", "search", "lut", "proxies", "trials"}
     assert any(c.words[0] == "python" for c in commands)
-    blocks = [(where, block) for where, block in _yaml_blocks() if not where.startswith(TRIALS_PAGE)]
+    blocks = [(where, block) for where, block in _fenced("yaml") if not where.startswith(TRIALS_PAGE)]
     assert blocks
     bad_block = "data:\n  class_path: lightning_nas.data.ImageFolderDataModule\n  init_args: {pathh: x.tar.gz}\n"
     for index, (where, block) in enumerate([*blocks, ("a broken block", bad_block)]):
@@ -363,20 +373,11 @@ def _check_python(source: str) -> list[str]:
     return checker.problems
 
 
-def _python_blocks() -> list[tuple[str, str]]:
-    return [
-        (f"{page.relative_to(ROOT)}:{start}", "\n".join(body))
-        for page in _pages()
-        for language, start, body in _blocks(page)
-        if language == "python"
-    ]
-
-
 def test_the_pages_have_python_blocks() -> None:
-    assert len(_python_blocks()) >= 5
+    assert len(_fenced("python")) >= 5
 
 
-@pytest.mark.parametrize(("where", "source"), _python_blocks(), ids=[where for where, _ in _python_blocks()])
+@pytest.mark.parametrize(("where", "source"), _fenced("python"), ids=[where for where, _ in _fenced("python")])
 def test_python_blocks_fit_the_package(where: str, source: str) -> None:
     problems = _check_python(source)
     assert not problems, f"{where}:\n" + "\n".join(problems)
@@ -482,15 +483,6 @@ def test_a_broken_call_in_the_prose_is_refused(span: str, expected: str) -> None
 TRIALS_PAGE = "docs/trials.md"
 
 
-def _yaml_blocks() -> list[tuple[str, str]]:
-    return [
-        (f"{page.relative_to(ROOT)}:{start}", "\n".join(body))
-        for page in _pages()
-        for language, start, body in _blocks(page)
-        if language == "yaml"
-    ]
-
-
 def _without_placeholders(value: Any) -> Any:
     """A recipe block with its ``...`` placeholders (``init_args: {...}``) left out."""
     if isinstance(value, dict):
@@ -512,7 +504,7 @@ def _recipe_problem(block: str) -> str | None:
 
 
 def test_recipe_blocks_use_keys_the_reader_knows() -> None:
-    blocks = [(where, block) for where, block in _yaml_blocks() if where.startswith(TRIALS_PAGE)]
+    blocks = [(where, block) for where, block in _fenced("yaml") if where.startswith(TRIALS_PAGE)]
     assert len(blocks) >= 2
     problems = [f"{where}: {problem}" for where, block in blocks if (problem := _recipe_problem(block))]
     assert not problems, "recipe blocks with keys the reader does not know:\n" + "\n".join(problems)
