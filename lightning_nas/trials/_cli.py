@@ -261,13 +261,13 @@ def plan_recipe(recipe: Mapping[str, Any]) -> _Plan:
         ValueError: for a key no reader knows (:func:`check_recipe_keys`), a missing required one, or a bad value;
             the message names it and the valid ones.
     """
-    check_recipe_keys(recipe)
+    check_recipe_keys(recipe)  # so the sections below are mappings of known keys, or absent
     if "num_trials" not in recipe:
         raise ValueError("the recipe needs num_trials (how many children to train)")
-    trial_spec = _section(recipe, "trial", TRIAL_KEYS)
-    reward_spec = _section(recipe, "reward", REWARD_KEYS)
-    strategy_spec = _section(recipe, "strategy", STRATEGY_KEYS)
-    _, data_args = _class_spec(recipe.get("data"), "data")
+    if recipe.get("data") is None:
+        raise ValueError("the recipe needs data (the datamodule's class_path and init_args)")
+    trial_spec, reward_spec, strategy_spec = (dict(recipe.get(key) or {}) for key in ("trial", "reward", "strategy"))
+    data_args = dict(recipe["data"].get("init_args") or {})
     space = _instantiate(recipe.get("space"), "space")
     reward = None
     if reward_spec:

@@ -135,17 +135,16 @@ def test_a_misspelt_key_at_any_level_is_refused_before_any_trial(
     monkeypatch.setattr(trials_cli, "run_trials", lambda *a, **k: pytest.fail("a trial ran"))
     recipe = _digits_recipe(tmp_path)
     change, message = MISSPELT[where]
-    for key, value in change.items():
-        merged = {**recipe[key], **value} if key == "trial" else value
-        recipe[key] = merged
+    recipe.update({key: {**recipe[key], **value} if key == "trial" else value for key, value in change.items()})
     with pytest.raises(ValueError, match=message):
         run_recipe(recipe)
 
 
-def test_a_recipe_without_num_trials_is_refused(tmp_path: Path) -> None:
+@pytest.mark.parametrize("key", ["num_trials", "data"])
+def test_a_recipe_without_a_required_key_is_refused(key: str, tmp_path: Path) -> None:
     recipe = _digits_recipe(tmp_path)
-    del recipe["num_trials"]
-    with pytest.raises(ValueError, match="the recipe needs num_trials"):
+    del recipe[key]
+    with pytest.raises(ValueError, match=f"the recipe needs {key}"):
         plan_recipe(recipe)
 
 
