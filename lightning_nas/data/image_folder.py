@@ -73,7 +73,7 @@ CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog
 CIFAR10_ARCHIVE = "CIFAR10-jpeg/CIFAR-10-images.tar.gz"
 _ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz")
 _SPLIT_NAMES = ("train", "val", "valid", "validation", "test")
-_CACHE_FORMAT = 1
+_CACHE_FORMAT = 2  # 2: 16-bit images are scaled to 8 bits (1 clipped them at 255)
 _MAX_NAMED = 5
 
 
@@ -423,6 +423,12 @@ def _decode(blob: bytes, extension: str, size: tuple[int, int] | None, mode: str
         if scale < 0.5:
             image.draft(None, (max(width, round(image.width * scale)), max(height, round(image.height * scale))))
     image.load()
+    if image.mode.startswith("I"):  # 16-bit (I;16, I;16B, ...; a 16-bit PNG or TIFF) or 32-bit integer grey levels
+        # Pillow's convert clips these at 255; scaled instead, 0..65535 -> 0..255 (a 16-bit image's full range)
+        levels = np.clip(np.asarray(image, dtype=np.int64), 0, 65535)
+        image = Image.fromarray(((levels * 255 + 32767) // 65535).astype(np.uint8))
+    elif image.mode == "F":
+        raise ValueError("a 32-bit floating-point image (mode F) has no fixed range to read; save it as 8 or 16 bits")
     if image.mode != mode:
         image = image.convert(mode)
     if size is not None and (image.height, image.width) != size:

@@ -2,7 +2,14 @@
 
 from lightning_nas.predictors.curve_regression import CurveRegression
 from lightning_nas.predictors.curves import CURVE_MODELS, CurvePrediction, extrapolate
-from lightning_nas.predictors.encodings import CellAdjacencyEncoding, Encoding, OneHotEncoding, PathEncoding
+from lightning_nas.predictors.encodings import (
+    ENCODINGS,
+    CellAdjacencyEncoding,
+    Encoding,
+    OneHotEncoding,
+    PathEncoding,
+    make_encoding,
+)
 from lightning_nas.predictors.learned import PREDICTORS, NotFittedError, Predictor, make_predictor
 from lightning_nas.predictors.networks import ALL_PROXIES, build_network, score_architecture
 from lightning_nas.predictors.proxies import (
@@ -31,8 +38,10 @@ __all__ = [
     "predict_final",
     "should_stop",
     "PREDICTORS",
+    "ENCODINGS",
     "CellAdjacencyEncoding",
     "Encoding",
+    "make_encoding",
     "NotFittedError",
     "OneHotEncoding",
     "PathEncoding",

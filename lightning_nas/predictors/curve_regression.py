@@ -198,7 +198,8 @@ class CurveRegression:
         y = np.asarray(curve, dtype=np.float64)
         if y.ndim != 1 or not 1 <= len(y) <= self.final_epoch:
             raise ValueError(
-                f"curve must have 1 to {self.final_epoch} values (the finished runs' length), got {len(y)}"
+                f"curve must be a flat list of 1 to {self.final_epoch} values (the finished runs' length), got "
+                + (f"{len(y)}" if y.ndim == 1 else f"an array of shape {y.shape}")
             )
         if not np.isfinite(y).all():
             raise ValueError(f"learning curve has non-finite values: {y.tolist()}")

@@ -23,7 +23,7 @@ import numpy as np
 from lightning_nas.arch import Choice, validate_arch
 from lightning_nas.spaces.nasbench201 import NasBench201Format
 
-__all__ = ["CellAdjacencyEncoding", "Encoding", "OneHotEncoding", "PathEncoding"]
+__all__ = ["ENCODINGS", "CellAdjacencyEncoding", "Encoding", "OneHotEncoding", "PathEncoding", "make_encoding"]
 
 
 class Encoding:
@@ -226,3 +226,37 @@ class CellAdjacencyEncoding(Encoding):
             offset, inputs, ops = self._offsets[node]
             vector[offset + inputs.index(valid[source]) * len(ops) + ops.index(valid[op])] += 1.0
         return vector
+
+
+ENCODINGS = ("one-hot", "path", "cell-adjacency")
+"""The encodings :func:`make_encoding` builds by name (each class's ``name``)."""
+
+
+def make_encoding(name: str, choices: Sequence[Choice]) -> Encoding:
+    """The encoding called ``name`` (one of :data:`ENCODINGS`) of the space whose choices are ``choices``.
+
+    ``"path"`` needs a NAS-Bench-201 cell's choices (any subset of its ops, the same on every edge) and
+    ``"cell-adjacency"`` a DARTS-style cell's (``.../nodeN/opK`` and ``.../nodeN/inK`` choices).
+
+    Raises:
+        ValueError: an unknown name (naming the valid ones), or a space the encoding cannot describe.
+
+    Example:
+        >>> make_encoding("one-hot", [Choice("a", (0, 1, 2)), Choice("b", (0, 1))]).width
+        5
+    """
+    if name == "one-hot":
+        return OneHotEncoding(choices)
+    if name == "cell-adjacency":
+        return CellAdjacencyEncoding(choices)
+    if name == "path":
+        names, ops = [c.name for c in choices], tuple(str(op) for op in (choices[0].candidates if choices else ()))
+        if names != [c.name for c in NasBench201Format().choices()] or any(
+            tuple(str(op) for op in c.candidates) != ops for c in choices
+        ):
+            raise ValueError(
+                "the path encoding is of NAS-Bench-201 cells: the choices must be the cell's six edges, each with "
+                f"the same ops; got choices {names}"
+            )
+        return PathEncoding(NasBench201Format(ops))
+    raise ValueError(f"unknown encoding {name!r}; valid encodings: {', '.join(ENCODINGS)}")

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from lightning_nas.predictors.encodings import Encoding
+from lightning_nas.predictors.encodings import ENCODINGS, Encoding
 
 __all__ = ["PREDICTORS", "NotFittedError", "Predictor", "make_predictor"]
 
@@ -77,6 +77,11 @@ class Predictor:
             raise ValueError(f"unknown predictor {model!r}; valid predictors: {', '.join(PREDICTORS)}")
         if num_extra_features < 0:
             raise ValueError(f"num_extra_features must be >= 0, got {num_extra_features}")
+        if not isinstance(encoding, Encoding):
+            raise TypeError(
+                f"encoding must be an Encoding (make_encoding(name, choices) builds one of {', '.join(ENCODINGS)}); "
+                f"got {encoding!r}"
+            )
         self.encoding, self.model, self.seed = encoding, model, seed
         self.num_extra_features = num_extra_features
         self._fitted: Any = None
@@ -118,6 +123,8 @@ class Predictor:
         """
         if self._fitted is None:
             raise NotFittedError(f"the {self.model} predictor was queried before it was fitted; call fit() first")
+        if not len(archs):
+            return np.zeros(0), np.zeros(0)
         x = self._inputs(archs, extra_features)
         mean, std = self._fitted(x)
         return np.asarray(mean, dtype=np.float64), np.maximum(np.asarray(std, dtype=np.float64), 0.0)
@@ -137,6 +144,13 @@ class Predictor:
         matrix = np.asarray(extra, dtype=np.float64)
         if matrix.shape != (rows, self.num_extra_features):
             raise ValueError(f"extra_features must have shape ({rows}, {self.num_extra_features}), got {matrix.shape}")
+        bad = np.argwhere(~np.isfinite(matrix))
+        if len(bad):
+            row, column = (int(i) for i in bad[0])
+            raise ValueError(
+                f"extra_features must be finite; got {len(bad)} non-finite value(s), the first at row {row}, column "
+                f"{column} ({matrix[row, column]})"
+            )
         return matrix
 
 

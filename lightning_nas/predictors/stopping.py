@@ -19,6 +19,8 @@ The regression can also read other per-epoch series of the runs (``finished_extr
 
 from __future__ import annotations
 
+import importlib.util
+import math
 from collections.abc import Mapping, Sequence
 from typing import Literal
 
@@ -35,12 +37,24 @@ MIN_FINISHED = 5
 Finished = Sequence[Sequence[float]] | CurveRegression | None
 
 
+_NEEDS = {"fit": ("scipy",), "regression": ("scipy", "sklearn"), "auto": ("scipy", "sklearn")}
+"""The packages each predictor imports when it predicts (scikit-learn's module is ``sklearn``)."""
+
+
 def check_predictor(predictor: str, min_finished: int) -> None:
-    """Refuse an unknown ``predictor`` or ``min_finished < 3``, naming the value and the valid options."""
+    """Refuse an unknown ``predictor``, ``min_finished < 3`` or a predictor whose packages are not installed,
+    naming the value and the valid options (or the extra that installs the packages)."""
     if predictor not in PREDICTOR_CHOICES:
         raise ValueError(f"unknown predictor {predictor!r}; valid predictors: {', '.join(PREDICTOR_CHOICES)}")
     if min_finished < 3:
         raise ValueError(f"min_finished must be >= 3 (a regression needs 3 finished runs), got {min_finished}")
+    missing = [name for name in _NEEDS[predictor] if importlib.util.find_spec(name) is None]
+    if missing:
+        packages = " and ".join("scikit-learn" if name == "sklearn" else name for name in missing)
+        raise ModuleNotFoundError(
+            f"the learning-curve predictor {predictor!r} needs {packages}, which is not installed: "
+            "pip install 'lightning-nas[predictors]'"
+        )
 
 
 def calibrated_regression(
@@ -163,6 +177,8 @@ def should_stop(
     if not 0 < threshold < 1:
         raise ValueError(f"threshold must be in (0, 1), got {threshold}")
     check_predictor(predictor, min_finished)
+    if best_so_far is not None and not math.isfinite(best_so_far):
+        raise ValueError(f"best_so_far must be a finite number or None (no best yet), got {best_so_far}")
     if best_so_far is None or len(curve) < min_epochs or len(curve) >= final_epoch:
         return False
     prediction = predict_final(

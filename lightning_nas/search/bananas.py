@@ -21,11 +21,10 @@ import numpy as np
 import torch
 
 from lightning_nas.arch import Arch, Choice
-from lightning_nas.predictors.encodings import CellAdjacencyEncoding, Encoding, OneHotEncoding, PathEncoding
+from lightning_nas.predictors.encodings import ENCODINGS, Encoding, make_encoding
 from lightning_nas.predictors.learned import PREDICTORS, Predictor, PredictorName
 from lightning_nas.sampling import derive_seed, mutate
 from lightning_nas.search.base import Constraint, Mode, SearchStrategy
-from lightning_nas.spaces.nasbench201 import NasBench201Format
 
 __all__ = ["Bananas", "default_encoding"]
 
@@ -35,17 +34,12 @@ Acquisition = Literal["its", "ucb"]
 def default_encoding(choices: Sequence[Choice]) -> Encoding:
     """The path encoding if ``choices`` are a NAS-Bench-201 cell's (any op subset), the cell-adjacency encoding if
     they are a DARTS-style cell's, else one-hot."""
-    names = [c.name for c in choices]
-    ops = choices[0].candidates if choices else ()
-    if names == [c.name for c in NasBench201Format().choices()] and all(c.candidates == ops for c in choices):
+    for name in ("path", "cell-adjacency"):
         try:
-            return PathEncoding(NasBench201Format(tuple(str(op) for op in ops)))
+            return make_encoding(name, choices)
         except ValueError:
             pass
-    try:
-        return CellAdjacencyEncoding(choices)
-    except ValueError:
-        return OneHotEncoding(choices)
+    return make_encoding("one-hot", choices)
 
 
 def _key(arch: Mapping[str, Any]) -> str:
@@ -58,7 +52,9 @@ class Bananas(SearchStrategy):
     Args:
         choices: the space's choices.
         predictor: a model name of :data:`~lightning_nas.predictors.PREDICTORS` (its std is the uncertainty).
-        encoding: how the predictor sees architectures (default: :func:`default_encoding`).
+        encoding: how the predictor sees architectures: an :class:`~lightning_nas.predictors.Encoding` of this
+            space, or its name (one of :data:`~lightning_nas.predictors.ENCODINGS`: ``"one-hot"``, ``"path"``,
+            ``"cell-adjacency"``; a recipe's ``strategy.options.encoding``); default: :func:`default_encoding`.
         acquisition: ``"its"`` or ``"ucb"``.
         ucb_beta: ``beta`` of ``"ucb"``.
         num_init: random architectures before the first fit.
@@ -80,7 +76,7 @@ class Bananas(SearchStrategy):
         choices: Sequence[Choice],
         *,
         predictor: PredictorName = "mlp_ensemble",
-        encoding: Encoding | None = None,
+        encoding: Encoding | str | None = None,
         acquisition: Acquisition = "its",
         ucb_beta: float = 0.5,
         num_init: int = 10,
@@ -103,7 +99,20 @@ class Bananas(SearchStrategy):
                 "need num_init >= 2, batch_size >= 1, num_candidates >= batch_size, num_parents >= 1; got "
                 f"{num_init=}, {batch_size=}, {num_candidates=}, {num_parents=}"
             )
-        self.encoding = encoding or default_encoding(self.choices)
+        if isinstance(encoding, str):
+            encoding = make_encoding(encoding, self.choices)
+        elif encoding is None:
+            encoding = default_encoding(self.choices)
+        elif not isinstance(encoding, Encoding):
+            raise TypeError(
+                f"encoding must be an Encoding or one of the names {', '.join(ENCODINGS)}; got {encoding!r}"
+            )
+        if [c.name for c in encoding.choices] != [c.name for c in self.choices]:
+            raise ValueError(
+                f"the {encoding.name} encoding is of another space (choices {[c.name for c in encoding.choices]}); "
+                f"this search's choices are {[c.name for c in self.choices]}"
+            )
+        self.encoding = encoding
         self.predictor_name: PredictorName = predictor
         self.acquisition, self.ucb_beta = acquisition, ucb_beta
         self.num_init, self.batch_size = num_init, batch_size

@@ -267,6 +267,13 @@ def plan_recipe(recipe: Mapping[str, Any]) -> _Plan:
     if recipe.get("data") is None:
         raise ValueError("the recipe needs data (the datamodule's class_path and init_args)")
     trial_spec, reward_spec, strategy_spec = (dict(recipe.get(key) or {}) for key in ("trial", "reward", "strategy"))
+    for key in ("num_trials", "concurrency", "num_cpus", "seed"):
+        _integer(recipe, key, key)
+    for key in ("cpus_per_trial", "gpus_per_trial"):
+        _number(recipe, key, key)
+    for key in ("max_epochs", "max_steps", "latency_repeats"):
+        _integer(trial_spec, key, f"trial.{key}")
+    _number(reward_spec, "target", "reward.target")
     data_args = dict(recipe["data"].get("init_args") or {})
     space = _instantiate(recipe.get("space"), "space")
     reward = None
@@ -275,20 +282,40 @@ def plan_recipe(recipe: Mapping[str, Any]) -> _Plan:
             raise ValueError("reward needs target (the cost the MnasNet reward aims at, in the unit of reward.cost)")
         kind = MnasNetReward.hard if reward_spec.get("hard") else MnasNetReward
         reward = kind(target=float(reward_spec["target"]), cost=str(reward_spec.get("cost", "latency_ms")))
-    strategy = build_strategy(strategy_spec, space, int(recipe.get("seed", 0)), "reward" if reward else "accuracy")
+    seed = int(recipe.get("seed", 0))
+    strategy = build_strategy(strategy_spec, space, seed, "reward" if reward else "accuracy")
     shape = trial_spec.get("input_shape")
+    if shape is not None and not (
+        isinstance(shape, list) and len(shape) == 3 and all(isinstance(n, int) and n > 0 for n in shape)
+    ):
+        raise ValueError(f"trial.input_shape must be [channels, height, width] (3 positive integers); got {shape!r}")
     trial = LightningTrial(
         ClassFactory(str(recipe["data"]["class_path"]), data_args),
         RetrainFactory(dict(trial_spec.get("retrain") or {})),
         max_epochs=int(trial_spec.get("max_epochs", 1)),
         max_steps=int(trial_spec.get("max_steps", -1)),
-        input_shape=None if shape is None else (int(shape[0]), int(shape[1]), int(shape[2])),
+        input_shape=None if shape is None else (shape[0], shape[1], shape[2]),
         latency_repeats=int(trial_spec.get("latency_repeats", 0)),
         trainer_options=dict(trial_spec.get("trainer") or {}),
         early_stop=None if trial_spec.get("early_stop") is None else dict(trial_spec["early_stop"]),
+        seed=seed,
     )
     directory = Path(str(recipe.get("directory", "runs/trials")))
     return _Plan(strategy, trial, directory, build_loggers(recipe.get("logger"), directory), reward)
+
+
+def _integer(section: Mapping[str, Any], key: str, where: str) -> None:
+    """Refuse a value of ``section[key]`` (if given) that is not a whole number, naming ``where``."""
+    value = section.get(key)
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+        raise ValueError(f"{where} must be an integer; got {value!r}")
+
+
+def _number(section: Mapping[str, Any], key: str, where: str) -> None:
+    """Refuse a value of ``section[key]`` (if given) that is not a number, naming ``where``."""
+    value = section.get(key)
+    if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+        raise ValueError(f"{where} must be a number; got {value!r}")
 
 
 def run_recipe(recipe: Mapping[str, Any], *, resume: bool = False, address: str | None = None) -> TrialsResult:
@@ -313,6 +340,7 @@ def _run(recipe: Mapping[str, Any], plan: _Plan, *, resume: bool, address: str |
         num_cpus=recipe.get("num_cpus"),
         reward=plan.reward,
         loggers=plan.loggers,
+        settings={"strategy": dict(recipe.get("strategy") or {}), "seed": int(recipe.get("seed", 0))},
     )
     objectives = list(getattr(strategy, "objectives", {}) or {})
     if len(objectives) > 1:
@@ -331,15 +359,20 @@ def trials_main(argv: Sequence[str]) -> int:
     ns = parser.parse_args(list(argv))
     if not ns.config.is_file():
         parser.error(f"no recipe file {str(ns.config)!r}")
-    recipe = yaml.safe_load(ns.config.read_text(encoding="utf-8"))
+    try:
+        recipe = yaml.safe_load(ns.config.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        parser.error(f"{ns.config} is not valid YAML: {err}")
     if not isinstance(recipe, dict):
         parser.error(f"{ns.config} must hold a YAML mapping")
     if ns.directory:
         recipe["directory"] = ns.directory
     try:
-        plan = plan_recipe(recipe)
-    except (ValueError, ModuleNotFoundError, RuntimeError) as err:  # a bad recipe, a missing extra, no W&B login
+        plan = plan_recipe(recipe)  # a bad recipe, a missing extra, no W&B login
+        result = _run(recipe, plan, resume=ns.resume, address=ns.address)
+    except (ValueError, TypeError, ImportError, OSError) as err:  # also: the directory, the cluster, its resources
         parser.exit(2, f"lightning-nas trials: error: {ns.config}: {err}\n")
-    result = _run(recipe, plan, resume=ns.resume, address=ns.address)
+    except RuntimeError as err:  # every trial failed, or Ray ended the experiment early: the record says which
+        parser.exit(1, f"lightning-nas trials: error: {ns.config}: {err}\n")
     print(f"best trial {result.best.trial_id}: {result.best.metrics} -> {result.directory / 'best_arch.json'}")
     return 0

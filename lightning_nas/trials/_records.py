@@ -75,6 +75,10 @@ def _json_value(value: float) -> float | str:
     return value if math.isfinite(value) else str(value)
 
 
+CSV_FIXED_COLUMNS = ("trial_id", "status", "cost", "wall_time_s", "arch", "error")
+"""The columns of ``trials.csv`` that every record has; the metrics' columns sit between ``wall_time_s`` and
+``arch``."""
+
 TRIALS_FILE = "trials.jsonl"
 """The trial table a run writes in its directory (beside ``trials.csv``), and what a later search reads back."""
 
@@ -88,9 +92,11 @@ def write_records(records: Sequence[TrialRecord], directory: Path) -> None:
         lines.append(json.dumps(row, sort_keys=True))
     atomic_write_text(directory / TRIALS_FILE, "".join(line + "\n" for line in lines))
     metric_names = sorted({name for record in records for name in record.metrics})
+    # a metric named like a fixed column (a trial's own wall_time_s or cost) gets its own column: metrics.<name>
+    headers = [f"metrics.{name}" if name in CSV_FIXED_COLUMNS else name for name in metric_names]
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    writer.writerow(["trial_id", "status", "cost", "wall_time_s", *metric_names, "arch", "error"])
+    writer.writerow(["trial_id", "status", "cost", "wall_time_s", *headers, "arch", "error"])
     for record in records:
         writer.writerow(
             [record.trial_id, record.status, record.cost, record.wall_time_s]

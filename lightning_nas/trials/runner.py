@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import math
 import socket
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -40,7 +40,7 @@ from lightning_nas.search.nsga2 import pareto_front
 from lightning_nas.trials._driver import Reward, TrialDriver
 from lightning_nas.trials._logging import TrialLogging, as_loggers
 from lightning_nas.trials._records import SEARCHER_STATE_FILE, TrialRecord, load_state, save_state, write_records
-from lightning_nas.trials.trainables import LightningTrial, TabularTrial, TrialSpec
+from lightning_nas.trials.trainables import LightningTrial, TabularTrial, TrialSpec, describe_object
 
 __all__ = ["TrialsResult", "require_ray", "run_trials"]
 
@@ -80,9 +80,14 @@ class TrialsResult:
 
 
 def _signature(
-    strategy: SearchStrategy, trial: TrialSpec, num_trials: int | None, budget: float | None
+    strategy: SearchStrategy,
+    trial: TrialSpec,
+    num_trials: int | None,
+    budget: float | None,
+    reward: Reward | None = None,
+    settings: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    return {
+    signature = {
         "strategy": type(strategy).__name__,
         "metric": strategy.metric,
         "mode": strategy.mode,
@@ -90,24 +95,39 @@ def _signature(
         "num_trials": num_trials,
         "budget": budget,
         "trial": trial.describe(),
+        "reward": None if reward is None else describe_object(reward),
+        "settings": dict(settings or {}),
     }
+    return json.loads(json.dumps(signature, default=describe_object))  # as experiment.json holds it
+
+
+def _differences(saved: Any, current: Any, prefix: str = "") -> list[str]:
+    """The dotted keys where two signatures differ (a whole value where it is not a mapping in both)."""
+    if not (isinstance(saved, Mapping) and isinstance(current, Mapping)):
+        return [] if saved == current else [prefix or "(the whole record)"]
+    keys = sorted(set(saved) | set(current))
+    return [d for k in keys for d in _differences(saved.get(k), current.get(k), f"{prefix}.{k}" if prefix else k)]
 
 
 def _prepare_directory(directory: Path, signature: dict[str, Any], resume: bool) -> dict[str, Any] | None:
-    """Check ``directory`` against the experiment; the saved driver state when resuming."""
+    """Check ``directory`` against the experiment; the saved driver state when resuming (``None``: the driver
+    stopped before its first trial finished, so the experiment starts again from its first trial)."""
     experiment, state = directory / EXPERIMENT_FILE, directory / STATE_FILE
     if resume:
-        if not state.is_file() and experiment.is_file():
-            state = _ray_checkpoint(directory) or state
-        if not experiment.is_file() or not state.is_file():
-            raise FileNotFoundError(f"nothing to resume in {directory}: no {EXPERIMENT_FILE} and {STATE_FILE} there")
+        if not experiment.is_file():
+            raise FileNotFoundError(f"nothing to resume in {directory}: there is no {EXPERIMENT_FILE}")
         saved = read_json(experiment, "experiment file")
-        if saved != json.loads(json.dumps(signature)):
-            diff = sorted(k for k in signature if saved.get(k) != json.loads(json.dumps(signature[k])))
+        diff = _differences(saved, signature)
+        if diff:
             raise ValueError(
                 f"{directory} holds a different experiment (it differs in {', '.join(diff)}); resume it with the "
                 "same strategy, space, plan and trial settings, or start this one in a new directory"
             )
+        if not state.is_file():
+            state = _ray_checkpoint(directory) or state
+        if not state.is_file():  # stopped before a trial finished: no result to keep, the first trials run again
+            print(f"[trials] no trial had finished in {directory} when the driver stopped: starting it", flush=True)
+            return None
         return load_state(state)
     if experiment.exists() or state.exists():
         raise FileExistsError(
@@ -235,6 +255,7 @@ def run_trials(
     failure_value: float = 0.0,
     progress: bool = True,
     loggers: Logger | Iterable[Logger] | None = None,
+    settings: Mapping[str, Any] | None = None,
 ) -> TrialsResult:
     """Search with ``strategy`` over trials that each train (or look up) one child, on Ray Tune.
 
@@ -259,11 +280,18 @@ def run_trials(
         loggers: Lightning loggers (``TensorBoardLogger``, ``WandbLogger``, ``CSVLogger``, ...) that get every
             finished trial as one step (``trial/<metric>``, ``trial/ok``, ``trial/wall_time_s``, ``best/<metric>``;
             step = trials finished so far) and the experiment's settings once.
+        settings: what else defines the experiment and the strategy's class, space and ``trial`` do not show, such as
+            the strategy's options and seed (JSON values): kept in ``experiment.json`` with the rest, so that a
+            resume with other settings is refused (``lightning-nas trials`` records the recipe's ``strategy`` and
+            ``seed``).
 
     Raises:
         ImportError: Ray is not installed (the message names the ``trials`` extra).
         ValueError: a zero-trial plan, bad resources or scheduler, a factory that returns no LightningModule
-            (``TypeError``), resuming a different experiment, resources the cluster lacks.
+            (``TypeError``), resuming a different experiment (the message names what differs: a key of the
+            trial's :meth:`~LightningTrial.describe`, the reward, the settings, ...), resources the cluster lacks.
+        FileExistsError: ``directory`` holds an experiment and ``resume`` is false.
+        FileNotFoundError: ``resume`` and ``directory`` holds no experiment.
         ConnectionError: an unreachable ``address``.
         TypeError: a logger that is not a Lightning ``Logger``.
     """
@@ -291,16 +319,16 @@ def run_trials(
         trial.table()  # loaded here once; the workers receive it with the trial
     ray = require_ray()
     folder = Path(directory)
-    signature = _signature(strategy, trial, num_trials, budget)
+    signature = _signature(strategy, trial, num_trials, budget, reward, settings)
     saved = _prepare_directory(folder, signature, resume)
     if saved is not None:
         driver.load_state_dict(saved)
-    settings = {"concurrency": concurrency, "cpus_per_trial": cpus_per_trial, "gpus_per_trial": gpus_per_trial}
+    resources = {"concurrency": concurrency, "cpus_per_trial": cpus_per_trial, "gpus_per_trial": gpus_per_trial}
     trial_logging = TrialLogging(
         chosen_loggers,
         strategy.metric,
         strategy.mode,
-        {**_hyperparameters(signature), **settings, "scheduler": scheduler, "directory": str(folder)},
+        {**_hyperparameters(signature), **resources, "scheduler": scheduler, "directory": str(folder)},
     )
     if not driver.done:
         _run_on_ray(

@@ -26,9 +26,11 @@ regression can stop trials from this search's first finished one on, while ``bes
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 import os
+import re
 import time
 import traceback
 from collections.abc import Callable, Mapping, Sequence
@@ -42,6 +44,7 @@ from typing_extensions import override
 
 from lightning_nas.arch import Arch, Genotype
 from lightning_nas.callbacks.learning_curve import LearningCurveStopping
+from lightning_nas.sampling import derive_seed
 from lightning_nas.search.constraints import count_network_cost
 from lightning_nas.search.latency import measure_network_latency
 from lightning_nas.search.tabular import ArchFormat, TabularBenchmark
@@ -56,6 +59,7 @@ __all__ = [
     "TabularTrial",
     "TrialSpec",
     "best_finished_accuracy",
+    "describe_object",
     "finished_curves",
     "finished_runs",
     "finished_series",
@@ -70,6 +74,25 @@ SERIES_METRIC = "{}_epoch_{}"
 """The key of epoch ``e``'s value of an extra series (``train_loss_epoch_3``) in the reports of such a trial."""
 FEATURE_METRIC = "feature_{}"
 """The key of a static feature (``feature_log10(lr)``) in the reports of a trial that stops early."""
+
+
+def describe_object(value: Any) -> str:
+    """A description of ``value`` that is the same in every process: a function or class by its qualified name,
+    anything else by its ``repr`` without memory addresses (``<function f at 0x7f..>`` -> ``<function f>``).
+
+    An experiment's record (``experiment.json``) describes its trial with it, so a resumed driver (a new process)
+    can tell the same experiment from a changed one.
+
+    Example:
+        >>> describe_object(json.dumps)
+        'json.dumps'
+        >>> import functools
+        >>> describe_object(functools.partial(json.dumps, indent=1))
+        'functools.partial(<function dumps>, indent=1)'
+    """
+    if inspect.isfunction(value) or inspect.isclass(value) or inspect.isbuiltin(value):
+        return f"{value.__module__}.{value.__qualname__}"
+    return re.sub(r" at 0x[0-9a-fA-F]+", "", repr(value))
 
 
 class TrialSpec(Protocol):
@@ -349,6 +372,8 @@ class LightningTrial:
             directories or ``trials.jsonl`` files, run with ``early_stop`` so that their trials recorded their
             curves) whose finished trials calibrate the regression too, before this search's own; read once, here.
             ``None``: every trial runs ``max_epochs``.
+        seed: seeds each child's run (weights, data order, augmentation) from this seed and its architecture, so
+            the same architecture trains the same way in every run of the experiment and on every worker.
 
     Raises:
         ValueError: for ``max_epochs < 1``, a ``trainer_options`` key that is not a ``Trainer`` argument, or an
@@ -365,6 +390,7 @@ class LightningTrial:
     latency_repeats: int = 0
     trainer_options: dict[str, Any] = field(default_factory=dict)
     early_stop: dict[str, Any] | None = None
+    seed: int = 0
     prior_records: list[Any] = field(default_factory=list, init=False, repr=False, compare=False)
     """The records of the ``prior`` searches, loaded when the trial is built."""
 
@@ -482,6 +508,8 @@ class LightningTrial:
         finished_extra: Mapping[str, Sequence[Sequence[float]]] | None = None,
         finished_features: Sequence[Sequence[float]] | None = None,
     ) -> None:
+        seed = derive_seed(self.seed, json.dumps(dict(arch), sort_keys=True)) % 2**32  # what seed_everything takes
+        pl.seed_everything(seed, workers=True, verbose=False)
         module = self.build(arch)
         options = {
             "max_epochs": self.max_epochs,
@@ -507,7 +535,20 @@ class LightningTrial:
         trainer.fit(module, datamodule=self.datamodule())
 
     def describe(self) -> dict[str, Any]:
-        described: dict[str, Any] = {"kind": "lightning", "factory": repr(self.factory), "max_epochs": self.max_epochs}
+        """What defines the trial (:func:`describe_object` of its callables and options), for the experiment's
+        record: a resume with any of it changed is refused."""
+        described: dict[str, Any] = {
+            "kind": "lightning",
+            "factory": describe_object(self.factory),
+            "datamodule": describe_object(self.datamodule),
+            "max_epochs": self.max_epochs,
+            "max_steps": self.max_steps,
+            "monitor": self.monitor,
+            "input_shape": None if self.input_shape is None else list(self.input_shape),
+            "latency_repeats": self.latency_repeats,
+            "trainer_options": {key: describe_object(value) for key, value in sorted(self.trainer_options.items())},
+            "seed": self.seed,
+        }
         if self.early_stop is not None:
             described["early_stop"] = dict(self.early_stop)
         return described

@@ -277,6 +277,24 @@ def test_grayscale_uses_the_itu_r_601_luma(tmp_path: Path) -> None:
     assert dataset.images[:, 0, 0, 0].tolist() == [int(255 * 587 / 1000 + 0.5), int(255 * 299 / 1000)]
 
 
+@pytest.mark.parametrize("grayscale", [True, False])
+def test_sixteen_bit_images_are_scaled_to_eight_bits_not_clipped(grayscale: bool, tmp_path: Path) -> None:
+    # a 16-bit grey ramp (Pillow mode I;16); Pillow's own convert would make every level above 255 white
+    levels = np.array([[0, 257, 32768], [40000, 65000, 65535]], dtype=np.uint16)
+    sixteen = Image.fromarray(levels)
+    assert sixteen.mode == "I;16"
+    root = _write_folder(tmp_path / "src", {"a/0.png": _png(sixteen), "b/0.png": _png(Image.new("L", (3, 2), 9))})
+    dataset, _ = read_image_folder(root, grayscale=grayscale, cache_dir=tmp_path)
+    expected = torch.from_numpy(np.round(levels.astype(np.float64) * 255 / 65535).astype(np.uint8))
+    assert dataset.images.shape[1] == (1 if grayscale else 3)
+    for channel in dataset.images[0]:  # RGB: the grey level in every channel
+        assert torch.equal(channel, expected)
+    (root / "c").mkdir()
+    Image.fromarray(levels.astype(np.float32)).save(root / "c" / "0.tiff")
+    with pytest.raises(ValueError, match=r"cannot decode image .*c/0\.tiff: a 32-bit floating-point image \(mode F\)"):
+        read_image_folder(root, grayscale=grayscale, cache_dir=tmp_path)
+
+
 def test_bad_options_are_refused(tmp_path: Path) -> None:
     root = _write_folder(tmp_path / "src", _tiny_files())
     with pytest.raises(FileNotFoundError, match="absent"):

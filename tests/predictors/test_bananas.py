@@ -61,6 +61,27 @@ def test_bad_arguments_are_refused() -> None:
         Bananas(CHOICES, predictor="svm")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="num_candidates >= batch_size"):
         Bananas(CHOICES, batch_size=20, num_candidates=10)
+    with pytest.raises(ValueError, match="unknown encoding 'onehot'; valid encodings: one-hot, path, cell-adjacency"):
+        Bananas(CHOICES, encoding="onehot")
+    with pytest.raises(ValueError, match=r"path encoding is of NAS-Bench-201 cells.*got choices \['c0'"):
+        Bananas(CHOICES, encoding="path")
+    with pytest.raises(TypeError, match="encoding must be an Encoding or one of the names one-hot, path"):
+        Bananas(CHOICES, encoding=3)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"one-hot encoding is of another space \(choices \['x'\]\)"):
+        Bananas(CHOICES, encoding=OneHotEncoding([Choice("x", (0, 1))]))
+
+
+def test_an_encoding_named_in_a_recipe_is_the_encoding_object() -> None:
+    # a recipe can only name the encoding; by name, the search is the one built with the object
+    def build(encoding: str | OneHotEncoding) -> Bananas:
+        return Bananas(CHOICES, predictor="ridge", encoding=encoding, num_init=3, batch_size=2, seed=1)
+
+    named = build("one-hot")
+    assert isinstance(named.encoding, OneHotEncoding)
+    assert ask_and_tell(named, 9) == ask_and_tell(build(OneHotEncoding(CHOICES)), 9)  # past num_init: fits run
+    nb201 = NasBench201Format().choices()
+    assert isinstance(Bananas(nb201, encoding="one-hot").encoding, OneHotEncoding)  # not its default, the path
+    assert isinstance(Bananas(nb201, encoding="path").encoding, PathEncoding)
 
 
 def test_budgeted_search_on_a_small_table_finds_its_best_cell() -> None:

@@ -63,8 +63,10 @@ def test_bad_finished_curves_and_settings_are_refused() -> None:
     with pytest.raises(ValueError, match=r"alphas must be positive ridge penalties, got \[0.0\]"):
         CurveRegression([[0.1, 0.2], [0.2, 0.3], [0.3, 0.4]], alphas=[0.0])
     regression = CurveRegression([[0.1, 0.2], [0.2, 0.3], [0.3, 0.4]])
-    with pytest.raises(ValueError, match="curve must have 1 to 2 values .*, got 3"):
+    with pytest.raises(ValueError, match="curve must be a flat list of 1 to 2 values .*, got 3"):
         regression.predict([0.1, 0.2, 0.3])
+    with pytest.raises(ValueError, match=r"got an array of shape \(1, 2\)"):
+        regression.predict([[0.5, 0.6]])
     with pytest.raises(ValueError, match="min_finished must be >= 3 .*, got 2"):
         predict_final([0.1, 0.2, 0.3], 4, finished=[[0.1, 0.2, 0.3, 0.4]] * 3, min_finished=2)
     with pytest.raises(ValueError, match="the finished curves have 4 epochs, but final_epoch is 6"):
@@ -213,3 +215,25 @@ def test_bad_static_features_are_refused() -> None:
         regression.predict([0.1], features=[math.inf])
     with pytest.raises(ValueError, match="fitted with 0 static features per run; got 1"):
         CurveRegression(finished).predict([0.1], features=[1.0])
+
+
+def test_a_nan_best_so_far_is_refused_rather_than_read_as_beaten() -> None:
+    # any P(final > nan) is 0, which would stop every run; None is how "no best yet" is said
+    with pytest.raises(ValueError, match="best_so_far must be a finite number or None .*, got nan"):
+        should_stop([0.3, 0.35, 0.37, 0.38], best_so_far=math.nan, final_epoch=20)
+    assert should_stop([0.3, 0.35, 0.37, 0.38], best_so_far=None, final_epoch=20) is False
+
+
+@pytest.mark.parametrize(
+    ("predictor", "hidden", "named"),
+    [("regression", "sklearn", "scikit-learn"), ("fit", "scipy", "scipy"), ("auto", "sklearn", "scikit-learn")],
+)
+def test_a_predictor_whose_package_is_missing_names_it_and_the_extra(
+    predictor: str, hidden: str, named: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import importlib.util
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == hidden else find_spec(name, *a))
+    with pytest.raises(ModuleNotFoundError, match=rf"'{predictor}' needs {named}.*lightning-nas\[predictors\]"):
+        should_stop([0.3, 0.35, 0.37], best_so_far=0.9, final_epoch=20, predictor=predictor)  # type: ignore[arg-type]

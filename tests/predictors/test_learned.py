@@ -93,6 +93,7 @@ def test_every_predictor_learns_an_additive_target(model: str) -> None:
     assert np.corrcoef(mean, truth)[0, 1] > (0.7 if model in TREES else 0.95)
     assert mean.shape == std.shape == (40,)
     assert (std >= 0).all()
+    assert [values.shape for values in predictor.predict([])] == [(0,), (0,)]  # every model alike
     again, _ = (
         Predictor(OneHotEncoding(FORMAT.choices()), model, seed=0).fit(train, [_target(a) for a in train]).predict(test)
     )
@@ -110,6 +111,22 @@ def test_predictor_refuses_another_space_and_bad_features() -> None:
     with_extra = Predictor(OneHotEncoding([Choice("a", (0, 1))]), "ridge", num_extra_features=1)
     with pytest.raises(ValueError, match=r"extra_features must have shape \(2, 1\)"):
         with_extra.fit([{"a": 0}, {"a": 1}], [0.0, 1.0], np.zeros((2, 3)))
+    with pytest.raises(TypeError, match="encoding must be an Encoding .*one-hot, path, cell-adjacency.*got 'one-hot'"):
+        Predictor("one-hot")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("model", ["ridge", "mlp_ensemble", "lightgbm"])
+def test_non_finite_extra_features_are_refused_naming_the_first_entry(model: str) -> None:
+    # unchecked, a NaN made the MLP's standardisation NaN for every row, and LightGBM dropped the column
+    archs = [{"a": i % 2} for i in range(6)]
+    extra = np.arange(12, dtype=float).reshape(6, 2)
+    extra[4, 1] = np.nan
+    predictor = Predictor(OneHotEncoding([Choice("a", (0, 1))]), model, num_extra_features=2)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"must be finite; got 1 non-finite value\(s\), the first at row 4, column 1"):
+        predictor.fit(archs, list(range(6)), extra)
+    predictor.fit(archs, list(range(6)), np.nan_to_num(extra))
+    with pytest.raises(ValueError, match=r"the first at row 0, column 0 \(inf\)"):
+        predictor.predict(archs[:1], np.array([[np.inf, 0.0]]))
 
 
 def test_extra_features_carry_information_the_encoding_lacks() -> None:

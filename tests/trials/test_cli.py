@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -160,6 +161,76 @@ def test_the_cli_names_the_recipe_and_the_misspelt_key(tmp_path: Path, capsys: p
     assert f"lightning-nas trials: error: {path}: unknown trial keys ['max_epoch']" in err
     assert "Traceback" not in err
     assert not (tmp_path / "run").exists()  # nothing was started or written
+
+
+# A value of the wrong kind, and what the error names (before, int('three') or shape[2] failed with Python's words).
+BAD_VALUES = {
+    "num_trials": ({"num_trials": "three"}, "num_trials must be an integer; got 'three'"),
+    "seed": ({"seed": 1.5}, "seed must be an integer; got 1.5"),
+    "gpus_per_trial": ({"gpus_per_trial": "one"}, "gpus_per_trial must be a number; got 'one'"),
+    "trial.max_epochs": ({"trial": {"max_epochs": "5"}}, "trial.max_epochs must be an integer; got '5'"),
+    "trial.input_shape": (
+        {"trial": {"input_shape": [8, 8]}},
+        r"trial.input_shape must be \[channels, height, width\] \(3 positive integers\); got \[8, 8\]",
+    ),
+    "reward.target": ({"reward": {"target": "20k"}}, "reward.target must be a number; got '20k'"),
+}
+
+
+@pytest.mark.parametrize("where", BAD_VALUES)
+def test_a_value_of_the_wrong_kind_is_refused_naming_its_place(
+    where: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    recipe = _digits_recipe(tmp_path)
+    change, message = BAD_VALUES[where]
+    recipe.update({key: {**recipe[key], **value} if key == "trial" else value for key, value in change.items()})
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    with pytest.raises(SystemExit) as exit_:
+        main(["trials", "--config", str(path)])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert re.search(f"lightning-nas trials: error: {re.escape(str(path))}: {message}", err), err
+    assert "Traceback" not in err
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"scheduler": "hyperband"}, "scheduler must be one of fifo, asha, median; got 'hyperband'"),
+        ({"concurrency": 0}, "concurrency must be >= 1, got 0"),
+        ({}, "already holds an experiment; pass resume=True"),  # the run directory below holds one
+    ],
+)
+def test_refusals_of_the_runner_are_one_line_errors_too(
+    change: dict, message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """What ``run_trials`` refuses before Ray starts reaches the user as ``lightning-nas trials: error: ...``."""
+    recipe = {**_digits_recipe(tmp_path), **change}
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "experiment.json").write_text("{}")
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    with pytest.raises(SystemExit) as exit_:
+        main(["trials", "--config", str(path)])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert f"lightning-nas trials: error: {path}: " in err
+    assert message in err
+    assert "Traceback" not in err
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["experiment.json"]
+
+
+def test_a_recipe_that_is_not_yaml_is_a_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "broken.yaml"
+    path.write_text("num_trials: [3\n")
+    with pytest.raises(SystemExit) as exit_:
+        main(["trials", "--config", str(path)])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert f"{path} is not valid YAML" in err
+    assert "Traceback" not in err
 
 
 def test_trial_options_are_checked_where_the_trial_is_built() -> None:

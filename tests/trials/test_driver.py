@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import math
 from pathlib import Path
 
@@ -120,3 +121,18 @@ def test_trial_table_round_trips_with_non_finite_metrics(tmp_path: Path) -> None
     assert math.isnan(back[1].metrics["accuracy"])
     header = (tmp_path / "trials.csv").read_text().splitlines()[0]
     assert header == "trial_id,status,cost,wall_time_s,accuracy,arch,error"
+
+
+def test_a_metric_named_like_a_fixed_column_gets_its_own_csv_column(tmp_path: Path) -> None:
+    # a Lightning trial reports wall_time_s and a tabular one cost: once each in the CSV's header, none lost
+    records = [TrialRecord("00000", {"c0": 1}, {"accuracy": 0.5, "wall_time_s": 1.25, "cost": 3.0}, 3.0, "ok", 1.5)]
+    write_records(records, tmp_path)
+    with (tmp_path / "trials.csv").open(newline="") as handle:
+        reader = csv.DictReader(handle)
+        rows = list(reader)
+    header = list(reader.fieldnames or [])
+    assert len(header) == len(set(header))
+    assert header == [
+        "trial_id", "status", "cost", "wall_time_s", "accuracy", "metrics.cost", "metrics.wall_time_s", "arch", "error"
+    ]  # fmt: skip
+    assert (rows[0]["wall_time_s"], rows[0]["metrics.wall_time_s"], rows[0]["metrics.cost"]) == ("1.5", "1.25", "3.0")

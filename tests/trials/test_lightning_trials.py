@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -15,7 +18,7 @@ from ray import cloudpickle
 from lightning_nas.arch import Arch, Choice
 from lightning_nas.data import SyntheticDataModule
 from lightning_nas.search import RandomSearch
-from lightning_nas.trials import LightningTrial, RetrainFactory, TrialDriver, run_trials
+from lightning_nas.trials import LightningTrial, MnasNetReward, RetrainFactory, TrialDriver, run_trials
 from lightning_nas.trials._records import save_state
 from lightning_nas.trials.runner import _prepare_directory, _signature
 
@@ -110,6 +113,98 @@ def test_resuming_another_experiment_or_reusing_a_directory_is_refused(tmp_path:
         run_trials(RandomSearch([OK], seed=0), trial, tmp_path, num_trials=3, resume=True)
     with pytest.raises(FileNotFoundError, match="nothing to resume"):
         run_trials(RandomSearch([OK]), trial, tmp_path / "new", num_trials=1, resume=True)
+
+
+def test_a_driver_stopped_before_any_trial_finished_resumes_from_the_first_trial(
+    ray_cluster: str, tmp_path: Path
+) -> None:
+    """Killed after writing experiment.json and before its first trial finished (or refused by the cluster's
+    resources), a directory could be neither resumed ('nothing to resume') nor started again ('already holds')."""
+    trial = LightningTrial(data, linear_factory, max_epochs=1)
+    _prepare_directory(tmp_path, _signature(RandomSearch([OK], seed=0), trial, 2, None), resume=False)
+    with pytest.raises(FileExistsError, match="already holds an experiment; pass resume=True"):
+        run_trials(RandomSearch([OK], seed=0), trial, tmp_path, num_trials=2, progress=False)
+    result = run_trials(RandomSearch([OK], seed=0), trial, tmp_path, num_trials=2, resume=True, progress=False)
+    assert [r.trial_id for r in result.records] == ["00000", "00001"]
+    assert all(r.status == "ok" for r in result.records)
+
+
+def other_data() -> SyntheticDataModule:
+    return SyntheticDataModule(num_samples=96, num_classes=4, in_channels=1, image_size=8, batch_size=16)
+
+
+def test_a_resume_with_other_trial_settings_is_refused_naming_what_differs(tmp_path: Path) -> None:
+    """Before, only the factory, max_epochs and early_stop were compared: a resume with other data, trainer options,
+    steps or strategy options ran the remaining trials under them, into the same trial table."""
+    strategy = RandomSearch([OK], seed=0)
+    base = {"max_epochs": 1, "trainer_options": {"limit_train_batches": 2}}
+    settings = {"strategy": {"name": "random", "options": {}}, "seed": 0}
+    _prepare_directory(tmp_path, _signature(strategy, LightningTrial(data, linear_factory, **base), 2, None, None,
+                                            settings), resume=False)  # fmt: skip
+    same = _signature(strategy, LightningTrial(data, linear_factory, **base), 2, None, None, settings)
+    assert _prepare_directory(tmp_path, same, resume=True) is None  # nothing finished yet: starts from trial 0
+    changed = {
+        "trial.datamodule": (LightningTrial(other_data, linear_factory, **base), None, settings),
+        "trial.trainer_options.limit_train_batches": (
+            LightningTrial(data, linear_factory, max_epochs=1, trainer_options={"limit_train_batches": 1}),
+            None,
+            settings,
+        ),
+        "trial.max_steps": (LightningTrial(data, linear_factory, max_steps=1, **base), None, settings),
+        "trial.seed": (LightningTrial(data, linear_factory, seed=1, **base), None, settings),
+        "reward": (LightningTrial(data, linear_factory, **base), MnasNetReward(target=1e4, cost="flops"), settings),
+        "settings.strategy.options.population_size": (
+            LightningTrial(data, linear_factory, **base),
+            None,
+            {**settings, "strategy": {"name": "random", "options": {"population_size": 4}}},
+        ),
+    }
+    for where, (trial, reward, other) in changed.items():
+        signature = _signature(strategy, trial, 2, None, reward, other)
+        with pytest.raises(ValueError, match=rf"holds a different experiment \(it differs in {re.escape(where)}\)"):
+            _prepare_directory(tmp_path, signature, resume=True)
+
+
+def test_a_function_factory_is_described_the_same_in_another_process() -> None:
+    """A resumed driver is a new process: a factory described by its repr (``<function f at 0x7f...>``) never
+    matched, so an experiment with a plain function as its factory could not be resumed."""
+    code = (
+        "import json\n"
+        "from lightning_nas.trials import LightningTrial\n"
+        "from tests.trials.test_lightning_trials import data, linear_factory\n"
+        "print(json.dumps(LightningTrial(data, linear_factory, trainer_options={'callbacks': []}).describe()))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    there = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    here = LightningTrial(data, linear_factory, trainer_options={"callbacks": []}).describe()
+    assert json.loads(there.stdout) == json.loads(json.dumps(here))
+    assert here["factory"] == f"{__name__}.linear_factory"
+    assert here["datamodule"] == f"{__name__}.data"
+
+
+def test_the_same_architecture_trains_the_same_way_in_every_run() -> None:
+    """Each child is seeded from the trial's seed and its architecture (before, Ray workers' unseeded generators
+    gave the same architecture other weights and another accuracy in every run)."""
+    first_weights: list[torch.Tensor] = []
+
+    def recording_factory(arch: Arch) -> pl.LightningModule:
+        module = linear_factory(arch)
+        first_weights.append(module.net[1].weight.detach().clone())
+        return module
+
+    def reports(seed: int) -> list[dict]:
+        reported: list[dict] = []
+        trial = LightningTrial(data, recording_factory, max_epochs=2, seed=seed)
+        torch.manual_seed(len(first_weights))  # whatever state the worker's generator is in
+        trial.run({"kind": "ok"}, lambda metrics: reported.append(dict(metrics)))
+        return reported
+
+    once, again = reports(0), reports(0)
+    reports(1)
+    assert torch.equal(first_weights[0], first_weights[1])
+    assert not torch.equal(first_weights[0], first_weights[2])
+    assert once == again
+    assert len(once) == 2
 
 
 def test_missing_ray_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
