@@ -102,11 +102,20 @@ def _signature(
 
 
 def _differences(saved: Any, current: Any, prefix: str = "") -> list[str]:
-    """The dotted keys where two signatures differ (a whole value where it is not a mapping in both)."""
+    """The dotted keys where two signatures differ (a whole value where it is not a mapping in both); a key the
+    saved one lacks (written by an earlier version, which recorded less) is marked so."""
     if not (isinstance(saved, Mapping) and isinstance(current, Mapping)):
         return [] if saved == current else [prefix or "(the whole record)"]
-    keys = sorted(set(saved) | set(current))
-    return [d for k in keys for d in _differences(saved.get(k), current.get(k), f"{prefix}.{k}" if prefix else k)]
+    found = []
+    for key in sorted(set(saved) | set(current)):
+        where = f"{prefix}.{key}" if prefix else key
+        if key not in saved and prefix in ("", "trial"):  # a field of the record itself, not a user's value
+            found.append(f"{where} (not recorded)")
+        elif key not in saved:
+            found.append(where)
+        else:
+            found += _differences(saved[key], current.get(key), where)
+    return found
 
 
 def _prepare_directory(directory: Path, signature: dict[str, Any], resume: bool) -> dict[str, Any] | None:
@@ -119,9 +128,15 @@ def _prepare_directory(directory: Path, signature: dict[str, Any], resume: bool)
         saved = read_json(experiment, "experiment file")
         diff = _differences(saved, signature)
         if diff:
+            older = (
+                f"; a setting not recorded is one an earlier version of lightning-nas, which wrote this "
+                f"{EXPERIMENT_FILE}, did not record: resume with that version"
+                if any(d.endswith("(not recorded)") for d in diff)
+                else ""
+            )
             raise ValueError(
                 f"{directory} holds a different experiment (it differs in {', '.join(diff)}); resume it with the "
-                "same strategy, space, plan and trial settings, or start this one in a new directory"
+                f"same strategy, space, plan and trial settings, or start this one in a new directory{older}"
             )
         if not state.is_file():
             state = _ray_checkpoint(directory) or state

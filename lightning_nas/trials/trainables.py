@@ -537,7 +537,7 @@ class LightningTrial:
     def describe(self) -> dict[str, Any]:
         """What defines the trial (:func:`describe_object` of its callables and options), for the experiment's
         record: a resume with any of it changed is refused."""
-        described: dict[str, Any] = {
+        return {
             "kind": "lightning",
             "factory": describe_object(self.factory),
             "datamodule": describe_object(self.datamodule),
@@ -548,10 +548,8 @@ class LightningTrial:
             "latency_repeats": self.latency_repeats,
             "trainer_options": {key: describe_object(value) for key, value in sorted(self.trainer_options.items())},
             "seed": self.seed,
+            "early_stop": None if self.early_stop is None else dict(self.early_stop),
         }
-        if self.early_stop is not None:
-            described["early_stop"] = dict(self.early_stop)
-        return described
 
 
 @dataclass

@@ -163,6 +163,10 @@ def test_a_resume_with_other_trial_settings_is_refused_naming_what_differs(tmp_p
         signature = _signature(strategy, trial, 2, None, reward, other)
         with pytest.raises(ValueError, match=rf"holds a different experiment \(it differs in {re.escape(where)}\)"):
             _prepare_directory(tmp_path, signature, resume=True)
+    older = {key: value for key, value in same.items() if key != "settings"}  # as an earlier version wrote it
+    (tmp_path / "experiment.json").write_text(json.dumps(older))
+    with pytest.raises(ValueError, match=r"differs in settings \(not recorded\)\).*an earlier version of"):
+        _prepare_directory(tmp_path, same, resume=True)
 
 
 def test_a_function_factory_is_described_the_same_in_another_process() -> None:
