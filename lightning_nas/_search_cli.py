@@ -14,12 +14,13 @@ import argparse
 import importlib
 import json
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.distributed as dist
+import yaml
 from torch.utils.data import DataLoader
 
 from lightning_nas._safe_io import load_checkpoint
@@ -53,10 +54,28 @@ STRATEGIES = ("random", "evolution", "nsga2", "coarse_to_fine", "bananas", "pnas
 def _build(config: str, overrides: Sequence[str]) -> tuple[Any, Any]:
     from lightning_nas.cli import NASCLI
 
-    cli = NASCLI(args=["--config", config, *overrides], run=False)
+    cli = NASCLI(args=["--config", _without_run_keys(config), *overrides], run=False)
     if not isinstance(getattr(cli.model, "space", None), SearchSpace):
         raise ValueError(f"the model of {config!r} ({type(cli.model).__name__}) has no lightning_nas search space")
     return cli.model, cli.datamodule
+
+
+_RUN_KEYS = ("ckpt_path", "weights_only")
+"""Keys of ``fit``'s own in the ``config.yaml`` a run saves, which the model-and-data parser here does not take."""
+
+
+def _without_run_keys(config: str) -> str:
+    """``config``, or, for a run's saved ``config.yaml`` (which also holds ``ckpt_path``), its text without them."""
+    path = Path(config)
+    if not path.is_file():
+        return config  # a shipped recipe's name
+    try:
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return config  # the CLI's parser names what is wrong with it
+    if not isinstance(loaded, dict) or not set(_RUN_KEYS) & set(loaded):
+        return config
+    return yaml.safe_dump({key: value for key, value in loaded.items() if key not in _RUN_KEYS}, sort_keys=False)
 
 
 def _load_user_evaluator(spec: str) -> Callable[[Arch], Any]:
@@ -79,12 +98,31 @@ def _init_distributed() -> tuple[int, int, torch.device]:
     return rank, world, torch.device("cpu")
 
 
+def _state_differences(own: Mapping[str, torch.Tensor], saved: Mapping[str, Any]) -> str:
+    """How two state dicts differ, counted, with the first tensor of each kind."""
+    kinds = {
+        "missing from the checkpoint": [key for key in own if key not in saved],
+        "not in this model": [key for key in saved if key not in own],
+        "of another shape": [
+            key for key in own if key in saved and tuple(own[key].shape) != tuple(getattr(saved[key], "shape", ()))
+        ],
+    }
+    return "; ".join(f"{len(keys)} tensors {kind}, e.g. {keys[0]}" for kind, keys in kinds.items() if keys)
+
+
 def _supernet_evaluator(
     model: Any, datamodule: Any, ns: argparse.Namespace, rank: int, world: int, device: torch.device
 ) -> SupernetEvaluator:
     checkpoint = load_checkpoint(ns.ckpt_path, mmap=False)
     check_checkpoint_origin(checkpoint, method=type(model).__name__, space=type(model.space).__name__)
-    model.load_state_dict(checkpoint["state_dict"])
+    try:
+        model.load_state_dict(checkpoint["state_dict"])
+    except RuntimeError:  # the same method and space class, built with other sizes or ops
+        raise ValueError(
+            f"the checkpoint {ns.ckpt_path!r} holds a supernet of another shape than --config {ns.config!r} builds "
+            f"({_state_differences(model.state_dict(), checkpoint['state_dict'])}); pass the config it was trained "
+            "with (its run directory's config.yaml) or the same overrides"
+        ) from None
     model.space.to(device)
     datamodule.setup("fit")
     held = collect_batches(datamodule.val_dataloader(), datamodule, ns.num_batches)

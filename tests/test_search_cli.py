@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from lightning_nas.cli import main
 from lightning_nas.search import LatencyTable
@@ -127,6 +128,28 @@ def test_fit_then_search_writes_front_and_plot_and_lut_builds(
         )
     assert exit_info.value.code == 2
     assert "latency_ms <= -1e+09 (smallest found:" in capsys.readouterr().err
+
+
+def test_search_reads_the_runs_own_config_and_names_a_supernet_of_another_shape(
+    supernet: Path, data_root: Path, tmp_path: Path, capsys
+) -> None:
+    """A run's saved config.yaml also holds fit's ckpt_path, which the search's parser refused ('Option ckpt_path
+    is not accepted'); the shipped recipe without the run's overrides failed with every tensor's size mismatch."""
+    saved = supernet.parents[1] / "config.yaml"
+    assert "ckpt_path" in yaml.safe_load(saved.read_text())
+    flags = ["--ckpt_path", str(supernet), "--num_evaluations", "2", "--num_batches", "1", "--calibration_batches", "1"]
+    out = tmp_path / "search"
+    assert main(["search", "--config", str(saved), *flags, "--image_size", "28", "--output_dir", str(out)]) == 0
+    space = DartsCellSpace(in_channels=1, channels=4, layers=2, steps=1)  # the overrides the run was trained with
+    assert space.validate_arch(json.loads((out / "best_architecture.json").read_text()))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["search", "--config", CONFIG, f"--data.init_args.root={data_root}", *flags, "--output_dir", str(out)])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "holds a supernet of another shape than --config" in err
+    assert "tensors missing from the checkpoint, e.g. space.cells." in err
+    assert "tensors of another shape, e.g. space.alpha_normal" in err  # 1 node of 4 ops, not 4 nodes of 8
+    assert len(err.splitlines()) == 1
 
 
 def test_search_on_two_processes_equals_one_process(supernet: Path, data_root: Path, tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ weight decay 3e-4), auxiliary towers of weight 0.4, drop-path 0.2 growing linear
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -16,7 +17,7 @@ from torch import Tensor
 from torchmetrics.classification import MulticlassAccuracy
 from typing_extensions import override
 
-from lightning_nas.arch import Genotype, load_arch
+from lightning_nas.arch import Arch, Genotype, load_arch
 from lightning_nas.methods.base import (
     CHECKPOINT_KEY,
     Batches,
@@ -53,11 +54,26 @@ def resolve_genotype(arch: str | Genotype) -> Genotype:
                 f"({', '.join(sorted(PUBLISHED_GENOTYPES))})"
             )
         loaded = load_arch(arch)
-        if not isinstance(loaded, Genotype):
-            raise ValueError(f"{arch!r} holds an architecture mapping, not a DARTS genotype")
-        genotype = loaded
+        genotype = loaded if isinstance(loaded, Genotype) else _cell_genotype(loaded, arch)
     genotype.check_ops(list_ops())
     return genotype
+
+
+_CELL_CHOICE = re.compile(r"(normal|reduce)/node(\d+)/(op|in)([01])")
+
+
+def _cell_genotype(arch: Arch, source: str) -> Genotype:
+    """The genotype of a DARTS-cell architecture mapping (``normal/node2/op0``: ..., what SPOS, CARS and
+    ``lightning-nas search`` write for the DARTS cell space)."""
+    names = {name: _CELL_CHOICE.fullmatch(name) for name in arch}
+    unknown = sorted(name for name, match in names.items() if match is None)
+    if unknown or not names:
+        raise ValueError(
+            f"{source!r} holds an architecture mapping that is not a DARTS cell's (choices such as "
+            f"'normal/node2/op0', 'normal/node2/in0'); unknown choices: {unknown[:5]}"
+        )
+    steps = max(int(match.group(2)) for match in names.values() if match is not None) - 1
+    return Genotype.from_arch(arch, steps)
 
 
 class TrainFromScratch(pl.LightningModule):
@@ -157,6 +173,15 @@ class TrainFromScratch(pl.LightningModule):
     @override
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         check_checkpoint_origin(checkpoint, method=self.CHECKPOINT_METHOD, space=self.CHECKPOINT_NETWORK)
+        trained, built = checkpoint[CHECKPOINT_KEY].get("result"), export_payload(self.export())
+        if isinstance(trained, dict) and trained != built:
+            # same network class, other architecture: the weights would load into the wrong cells without a word
+            key = next(k for k in sorted(set(trained) | set(built)) if trained.get(k) != built.get(k))
+            raise ValueError(
+                f"the checkpoint trained another architecture than this run's arch builds ({key}: "
+                f"{trained.get(key)} in the checkpoint, {built.get(key)} here); a relative arch path read from "
+                "another directory, or a changed file? Pass the architecture the checkpoint was trained with"
+            )
 
 
 class Retrain(TrainFromScratch):
@@ -211,6 +236,8 @@ class Retrain(TrainFromScratch):
         self.auxiliary_weight, self.drop_path_prob = auxiliary_weight, drop_path_prob
         self.channels_last = channels_last
         self.genotype = resolve_genotype(arch)
+        # the checkpoint's hyperparameters keep the genotype itself, not a path that means another file elsewhere
+        self.hparams["arch"] = str(self.genotype)
         self.network = DartsNetwork(
             self.genotype,
             in_channels=in_channels,

@@ -10,9 +10,12 @@ import pytest
 import torch
 from torch import Tensor
 
+from lightning_nas.arch import Genotype, save_arch
 from lightning_nas.data import FashionMNISTDataModule, SyntheticDataModule
 from lightning_nas.methods import DARTS, Retrain
+from lightning_nas.methods.retrain import resolve_genotype
 from lightning_nas.ops import DARTS_OPS
+from lightning_nas.spaces.genotypes import PUBLISHED_GENOTYPES
 from tests.tiny import quiet_trainer, tiny_darts_space
 
 
@@ -146,6 +149,48 @@ def test_retrain_ramps_drop_path_linearly(tmp_path: Path) -> None:
     data = SyntheticDataModule(num_samples=64, num_classes=4, in_channels=1, image_size=8, batch_size=16)
     quiet_trainer(tmp_path, max_epochs=4, limit_val_batches=0, callbacks=[Probe()]).fit(model, datamodule=data)
     assert seen == pytest.approx([0.0, 0.05, 0.1, 0.15])  # 0.2 * epoch / 4, as the reference schedule
+
+
+def test_a_darts_cell_mapping_retrains_as_its_genotype(tmp_path: Path) -> None:
+    """SPOS and CARS on the DARTS cell export the choice mapping (``normal/node2/op0``: ...), which Retrain refused
+    ('holds an architecture mapping, not a DARTS genotype') although their pages say the result retrains."""
+    mapping = {}
+    normal = ("sep_conv_3x3", "skip_connect", "max_pool_3x3", "dil_conv_3x3")
+    cells = {"normal": normal, "reduce": ("avg_pool_3x3",) * 4}
+    for cell, ops in cells.items():
+        for index, op in enumerate(ops):
+            node, slot = 2 + index // 2, index % 2
+            mapping[f"{cell}/node{node}/op{slot}"] = op
+            mapping[f"{cell}/node{node}/in{slot}"] = (0, 1, 2, 0)[index]
+    save_arch(mapping, tmp_path / "spos.json")
+    expected = Genotype(
+        normal=(("sep_conv_3x3", 0), ("skip_connect", 1), ("max_pool_3x3", 2), ("dil_conv_3x3", 0)),
+        normal_concat=(2, 3),
+        reduce=(("avg_pool_3x3", 0), ("avg_pool_3x3", 1), ("avg_pool_3x3", 2), ("avg_pool_3x3", 0)),
+        reduce_concat=(2, 3),
+    )
+    assert resolve_genotype(str(tmp_path / "spos.json")) == expected
+    assert Retrain(str(tmp_path / "spos.json"), in_channels=1, num_classes=4, channels=4, layers=3).genotype == expected
+    save_arch({"edge_1_0": "nor_conv_3x3"}, tmp_path / "nb201.json")
+    with pytest.raises(ValueError, match=r"not a DARTS cell's .*unknown choices: \['edge_1_0'\]"):
+        resolve_genotype(str(tmp_path / "nb201.json"))
+
+
+def test_a_retrain_checkpoint_refuses_another_architecture_and_keeps_its_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The checkpoint named its genotype by the arch path it was built from: read again from another directory, or
+    after the file changed, the weights loaded into other cells without a word."""
+    save_arch(PUBLISHED_GENOTYPES["DARTS_V2"], tmp_path / "arch.json")
+    options = {"in_channels": 1, "num_classes": 4, "channels": 4, "layers": 3}
+    trained = Retrain(str(tmp_path / "arch.json"), **options)
+    checkpoint: dict = {}
+    trained.on_save_checkpoint(checkpoint)
+    Retrain("DARTS_V2", **options).on_load_checkpoint(checkpoint)  # the same genotype, named otherwise: loads
+    with pytest.raises(ValueError, match=r"the checkpoint trained another architecture than this run's arch builds"):
+        Retrain("DARTS_V1", **options).on_load_checkpoint(checkpoint)
+    monkeypatch.chdir(tmp_path / "..")  # the hyperparameters rebuild the trained genotype from anywhere
+    assert Retrain(**trained.hparams).genotype == PUBLISHED_GENOTYPES["DARTS_V2"]
 
 
 @pytest.mark.parametrize("nesterov", [False, True])
