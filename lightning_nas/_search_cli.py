@@ -318,7 +318,13 @@ def lut_main(argv: Sequence[str]) -> int:
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--max_archs", type=int, default=500)
     parser.add_argument("--clock", choices=("wall", "cpu"), default="wall")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --output file")
     ns, overrides = parser.parse_known_args(list(argv))
+    output = Path(ns.output)
+    if output.is_dir():  # checked before the timing, which takes minutes
+        parser.error(f"--output {ns.output!r} is a directory; give the JSON file to write")
+    if output.exists() and not ns.overwrite:
+        parser.error(f"--output {ns.output!r} exists; pass --overwrite to replace it or choose another --output")
     try:
         model, _ = _build(ns.config, overrides)
         space: SearchSpace = model.space.to(ns.device)

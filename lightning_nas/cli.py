@@ -17,6 +17,7 @@ import argparse
 import importlib
 import json
 import os
+import signal
 import sys
 import warnings
 from collections.abc import Sequence
@@ -29,6 +30,7 @@ from jsonargparse import Namespace
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.plugins.io import TorchCheckpointIO
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from typing_extensions import override
 
 import lightning_nas.data  # noqa: F401  (registers the datamodules for --data=ShortName)
@@ -48,6 +50,10 @@ from lightning_nas.methods.base import CHECKPOINT_KEY, NASModule, check_batches,
 from lightning_nas.recipes import RecipeNotFoundError, recipes_main, resolve_config_args
 
 __all__ = ["NASCLI", "SaveRunConfig", "main", "read_checkpoint_result"]
+
+SIGTERM_EXIT = 128 + signal.SIGTERM
+"""The exit status of a run stopped by SIGTERM (a pre-emption): 143, what a shell reports for a process SIGTERM
+ended, so that ``fit && export`` does not go on as if the run had finished."""
 
 _EPILOG = (
     "other commands:\n"
@@ -309,12 +315,15 @@ def _export_subnet(ns: argparse.Namespace, parser: argparse.ArgumentParser) -> i
         calibration_data,
         export_subnet,
         load_elastic_checkpoint,
+        require_onnx,
         resolve_subnet,
         save_onnx,
         save_subnet,
     )
 
     try:
+        if ns.onnx:
+            require_onnx()  # before anything is written: the .pt2 would otherwise block the rerun (--overwrite)
         meta = read_checkpoint_result(ns.ckpt_path)
         output = Path(ns.output) if ns.output else Path(ns.ckpt_path).with_name("subnet.pt2")
         for path in (output, *([Path(ns.onnx)] if ns.onnx else [])):
@@ -386,5 +395,9 @@ def main(args: Sequence[str] | None = None) -> int:
         return (search_main if argv[0] == "search" else lut_main)(argv[1:])
     if args is None:
         sys.argv[1:] = argv  # LightningCLI reads the command line itself (and warns when given both)
-    NASCLI(args=None if args is None else argv)
+    try:
+        NASCLI(args=None if args is None else argv)
+    except SIGTERMException:  # a SystemExit without a code: the process would exit 0, as if the run had finished
+        print("lightning-nas: stopped by SIGTERM (the checkpoint to resume from is named above)", file=sys.stderr)
+        return SIGTERM_EXIT
     return 0

@@ -30,7 +30,7 @@ from lightning_nas.calibration import collect_calibration_images, normalised_bat
 from lightning_nas.methods.base import CHECKPOINT_KEY
 from lightning_nas.spaces.elastic import ElasticSpace, elastic_space_from_config
 
-__all__ = ["calibration_data", "load_elastic_checkpoint", "resolve_subnet", "save_onnx", "save_subnet"]
+__all__ = ["calibration_data", "load_elastic_checkpoint", "require_onnx", "resolve_subnet", "save_onnx", "save_subnet"]
 
 ARCH_FILE = "architecture.json"
 
@@ -112,15 +112,20 @@ def save_subnet(subnet: nn.Module, arch: Arch, example: Tensor, path: str | Path
     return target
 
 
+def require_onnx() -> None:
+    """Raise ``ImportError`` naming the extra if ``onnx`` or ``onnxscript`` is missing (checked before any work)."""
+    missing = [name for name in ("onnx", "onnxscript") if importlib.util.find_spec(name) is None]
+    if missing:
+        raise ImportError(f'ONNX export needs {" and ".join(missing)}: pip install "lightning-nas[onnx]"')
+
+
 def save_onnx(subnet: nn.Module, example: Tensor, path: str | Path) -> Path:
     """Export ``subnet`` to ONNX (input ``images`` with a dynamic batch, output ``logits``).
 
     Raises:
         ImportError: ``onnx`` or ``onnxscript`` is missing (``pip install "lightning-nas[onnx]"``).
     """
-    missing = [name for name in ("onnx", "onnxscript") if importlib.util.find_spec(name) is None]
-    if missing:
-        raise ImportError(f'ONNX export needs {" and ".join(missing)}: pip install "lightning-nas[onnx]"')
+    require_onnx()
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     torch.onnx.export(

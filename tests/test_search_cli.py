@@ -252,3 +252,18 @@ def test_bad_flags_are_named(capsys) -> None:
     with pytest.raises(SystemExit):
         main(["lut", "--config", CONFIG])
     assert "--output" in capsys.readouterr().err
+
+
+def test_lut_refuses_an_output_it_would_replace_or_cannot_write_before_timing(
+    tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import lightning_nas._search_cli as search_cli
+
+    monkeypatch.setattr(search_cli, "_build", lambda *a: pytest.fail("the space was built (and timed)"))
+    (tmp_path / "lut.json").write_text("{}")
+    for output, message in ((tmp_path, "is a directory"), (tmp_path / "lut.json", "exists; pass --overwrite")):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["lut", "--config", CONFIG, "--output", str(output)])
+        assert exit_info.value.code == 2
+        assert message in capsys.readouterr().err
+    assert (tmp_path / "lut.json").read_text() == "{}"

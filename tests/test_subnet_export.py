@@ -99,3 +99,4 @@ def test_onnx_without_the_packages_names_the_extra(
     with pytest.raises(SystemExit):
         main([*args, "--no_recalibrate", "--onnx", str(tmp_path / "max.onnx")])
     assert 'pip install "lightning-nas[onnx]"' in capsys.readouterr().err
+    assert not (tmp_path / "max.pt2").exists()  # checked first: a rerun once onnx is installed needs no --overwrite

@@ -67,6 +67,7 @@ def test_sigterm_mid_epoch_leaves_a_checkpoint_that_resumes(tmp_path: Path) -> N
     output = process.communicate(timeout=120)[0].decode()
     checkpoint = run_dir / "checkpoints" / "interrupted.ckpt"
     assert checkpoint.is_file(), output[-3000:]
+    assert process.returncode == 128 + signal.SIGTERM, output[-3000:]  # not 0: a job script must not go on
     assert not list((run_dir / "checkpoints").glob(".*partial")), "a temporary file was left behind"
     state = torch.load(checkpoint, map_location="cpu", weights_only=True)
     assert state["lightning_nas"]["method"] == "DARTS"
