@@ -14,6 +14,7 @@ import argparse
 import importlib
 import json
 import os
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -246,7 +247,11 @@ def _search_parser() -> argparse.ArgumentParser:
     parser.add_argument("--calibration_batches", type=int, default=4, help="training batches for BN recalibration")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output_dir", default="search_results")
+    parser.add_argument("--overwrite", action="store_true", help="replace the results an earlier search left there")
     return parser
+
+
+RESULT_FILES = ("best_architecture.json", "pareto_front.json", "history.json", "pareto_front.png")
 
 
 def search_main(argv: Sequence[str]) -> int:
@@ -257,7 +262,14 @@ def search_main(argv: Sequence[str]) -> int:
         parser.error(f"--num_evaluations must be >= 1, got {ns.num_evaluations}")
     if (ns.max_latency_ms is None) != (ns.latency_table is None):
         parser.error("--max_latency_ms and --latency_table go together")
+    earlier = [name for name in RESULT_FILES if (Path(ns.output_dir) / name).exists()]
+    if earlier and not ns.overwrite:
+        parser.error(
+            f"--output_dir {ns.output_dir!r} holds an earlier search's {', '.join(earlier)}; pass --overwrite to "
+            "replace them or choose another --output_dir"
+        )
     rank, world, device = _init_distributed()
+    interrupted = False
     try:
         model, datamodule = _build(ns.config, overrides)
         space: SearchSpace = model.space
@@ -273,15 +285,24 @@ def search_main(argv: Sequence[str]) -> int:
             constraints.append(LatencyTable.load(ns.latency_table).constraint(space, ns.max_latency_ms))
         strategy = _strategy(ns, space, constraints)
         evaluate = with_metrics(evaluate, params=costs.params, flops=costs.flops)
-        for _ in range(ns.num_evaluations):
-            arch = strategy.ask()
-            strategy.tell(arch, evaluate(arch))
+        try:
+            for _ in range(ns.num_evaluations):
+                arch = strategy.ask()
+                strategy.tell(arch, evaluate(arch))
+        except KeyboardInterrupt:  # Ctrl-C: what was evaluated so far is written, not lost
+            interrupted = True
     except (OSError, ValueError, KeyError) as err:  # ConstraintError is a ValueError naming the best value found
         parser.exit(2, f"lightning-nas search: error: {err}\n")
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
-    return _write_results(strategy, Path(ns.output_dir)) if rank == 0 else 0
+    if not interrupted:
+        return _write_results(strategy, Path(ns.output_dir)) if rank == 0 else 0
+    done = len(strategy.history)
+    print(f"lightning-nas search: interrupted after {done} of {ns.num_evaluations} evaluations", file=sys.stderr)
+    if rank == 0 and done:
+        _write_results(strategy, Path(ns.output_dir))
+    return 130  # what a shell reports for a process ended by Ctrl-C
 
 
 def _write_results(strategy: SearchStrategy, output: Path) -> int:

@@ -123,7 +123,7 @@ def test_fit_then_search_writes_front_and_plot_and_lut_builds(
                 "--num_evaluations",
                 "2",
                 "--output_dir",
-                str(out),
+                str(tmp_path / "latency"),
             ]
         )
     assert exit_info.value.code == 2
@@ -143,7 +143,9 @@ def test_search_reads_the_runs_own_config_and_names_a_supernet_of_another_shape(
     space = DartsCellSpace(in_channels=1, channels=4, layers=2, steps=1)  # the overrides the run was trained with
     assert space.validate_arch(json.loads((out / "best_architecture.json").read_text()))
     with pytest.raises(SystemExit) as exit_info:
-        main(["search", "--config", CONFIG, f"--data.init_args.root={data_root}", *flags, "--output_dir", str(out)])
+        main(
+            ["search", "--config", CONFIG, f"--data.init_args.root={data_root}", *flags, "--output_dir", str(tmp_path)]
+        )
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert "holds a supernet of another shape than --config" in err
@@ -212,8 +214,29 @@ def test_search_a_tabular_benchmark(nb201_path: Path, tmp_path: Path, capsys) ->
     best = json.loads((out / "best_architecture.json").read_text())
     assert float(rows[fmt.format(best)]["cifar10_valid"]) == max(t["metrics"]["accuracy"] for t in history)
 
+    with pytest.raises(SystemExit):  # the same --output_dir again: the results are kept
+        main([*flags, "--table_metric", "cifar10_valid", "--num_evaluations", "4", "--output_dir", str(out)])
+    assert "holds an earlier search's best_architecture.json, pareto_front.json" in capsys.readouterr().err
+    assert len(json.loads((out / "history.json").read_text())) == 40
+    assert (
+        main(
+            [
+                *flags,
+                "--table_metric",
+                "cifar10_valid",
+                "--num_evaluations",
+                "4",
+                "--output_dir",
+                str(out),
+                "--overwrite",
+            ]
+        )
+        == 0
+    )
+    assert len(json.loads((out / "history.json").read_text())) == 4
+
     with pytest.raises(SystemExit):
-        main([*flags, "--table_metric", "cifar10_accuracy", "--output_dir", str(out)])
+        main([*flags, "--table_metric", "cifar10_accuracy", "--output_dir", str(tmp_path / "other")])
     assert "no numeric column 'cifar10_accuracy'; its columns: cifar10_valid, cifar10_test" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["search", "--config", CONFIG, "--table", str(nb201_path), "--table_metric", "cifar10_valid"])
@@ -267,3 +290,25 @@ def test_lut_refuses_an_output_it_would_replace_or_cannot_write_before_timing(
         assert exit_info.value.code == 2
         assert message in capsys.readouterr().err
     assert (tmp_path / "lut.json").read_text() == "{}"
+
+
+def test_ctrl_c_writes_what_the_search_evaluated_so_far(
+    tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Results were written only at the end: Ctrl-C in a long search lost every evaluation."""
+    (tmp_path / "stops_on_third.py").write_text(
+        "calls = []\n"
+        "def evaluate(arch):\n"
+        "    calls.append(arch)\n"
+        "    if len(calls) == 3:\n"
+        "        raise KeyboardInterrupt\n"
+        "    return {'accuracy': float(len(calls))}\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    out = tmp_path / "search"
+    flags = ["--evaluator", "stops_on_third:evaluate", "--num_evaluations", "50", "--output_dir", str(out)]
+    assert main(["search", "--config", CONFIG, *TINY, *flags]) == 130
+    assert "interrupted after 2 of 50 evaluations" in capsys.readouterr().err
+    history = json.loads((out / "history.json").read_text())
+    assert [trial["metrics"]["accuracy"] for trial in history] == [1.0, 2.0]
+    assert json.loads((out / "best_architecture.json").read_text()) == history[1]["arch"]
