@@ -65,6 +65,19 @@ class RecalibrateBatchNorm(pl.Callback):
         self._images: tuple[Tensor, Tensor] | None = None
 
     @override
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # refused here, before any training, rather than at the first validation (a datamodule without a sized
+        # train_dataset is checked there)
+        dataset = getattr(getattr(trainer, "datamodule", None), "train_dataset", None)
+        size = len(dataset) if dataset is not None and hasattr(dataset, "__len__") else None
+        if size is not None and size < self.num_images:
+            raise ValueError(
+                f"BN recalibration asks for {self.num_images} training images, but the training set holds {size}: "
+                f"lower the method's calibration_images (--model.calibration_images={size} or less on the command "
+                "line; 0 turns recalibration off) or train on more images"
+            )
+
+    @override
     def on_validation_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         batches = self.batches(trainer, pl_module.device)
         if not isinstance(pl_module, EvaluatesSubnets):

@@ -22,7 +22,7 @@ from lightning_nas.methods.bignas import exponential_decay_with_floor, weight_de
 from lightning_nas.ops.elastic import ElasticInvertedResidual
 from lightning_nas.search import CoarseToFineSearch, ConstraintError, CostModel, SupernetEvaluator, run_search
 from lightning_nas.spaces import DartsCellSpace, ElasticMobileNetV3
-from tests.tiny import TINY_WIDTHS, quiet_trainer, tiny_elastic_space
+from tests.tiny import TINY_WIDTHS, plain_data, quiet_trainer, tiny_elastic_space
 
 
 def _model(**kwargs: Any) -> BigNAS:
@@ -372,3 +372,13 @@ def test_genotype_logger_records_the_sandwich_and_plots_the_three_subnets(tmp_pa
     assert sampled["16"] >= 1 / 3
     assert sampled["8"] >= 1 / 3
     assert sorted(p.name for p in tmp_path.rglob("subnets_*.png"))
+
+
+def test_more_calibration_images_than_training_images_is_refused_before_training(tmp_path: Path) -> None:
+    """Found only at the first validation ('the loader holds 48 images; 100 were asked'), after an epoch of training,
+    and without naming the setting to change."""
+    trainer = quiet_trainer(tmp_path, max_epochs=1)
+    with pytest.raises(ValueError, match=r"asks for 100 training images, but the training set holds 48: .*"
+                       r"--model.calibration_images=48 or less"):  # fmt: skip
+        trainer.fit(_model(calibration_images=100), datamodule=plain_data())
+    assert trainer.global_step == 0
