@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import lightning.pytorch as pl
+import torch
 from lightning.pytorch.utilities import rank_zero_warn
 from typing_extensions import override
 
@@ -49,4 +50,19 @@ class CheckpointOnInterrupt(pl.Callback):
         if trainer.is_global_zero:
             os.replace(partial, path)
             self.last_path = path
+            broken = _non_finite_tensors(pl_module)
+            if broken:  # a diverged run: resuming from these weights diverges again at once
+                rank_zero_warn(
+                    f"{type(exception).__name__} during fit: saved {path} for inspection, but {len(broken)} of its "
+                    f"tensors are not finite (e.g. {broken[0]}), so do not resume from it; resume from the last "
+                    f"checkpoint before the divergence (last.ckpt in {self.dirpath}) with a lower learning rate, "
+                    "or skip non-finite updates (--model.nan_policy=skip)"
+                )
+                return
             rank_zero_warn(f"{type(exception).__name__} during fit: saved {path}; resume with --ckpt_path={path}")
+
+
+def _non_finite_tensors(module: pl.LightningModule) -> list[str]:
+    """The names of the module's floating-point parameters and buffers holding a NaN or an infinity."""
+    named = [*module.named_parameters(), *module.named_buffers()]
+    return [name for name, tensor in named if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())]

@@ -130,7 +130,10 @@ class NASModule(pl.LightningModule):
             return True
         message = f"non-finite {name} at step {self.global_step} (epoch {self.current_epoch})"
         if self.nan_policy == "stop":
-            raise FloatingPointError(f"{message}; stopping (pass nan_policy='skip' to skip such updates instead)")
+            raise FloatingPointError(
+                f"{message}; stopping (pass nan_policy='skip', --model.nan_policy=skip on the command line, to skip "
+                "such updates instead)"
+            )
         self.skipped_steps += 1
         rank_zero_warn(f"{message}; update skipped ({self.skipped_steps} so far)")
         return False

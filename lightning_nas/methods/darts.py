@@ -190,7 +190,9 @@ class DARTS(NASModule):
         alphas = self.space.arch_parameters()
         try:
             grads, val_loss = self.architecture_gradient(train_batch, val_batch)
-        except FloatingPointError:  # a loss inside the unrolled step was not finite
+        except FloatingPointError:  # a loss inside the unrolled step was not finite (checked below, outside the
+            grads = None  # handler, so that a stop shows one error rather than two chained tracebacks)
+        if grads is None:
             self.check_finite(torch.tensor(float("nan")), "loss in the unrolled architecture step")
             return
         # one check (one cross-rank decision) for the loss and every gradient

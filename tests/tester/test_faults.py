@@ -144,6 +144,35 @@ def test_nan_loss_stops_with_the_step_and_the_loss_named(tmp_path: Path) -> None
     assert all(torch.isfinite(p).all() for p in model.parameters())
 
 
+@pytest.mark.parametrize("diverged", [False, True])
+def test_the_checkpoint_of_a_stopped_run_is_recommended_only_when_its_weights_are_finite(
+    diverged: bool, tmp_path: Path
+) -> None:
+    """A NaN loss after the weights diverged (a huge learning rate) left interrupted.ckpt full of NaNs, and the
+    warning said to resume from it, which fails again at once."""
+
+    class Diverges(NaNAt):
+        def training_loss(self, logits: Tensor, targets: Tensor) -> Tensor:
+            if diverged and self.losses == self.nan_step:
+                with torch.no_grad():
+                    next(self.space.parameters()).fill_(float("inf"))
+            return super().training_loss(logits, targets)
+
+    pl.seed_everything(0)
+    model = Diverges(tiny_darts_space(), order="first", nan_step=2)
+    with pytest.warns(UserWarning, match="FloatingPointError during fit") as warned, pytest.raises(FloatingPointError):
+        _trainer(tmp_path, max_steps=5, callbacks=[CheckpointOnInterrupt()]).fit(model, datamodule=bilevel_data())
+    messages = " ".join(str(w.message) for w in warned)
+    checkpoint = tmp_path / "checkpoints" / "interrupted.ckpt"
+    assert checkpoint.is_file()  # kept either way, for inspection
+    if diverged:
+        assert f"saved {checkpoint} for inspection, but 1 of its tensors are not finite" in messages
+        assert "do not resume from it" in messages
+        assert "--ckpt_path" not in messages
+    else:
+        assert f"resume with --ckpt_path={checkpoint}" in messages
+
+
 def test_nan_loss_skipped_on_request_leaves_the_weights_untouched(tmp_path: Path) -> None:
     pl.seed_everything(0)
     model = NaNAt(tiny_darts_space(), order="first", nan_step=2, nan_policy="skip")
