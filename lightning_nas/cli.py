@@ -112,6 +112,19 @@ class NASCLI(LightningCLI):
         parser.add_lightning_class_args(GenotypeLogger, "genotype_logger")
 
     @override
+    def instantiate_classes(self) -> None:
+        # jsonargparse wraps a constructor's error (an unknown op, a missing arch file) in a Union message after two
+        # tracebacks: the constructor's own message, naming the value and the valid ones, is what the user needs
+        try:
+            super().instantiate_classes()
+        except (ValueError, TypeError, OSError, ImportError) as err:
+            cause: BaseException = err
+            while cause.__cause__ is not None:
+                cause = cause.__cause__
+            where = self.config.get("subcommand") or "run"
+            self.parser.exit(2, f"lightning-nas {where}: error: {type(cause).__name__}: {cause}\n")
+
+    @override
     def _parse_ckpt_path(self) -> None:
         # LightningCLI reads the checkpoint's hyperparameters into the config before anything is built: check the
         # file and its method first, so a broken or foreign checkpoint gets one clear line instead of a traceback.

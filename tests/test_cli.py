@@ -105,9 +105,28 @@ def test_unknown_flag_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert "learning_rate_of_alphas" in capsys.readouterr().err
 
 
-def test_unknown_op_in_config_is_named(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="unknown op 'sep_conv_9x9'; registered ops"):
-        main(_search_args(tmp_path, "--model.space.init_args.ops=[none,sep_conv_9x9]"))
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--model.space.init_args.ops=[none,sep_conv_9x9]"], "ValueError: unknown op 'sep_conv_9x9'; registered ops"),
+        (
+            ["fit", "--config", str(REPO / "configs/retrain/digits.yaml"), "--model.arch=DARTS_V3"],
+            "FileNotFoundError: arch 'DARTS_V3' is not a file, a genotype string or JSON, nor a published genotype",
+        ),
+    ],
+)
+def test_a_value_a_class_refuses_is_one_line_naming_it(
+    args: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The constructor's message came after two tracebacks and inside jsonargparse's 'Does not validate against any
+    of the Union subtypes'."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(args if args[0] == "fit" else _search_args(tmp_path, *args))
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert f"lightning-nas fit: error: {message}" in err
+    assert "Traceback" not in err
+    assert "Union" not in err
 
 
 def test_console_script_runs() -> None:

@@ -200,7 +200,7 @@ def _cases(tmp: Path) -> list[tuple[str, Callable[[], object], type[BaseExceptio
         ),
         # CLI, configs and checkpoints
         ("cli-flag", _cli(tmp, "--model.arch_lrr=0.1"), SystemExit, "arch_lrr"),
-        ("cli-op-in-config", _cli(tmp, "--model.space.init_args.ops=[sep_conv_3x3,conv_9x9]"), ValueError, "conv_9x9"),
+        ("cli-op-in-config", _cli(tmp, "--model.space.init_args.ops=[sep_conv_3x3,conv_9x9]"), SystemExit, "conv_9x9"),
         ("cli-classes", _cli(tmp, "--model.space.init_args.num_classes=7"), ValueError, "num_classes=7"),
         ("ckpt-missing", _cli(tmp, f"--ckpt_path={ckpt_missing}"), SystemExit, "nothing.ckpt"),
         ("ckpt-not-a-checkpoint", _cli(tmp, f"--ckpt_path={not_ckpt}"), SystemExit, "text.ckpt"),
