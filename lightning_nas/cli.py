@@ -215,7 +215,7 @@ class SaveRunConfig(SaveConfigCallback):
 
     @override
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        if self.already_saved:
+        if self.already_saved or trainer.fast_dev_run:  # a smoke test writes no run files
             return
         directory = run_dir(trainer)  # collective: every rank asks
         path = directory / self.config_filename

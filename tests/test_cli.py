@@ -155,3 +155,14 @@ def test_the_command_leaves_out_the_leafspec_deprecation_only(capsys: pytest.Cap
         warnings.warn("another deprecation", FutureWarning, stacklevel=1)
     assert [str(w.message) for w in after] == ["another deprecation"]
     capsys.readouterr()
+
+
+def test_fast_dev_run_writes_no_run_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Lightning's fast_dev_run turns off loggers and checkpoints; the architecture file, its history and pictures,
+    the config and the interrupt checkpoint went to the working directory instead (each run replacing the last)."""
+    monkeypatch.chdir(tmp_path)
+    args = ["fit", "--config", str(REPO / "configs/darts/digits.yaml"), "--trainer.fast_dev_run=1"]
+    main([*args, "--model.space.init_args.layers=3", "--model.space.init_args.channels=4", "--model.order=first"])
+    written = {str(path.relative_to(tmp_path)) for path in tmp_path.rglob("*") if path.is_file()}
+    # Lightning 2.6's ModelCheckpoint(save_last=True) still writes checkpoints/last.ckpt at train end: its own
+    assert not written - {"checkpoints/last.ckpt"}

@@ -66,8 +66,8 @@ class ExportArchitecture(pl.Callback):
         rank_zero_info("\n".join(lines))
 
     def _write(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> Arch | Genotype | None:
-        if not isinstance(pl_module, ExportsArchitecture) or trainer.sanity_checking:
-            return None
+        if not isinstance(pl_module, ExportsArchitecture) or trainer.sanity_checking or trainer.fast_dev_run:
+            return None  # fast_dev_run: a smoke test writes no run files, as Lightning's loggers and checkpoints
         result = pl_module.export()
         path = self.path(trainer)
         if trainer.is_global_zero:

@@ -35,6 +35,8 @@ class CheckpointOnInterrupt(pl.Callback):
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         # log_dir is a collective under DDP: every rank asks for it here, where every rank runs
         self.dirpath = Path(trainer.log_dir or trainer.default_root_dir) / "checkpoints"
+        if trainer.fast_dev_run:  # a smoke test writes no checkpoint, as Lightning's ModelCheckpoint
+            self.dirpath = None
 
     @override
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:

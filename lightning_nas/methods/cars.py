@@ -276,6 +276,8 @@ class CARS(NASModule):
 
     @override
     def on_fit_end(self) -> None:
+        if self.trainer.fast_dev_run:  # a smoke test writes no run files, as Lightning's loggers and checkpoints
+            return
         log_dir = self.trainer.log_dir or self.trainer.default_root_dir  # collective: ask on every rank
         if self.trainer.is_global_zero and self.history:
             path = atomic_write_text(Path(log_dir) / "pareto_front.json", json.dumps(self.front_json(), indent=2))
