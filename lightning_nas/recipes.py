@@ -115,14 +115,15 @@ def resolve_config(value: str) -> str:
 
 
 def resolve_config_args(argv: Sequence[str]) -> list[str]:
-    """``argv`` with the value of every ``--config`` flag (``--config X`` or ``--config=X``) passed through
-    :func:`resolve_config`."""
+    """``argv`` with the value of every ``--config`` flag (``--config X``, ``--config=X``, or LightningCLI's short
+    ``-c``) passed through :func:`resolve_config`."""
     out = list(argv)
     for index, arg in enumerate(out):
-        if arg == "--config" and index + 1 < len(out):
+        if arg in ("--config", "-c") and index + 1 < len(out):
             out[index + 1] = resolve_config(out[index + 1])
-        elif arg.startswith("--config="):
-            out[index] = "--config=" + resolve_config(arg.removeprefix("--config="))
+        elif arg.startswith(("--config=", "-c=")):
+            flag, _, value = arg.partition("=")
+            out[index] = f"{flag}={resolve_config(value)}"
     return out
 
 
@@ -149,8 +150,13 @@ def recipes_main(argv: Sequence[str]) -> int:
     except (OSError, ValueError) as err:
         parser.exit(2, f"lightning-nas recipes: error: {err}\n")
     width = max(len(name) for name in names + sweeps)
+    trials = [name for name in names if name.startswith("trials/")]  # read by `trials`, not by LightningCLI
     print(f"recipes in {recipes_dir()} (run one: lightning-nas fit --config NAME):")
     for name in names:
+        if name not in trials:
+            print(f"  {name:<{width}}  {_shorten(describe_recipe(name))}")
+    print("multi-trial recipes (lightning-nas trials --config NAME):")
+    for name in trials:
         print(f"  {name:<{width}}  {_shorten(describe_recipe(name))}")
     print("W&B sweeps (wandb sweep $(lightning-nas recipes --path NAME)):")
     for name in sweeps:

@@ -65,6 +65,8 @@ def resolve_subnet(spec: str, space: ElasticSpace, limits: Mapping[str, Any] | N
     """
     if spec in ("max", "min"):
         return space.sample_max_subnet(limits) if spec == "max" else space.sample_min_subnet(limits)
+    if not spec.lstrip().startswith("{") and not Path(spec).is_file():
+        raise FileNotFoundError(f"--subnet must be max, min, a JSON file or JSON text; {spec!r} is none of these")
     text = Path(spec).read_text(encoding="utf-8") if not spec.lstrip().startswith("{") else spec
     try:
         arch = json.loads(text)

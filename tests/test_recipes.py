@@ -53,6 +53,13 @@ def test_files_and_inline_yaml_are_kept_and_unknown_names_are_refused(tmp_path: 
         "--config",
         str(REPO / "configs/enas/digits.yaml"),
     ]
+    # LightningCLI's short flag too (before, `-c darts/digits` was read as a missing file)
+    assert resolve_config_args(["fit", "-c", "darts/digits", "-c=enas/digits"]) == [
+        "fit",
+        "-c",
+        str(REPO / "configs/darts/digits.yaml"),
+        f"-c={REPO / 'configs/enas/digits.yaml'}",
+    ]
     with pytest.raises(RecipeNotFoundError, match=r"'darts/digit' is neither a file nor .*closest: darts/digits"):
         recipe_path("darts/digit")
     with pytest.raises(RecipeNotFoundError, match="neither a file nor"):
@@ -65,6 +72,11 @@ def test_recipes_command_lists_and_prints(capsys: pytest.CaptureFixture[str]) ->
     for name in list_recipes() + list_recipes(sweeps=True):
         assert f"  {name} " in listing
     assert "DARTS search on scikit-learn's 8x8 digits" in listing  # the recipe's header line
+    fit_part, _, rest = listing.partition("multi-trial recipes (lightning-nas trials --config NAME):")
+    trials_part = rest.partition("W&B sweeps")[0]
+    trials = [name for name in list_recipes() if name.startswith("trials/")]
+    assert trials
+    assert all(f"  {name} " in trials_part and f"  {name} " not in fit_part for name in trials)
     assert main(["recipes", "darts/digits"]) == 0
     assert capsys.readouterr().out == (REPO / "configs/darts/digits.yaml").read_text()
     assert main(["recipes", "--path", "retrain/digits"]) == 0

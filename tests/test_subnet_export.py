@@ -75,6 +75,9 @@ def test_subnets_outside_the_trained_phase_are_refused(
     with pytest.raises(SystemExit):
         main(["export", "--ckpt_path", str(ofa_run), "--subnet", '{"resolution": 8}', "--no_recalibrate"])
     assert "architecture is missing choices" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # a misspelt max: before, '[Errno 2] No such file or directory: 'mini''
+        main(["export", "--ckpt_path", str(ofa_run), "--subnet", "mini", "--output", str(tmp_path / "x.pt2")])
+    assert "--subnet must be max, min, a JSON file or JSON text; 'mini' is none of these" in capsys.readouterr().err
 
 
 @pytest.mark.skipif(
