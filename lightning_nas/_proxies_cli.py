@@ -76,6 +76,7 @@ def proxies_main(argv: Sequence[str]) -> int:
         model, datamodule = _build(ns.config, overrides)
         space: SearchSpace = model.space
         table = _table(ns.table, space, ns.table_metric) if ns.table else None
+        datamodule.prepare_data()  # a recipe with download: true fetches its data here too, as fit does
         datamodule.setup("fit")
         (batch,) = collect_batches(datamodule.val_dataloader(), datamodule, 1)
         rows, start = [], time.perf_counter()

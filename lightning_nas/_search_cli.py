@@ -15,6 +15,7 @@ import importlib
 import json
 import os
 import sys
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -55,7 +56,9 @@ STRATEGIES = ("random", "evolution", "nsga2", "coarse_to_fine", "bananas", "pnas
 def _build(config: str, overrides: Sequence[str]) -> tuple[Any, Any]:
     from lightning_nas.cli import NASCLI
 
-    cli = NASCLI(args=["--config", _without_run_keys(config), *overrides], run=False)
+    with warnings.catch_warnings():  # the command line is this command's, and args its model-and-data part
+        warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended to run from within")
+        cli = NASCLI(args=["--config", _without_run_keys(config), *overrides], run=False)
     if not isinstance(getattr(cli.model, "space", None), SearchSpace):
         raise ValueError(f"the model of {config!r} ({type(cli.model).__name__}) has no lightning_nas search space")
     return cli.model, cli.datamodule
@@ -125,6 +128,7 @@ def _supernet_evaluator(
             "with (its run directory's config.yaml) or the same overrides"
         ) from None
     model.space.to(device)
+    datamodule.prepare_data()  # a recipe with download: true fetches its data here too, as fit does
     datamodule.setup("fit")
     held = collect_batches(datamodule.val_dataloader(), datamodule, ns.num_batches)
     if len(held) < world:

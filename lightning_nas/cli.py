@@ -30,7 +30,7 @@ from jsonargparse import Namespace
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.plugins.io import TorchCheckpointIO
-from lightning.pytorch.utilities.exceptions import SIGTERMException
+from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
 from typing_extensions import override
 
 import lightning_nas.data  # noqa: F401  (registers the datamodules for --data=ShortName)
@@ -215,7 +215,7 @@ class SaveRunConfig(SaveConfigCallback):
 
     @override
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        if self.already_saved or trainer.fast_dev_run:  # a smoke test writes no run files
+        if self.already_saved or getattr(trainer, "fast_dev_run", False):  # a smoke test writes no run files
             return
         directory = run_dir(trainer)  # collective: every rank asks
         path = directory / self.config_filename
@@ -413,4 +413,8 @@ def main(args: Sequence[str] | None = None) -> int:
     except SIGTERMException:  # a SystemExit without a code: the process would exit 0, as if the run had finished
         print("lightning-nas: stopped by SIGTERM (the checkpoint to resume from is named above)", file=sys.stderr)
         return SIGTERM_EXIT
+    except MisconfigurationException as err:  # Lightning refuses the run as set up (`test` without a test_step)
+        subcommand = next((a for a in argv if a in ("fit", "validate", "test", "predict")), "run")
+        print(f"lightning-nas {subcommand}: error: {err}", file=sys.stderr)
+        return 2
     return 0

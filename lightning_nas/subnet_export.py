@@ -91,6 +91,7 @@ def calibration_data(config_path: str | Path, num_images: int, batch_size: int) 
     parser = ArgumentParser(exit_on_error=False)
     parser.add_subclass_arguments(pl.LightningDataModule, "data")
     datamodule = parser.instantiate_classes(parser.parse_object({"data": payload["data"]})).data
+    datamodule.prepare_data()  # a recipe with download: true fetches its data here too, as fit does
     datamodule.setup("fit")
     images, labels = collect_calibration_images(datamodule.train_dataloader(), num_images)
     return normalised_batches(datamodule, images, labels, batch_size)

@@ -166,3 +166,13 @@ def test_fast_dev_run_writes_no_run_files(tmp_path: Path, monkeypatch: pytest.Mo
     written = {str(path.relative_to(tmp_path)) for path in tmp_path.rglob("*") if path.is_file()}
     # Lightning 2.6's ModelCheckpoint(save_last=True) still writes checkpoints/last.ckpt at train end: its own
     assert not written - {"checkpoints/last.ckpt"}
+
+
+def test_a_run_lightning_refuses_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`test` of a supernet method (no test step) ended in Lightning's MisconfigurationException traceback."""
+    tiny = ["--model.space.init_args.channels=4", "--model.space.init_args.layers=3", "--data.init_args.subset=64"]
+    args = ["test", "--config", str(REPO / "configs/spos/fashion_mnist.yaml"), *tiny]
+    assert main([*args, f"--trainer.logger.init_args.save_dir={tmp_path}"]) == 2
+    err = capsys.readouterr().err
+    assert "lightning-nas test: error: No `test_step()` method defined to run `Trainer.test`." in err
+    assert "Traceback" not in err

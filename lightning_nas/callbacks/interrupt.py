@@ -35,7 +35,7 @@ class CheckpointOnInterrupt(pl.Callback):
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         # log_dir is a collective under DDP: every rank asks for it here, where every rank runs
         self.dirpath = Path(trainer.log_dir or trainer.default_root_dir) / "checkpoints"
-        if trainer.fast_dev_run:  # a smoke test writes no checkpoint, as Lightning's ModelCheckpoint
+        if getattr(trainer, "fast_dev_run", False):  # a smoke test writes no checkpoint, as Lightning's ModelCheckpoint
             self.dirpath = None
 
     @override
