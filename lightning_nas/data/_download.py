@@ -206,7 +206,8 @@ def ensure_dataset(name: str, root: str | Path | None = None, download: bool = F
     Args:
         name: A key of ``DATASET_FILES``: ``"mnist"``, ``"fashion_mnist"``, ``"cifar10"`` or ``"cifar100"``.
         root: The data root (see ``default_root``).
-        download: Fetch missing files from the mirrors (md5-checked) instead of failing.
+        download: Fetch missing files from the mirrors (md5-checked) instead of failing; a present file whose md5
+            is not the dataset's (a truncated or corrupt download) is fetched again.
 
     Returns:
         The folder that holds the dataset's files.
@@ -228,6 +229,12 @@ def ensure_dataset(name: str, root: str | Path | None = None, download: bool = F
     base = default_root(root)
     folder = base / spec.folder
     missing = [file for file in spec.files if not _present(folder, file)]
+    if download and spec.archive is None:  # a present file of another md5 (truncated, corrupt) is fetched again
+        missing += [
+            file
+            for file in spec.files
+            if file not in missing and (folder / file).is_file() and _md5(folder / file) != spec.md5[file]
+        ]
     if not missing:
         return folder
     if not download:

@@ -107,7 +107,10 @@ def _read_bytes(path: Path) -> bytearray:
         with gzip.open(path, "rb") as stream:
             return bytearray(stream.read())
     except (OSError, EOFError) as error:
-        raise ValueError(f"{str(path)!r} is not a readable gzip file: {error}") from error
+        raise ValueError(
+            f"{str(path)!r} is not a readable gzip file: {error}; with download=True it is fetched again (its md5 is "
+            "checked), or delete it and put a good copy there"
+        ) from error
 
 
 def read_cifar(

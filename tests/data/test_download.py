@@ -128,6 +128,15 @@ def test_ensure_downloads_idx_files_from_a_mirror(monkeypatch: pytest.MonkeyPatc
     assert train.labels.tolist() == [3, 7]
     assert torch.equal(train.images[1, 0].flatten().long(), torch.arange(784, 1568) % 256)
 
+    # a truncated file (an interrupted copy) is fetched again with download=True, not read as a broken gzip
+    labels = root / "MNIST" / "raw" / "train-labels-idx1-ubyte.gz"
+    labels.write_bytes(labels.read_bytes()[:20])
+    with pytest.raises(ValueError, match="is not a readable gzip file: .*with download=True it is fetched again"):
+        load_mnist(root, train=True)
+    MNISTDataModule(root=str(root), download=True).prepare_data()
+    assert labels.read_bytes() == (mirror / labels.name).read_bytes()
+    assert load_mnist(root, train=True).labels.tolist() == [3, 7]
+
 
 def _cifar_archive(path: Path) -> None:
     rows = np.full((2, 3072), 5, dtype=np.uint8)
