@@ -121,8 +121,9 @@ class NASCLI(LightningCLI):
             cause: BaseException = err
             while cause.__cause__ is not None:
                 cause = cause.__cause__
-            where = self.config.get("subcommand") or "run"
-            self.parser.exit(2, f"lightning-nas {where}: error: {type(cause).__name__}: {cause}\n")
+            subcommand = self.config.get("subcommand")
+            command = f"lightning-nas {subcommand}" if subcommand else "lightning-nas"
+            self.parser.exit(2, f"{command}: error: {type(cause).__name__}: {cause}\n")
 
     @override
     def _parse_ckpt_path(self) -> None:

@@ -33,7 +33,8 @@ __all__ = ["Retrain", "resolve_genotype"]
 
 
 def resolve_genotype(arch: str | Genotype) -> Genotype:
-    """A genotype from a published name (``"DARTS_V2"``), a genotype string, or a JSON file path.
+    """A genotype from a published name (``"DARTS_V2"``), a genotype string, or a JSON file path (a genotype, or a
+    DARTS-cell architecture mapping as SPOS, CARS and ``lightning-nas search`` write).
 
     Raises:
         ValueError: the text is none of these, or the genotype uses unregistered ops.
@@ -188,8 +189,10 @@ class Retrain(TrainFromScratch):
     """Train the network of a genotype from scratch.
 
     Args:
-        arch: a genotype JSON file (what ``lightning-nas export`` writes), a genotype string, or a published name
-            (``DARTS_V1``, ``DARTS_V2``).
+        arch: a genotype JSON file (what ``lightning-nas export`` writes; a DARTS-cell architecture mapping, as
+            SPOS, CARS and ``lightning-nas search`` write, is read as its genotype), a genotype string, or a
+            published name (``DARTS_V1``, ``DARTS_V2``). The checkpoint keeps the genotype itself, and refuses to
+            load into a ``Retrain`` whose ``arch`` builds another.
         in_channels: image channels.
         num_classes: classifier outputs.
         channels: channels of the first cell (36).

@@ -368,9 +368,12 @@ def trials_main(argv: Sequence[str]) -> int:
     if ns.directory:
         recipe["directory"] = ns.directory
     try:
-        plan = plan_recipe(recipe)  # a bad recipe, a missing extra, no W&B login
+        plan = plan_recipe(recipe)
+    except (ValueError, TypeError, ImportError, OSError, RuntimeError) as err:  # a bad recipe, an extra, W&B login
+        parser.exit(2, f"lightning-nas trials: error: {ns.config}: {err}\n")
+    try:
         result = _run(recipe, plan, resume=ns.resume, address=ns.address)
-    except (ValueError, TypeError, ImportError, OSError) as err:  # also: the directory, the cluster, its resources
+    except (ValueError, TypeError, ImportError, OSError) as err:  # the directory, the cluster, its resources
         parser.exit(2, f"lightning-nas trials: error: {ns.config}: {err}\n")
     except RuntimeError as err:  # every trial failed, or Ray ended the experiment early: the record says which
         parser.exit(1, f"lightning-nas trials: error: {ns.config}: {err}\n")
