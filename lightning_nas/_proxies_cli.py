@@ -56,6 +56,8 @@ def _table(path: str, space: SearchSpace, metric: str) -> TabularBenchmark:
     file = Path(path).expanduser()
     if not file.is_file() and not file.is_absolute():
         file = default_root() / file
+        if not file.is_file():
+            raise FileNotFoundError(f"--table {path!r} is neither a file here nor under the data root ({file})")
     table = TabularBenchmark.load(file, arch_format)
     table.column(metric)
     return table

@@ -35,3 +35,6 @@ def test_proxies_command_writes_scores_and_rank_correlations(
     with pytest.raises(SystemExit):
         main(["proxies", "--config", CONFIG, "--num_archs", "1", "--out", str(out), "--proxies", "fisherr"])
     assert "unknown proxies ['fisherr']" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # before, only the data-root path it also tried was named
+        main(["proxies", "--config", CONFIG, "--num_archs", "1", "--out", str(out), "--table", "nope.csv"])
+    assert "--table 'nope.csv' is neither a file here nor under the data root" in capsys.readouterr().err
