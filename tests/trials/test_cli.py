@@ -149,17 +149,24 @@ def test_a_recipe_without_a_required_key_is_refused(key: str, tmp_path: Path) ->
         plan_recipe(recipe)
 
 
-def test_the_cli_names_the_recipe_and_the_misspelt_key(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    recipe = _digits_recipe(tmp_path)
-    recipe["trial"] = {**recipe["trial"], "max_epoch": 5}
-    path = tmp_path / "typo.yaml"
-    path.write_text(yaml.safe_dump(recipe))
+def _cli_refusal(recipe: dict | str, path: Path, capsys: pytest.CaptureFixture[str]) -> str:
+    """Write ``recipe`` (a mapping, or raw text) to ``path``, run ``lightning-nas trials`` on it, and return its
+    one-line error: exit status 2 and no traceback."""
+    path.write_text(recipe if isinstance(recipe, str) else yaml.safe_dump(recipe))
     with pytest.raises(SystemExit) as exit_:
         main(["trials", "--config", str(path)])
     assert exit_.value.code == 2
     err = capsys.readouterr().err
-    assert f"lightning-nas trials: error: {path}: unknown trial keys ['max_epoch']" in err
     assert "Traceback" not in err
+    return err
+
+
+def test_the_cli_names_the_recipe_and_the_misspelt_key(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    recipe = _digits_recipe(tmp_path)
+    recipe["trial"] = {**recipe["trial"], "max_epoch": 5}
+    path = tmp_path / "typo.yaml"
+    err = _cli_refusal(recipe, path, capsys)
+    assert f"lightning-nas trials: error: {path}: unknown trial keys ['max_epoch']" in err
     assert not (tmp_path / "run").exists()  # nothing was started or written
 
 
@@ -185,13 +192,8 @@ def test_a_value_of_the_wrong_kind_is_refused_naming_its_place(
     change, message = BAD_VALUES[where]
     recipe.update({key: {**recipe[key], **value} if key == "trial" else value for key, value in change.items()})
     path = tmp_path / "bad.yaml"
-    path.write_text(yaml.safe_dump(recipe))
-    with pytest.raises(SystemExit) as exit_:
-        main(["trials", "--config", str(path)])
-    assert exit_.value.code == 2
-    err = capsys.readouterr().err
+    err = _cli_refusal(recipe, path, capsys)
     assert re.search(f"lightning-nas trials: error: {re.escape(str(path))}: {message}", err), err
-    assert "Traceback" not in err
     assert not (tmp_path / "run").exists()
 
 
@@ -211,26 +213,15 @@ def test_refusals_of_the_runner_are_one_line_errors_too(
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "experiment.json").write_text("{}")
     path = tmp_path / "recipe.yaml"
-    path.write_text(yaml.safe_dump(recipe))
-    with pytest.raises(SystemExit) as exit_:
-        main(["trials", "--config", str(path)])
-    assert exit_.value.code == 2
-    err = capsys.readouterr().err
+    err = _cli_refusal(recipe, path, capsys)
     assert f"lightning-nas trials: error: {path}: " in err
     assert message in err
-    assert "Traceback" not in err
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["experiment.json"]
 
 
 def test_a_recipe_that_is_not_yaml_is_a_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "broken.yaml"
-    path.write_text("num_trials: [3\n")
-    with pytest.raises(SystemExit) as exit_:
-        main(["trials", "--config", str(path)])
-    assert exit_.value.code == 2
-    err = capsys.readouterr().err
-    assert f"{path} is not valid YAML" in err
-    assert "Traceback" not in err
+    assert f"{path} is not valid YAML" in _cli_refusal("num_trials: [3\n", path, capsys)
 
 
 def test_trial_options_are_checked_where_the_trial_is_built() -> None:
