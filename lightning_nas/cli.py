@@ -45,6 +45,7 @@ from lightning_nas.callbacks import (
     GenotypeLogger,
     check_wandb_ready,
     run_dir,
+    writes_run_files,
 )
 from lightning_nas.methods.base import CHECKPOINT_KEY, NASModule, check_batches, check_checkpoint_origin
 from lightning_nas.recipes import RecipeNotFoundError, recipes_main, resolve_config_args
@@ -216,7 +217,7 @@ class SaveRunConfig(SaveConfigCallback):
 
     @override
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        if self.already_saved or getattr(trainer, "fast_dev_run", False):  # a smoke test writes no run files
+        if self.already_saved or not writes_run_files(trainer):
             return
         directory = run_dir(trainer)  # collective: every rank asks
         path = directory / self.config_filename

@@ -1,7 +1,7 @@
 """Callbacks that record, draw, guard and export architectures, and recalibrate subnets' batch norm."""
 
 from lightning_nas.callbacks._loggers import check_wandb_ready
-from lightning_nas.callbacks._paths import run_dir
+from lightning_nas.callbacks._paths import run_dir, writes_run_files
 from lightning_nas.callbacks.bn_recalibration import EvaluatesSubnets, RecalibrateBatchNorm
 from lightning_nas.callbacks.checkpoint_io import AtomicCheckpointIO
 from lightning_nas.callbacks.collapse import CollapseGuard, count_op
@@ -26,4 +26,5 @@ __all__ = [
     "check_wandb_ready",
     "count_op",
     "run_dir",
+    "writes_run_files",
 ]

@@ -10,7 +10,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from typing_extensions import override
 
 from lightning_nas.arch import Arch, Genotype, save_arch
-from lightning_nas.callbacks._paths import run_dir
+from lightning_nas.callbacks._paths import run_dir, writes_run_files
 
 __all__ = ["ExportArchitecture", "ExportsArchitecture"]
 
@@ -66,8 +66,7 @@ class ExportArchitecture(pl.Callback):
         rank_zero_info("\n".join(lines))
 
     def _write(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> Arch | Genotype | None:
-        smoke_test = getattr(trainer, "fast_dev_run", False)  # writes no run files, as Lightning's loggers
-        if not isinstance(pl_module, ExportsArchitecture) or trainer.sanity_checking or smoke_test:
+        if not isinstance(pl_module, ExportsArchitecture) or trainer.sanity_checking or not writes_run_files(trainer):
             return None
         result = pl_module.export()
         path = self.path(trainer)

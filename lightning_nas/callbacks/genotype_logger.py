@@ -15,7 +15,7 @@ from typing_extensions import override
 from lightning_nas.arch import Genotype, save_arch
 from lightning_nas.callbacks import _loggers
 from lightning_nas.callbacks._history import JsonLines
-from lightning_nas.callbacks._paths import run_dir
+from lightning_nas.callbacks._paths import run_dir, writes_run_files
 from lightning_nas.callbacks.pictures import (
     CellRenderer,
     draw_cell,
@@ -150,7 +150,7 @@ class GenotypeLogger(pl.Callback):
         self.lines, self.last_epoch, self.last_step, self.sample_counts, self.num_samples = [], -1, -1, {}, 0
         self._restored, self._started = False, False
         directory = run_dir(trainer)  # collective: every rank asks
-        if getattr(trainer, "fast_dev_run", False):  # a smoke test writes no run files, as Lightning's loggers
+        if not writes_run_files(trainer):
             self.history = None
             return
         self.history = JsonLines(directory / self.history_filename)

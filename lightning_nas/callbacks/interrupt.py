@@ -10,6 +10,8 @@ import torch
 from lightning.pytorch.utilities import rank_zero_warn
 from typing_extensions import override
 
+from lightning_nas.callbacks._paths import writes_run_files
+
 __all__ = ["CheckpointOnInterrupt"]
 
 
@@ -35,7 +37,7 @@ class CheckpointOnInterrupt(pl.Callback):
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         # log_dir is a collective under DDP: every rank asks for it here, where every rank runs
         self.dirpath = Path(trainer.log_dir or trainer.default_root_dir) / "checkpoints"
-        if getattr(trainer, "fast_dev_run", False):  # a smoke test writes no checkpoint, as Lightning's ModelCheckpoint
+        if not writes_run_files(trainer):
             self.dirpath = None
 
     @override

@@ -228,8 +228,8 @@ class CellAdjacencyEncoding(Encoding):
         return vector
 
 
-ENCODINGS = ("one-hot", "path", "cell-adjacency")
-"""The encodings :func:`make_encoding` builds by name (each class's ``name``)."""
+ENCODINGS = (OneHotEncoding.name, PathEncoding.name, CellAdjacencyEncoding.name)
+"""The encodings :func:`make_encoding` builds by name (each class's ``name``: one-hot, path, cell-adjacency)."""
 
 
 def make_encoding(name: str, choices: Sequence[Choice]) -> Encoding:
@@ -245,11 +245,11 @@ def make_encoding(name: str, choices: Sequence[Choice]) -> Encoding:
         >>> make_encoding("one-hot", [Choice("a", (0, 1, 2)), Choice("b", (0, 1))]).width
         5
     """
-    if name == "one-hot":
+    if name == OneHotEncoding.name:
         return OneHotEncoding(choices)
-    if name == "cell-adjacency":
+    if name == CellAdjacencyEncoding.name:
         return CellAdjacencyEncoding(choices)
-    if name == "path":
+    if name == PathEncoding.name:
         names, ops = [c.name for c in choices], tuple(str(op) for op in (choices[0].candidates if choices else ()))
         if names != [c.name for c in NasBench201Format().choices()] or any(
             tuple(str(op) for op in c.candidates) != ops for c in choices

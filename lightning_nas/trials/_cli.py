@@ -340,7 +340,7 @@ def _run(recipe: Mapping[str, Any], plan: _Plan, *, resume: bool, address: str |
         num_cpus=recipe.get("num_cpus"),
         reward=plan.reward,
         loggers=plan.loggers,
-        settings={"strategy": dict(recipe.get("strategy") or {}), "seed": int(recipe.get("seed", 0))},
+        settings={"strategy": dict(recipe.get("strategy") or {})},  # the seed is the trial's (its describe())
     )
     objectives = list(getattr(strategy, "objectives", {}) or {})
     if len(objectives) > 1:

@@ -297,8 +297,8 @@ def run_trials(
             step = trials finished so far) and the experiment's settings once.
         settings: what else defines the experiment and the strategy's class, space and ``trial`` do not show, such as
             the strategy's options and seed (JSON values): kept in ``experiment.json`` with the rest, so that a
-            resume with other settings is refused (``lightning-nas trials`` records the recipe's ``strategy`` and
-            ``seed``).
+            resume with other settings is refused (``lightning-nas trials`` records the recipe's ``strategy``; its
+            ``seed`` is the trial's, in :meth:`LightningTrial.describe`).
 
     Raises:
         ImportError: Ray is not installed (the message names the ``trials`` extra).
